@@ -1,0 +1,249 @@
+//! The scalar UDFs the compiled checks are made of. They are registered in the check
+//! session under their public names, so user checks can call them too:
+//! `phone_valid(text)`, `cn_id_valid(text)`, `cn_id_age(text, timestamp)`.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use arrow::datatypes::{DataType, TimestampMicrosecondType};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::cnid;
+use crate::phone::{self, PhoneRules};
+
+fn utf8_arg(args: &ScalarFunctionArgs, i: usize) -> Result<ArrayRef> {
+    let a = args.args[i].clone().into_array(args.number_rows)?;
+    match a.data_type() {
+        DataType::Utf8 => Ok(a),
+        DataType::Null => Ok(arrow::array::new_null_array(&DataType::Utf8, a.len())),
+        _ => Ok(arrow::compute::cast(&a, &DataType::Utf8)?),
+    }
+}
+
+/// Placeholder normal form: NFKC, trim, lower case.
+pub fn normalize_value(v: &str) -> String {
+    if v.is_ascii() {
+        v.trim().to_ascii_lowercase()
+    } else {
+        v.nfkc().collect::<String>().trim().to_lowercase()
+    }
+}
+
+/// `crmdq_missing_<type>_<field>(value)`: true when the value is null or a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Missing {
+    name: String,
+    signature: Signature,
+    placeholders: Arc<BTreeSet<String>>,
+    /// Phone placeholder rules (normalisation, repeated and consecutive digits).
+    phone: Option<PhonePlaceholders>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PhonePlaceholders {
+    pub country_code: String,
+    pub all_same: bool,
+    pub consecutive: bool,
+}
+
+impl Missing {
+    pub fn new(
+        name: String,
+        placeholders: Arc<BTreeSet<String>>,
+        phone: Option<PhonePlaceholders>,
+    ) -> Self {
+        Missing {
+            name,
+            signature: Signature::any(1, Volatility::Immutable),
+            placeholders,
+            phone,
+        }
+    }
+
+    pub fn is_missing(&self, v: &str) -> bool {
+        let n = normalize_value(v);
+        if self.placeholders.contains(&n) {
+            return true;
+        }
+        if let Some(p) = &self.phone {
+            let digits = phone::national_digits(&phone::normalize(v), &p.country_code);
+            return self.placeholders.contains(&digits)
+                || (p.all_same && phone::all_same_digits(&digits))
+                || (p.consecutive && phone::consecutive_digits(&digits));
+        }
+        false
+    }
+}
+
+impl ScalarUDFImpl for Missing {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = utf8_arg(&args, 0)?;
+        let s = a.as_string::<i32>();
+        let out: BooleanArray = s
+            .iter()
+            .map(|v| Some(v.is_none_or(|v| self.is_missing(v))))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `phone_valid(text)`: valid for the pipeline's region; null in, null out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PhoneValid {
+    signature: Signature,
+    rules: PhoneRules,
+}
+
+impl PhoneValid {
+    pub fn new(rules: PhoneRules) -> Self {
+        PhoneValid {
+            signature: Signature::any(1, Volatility::Immutable),
+            rules,
+        }
+    }
+}
+
+impl ScalarUDFImpl for PhoneValid {
+    fn name(&self) -> &str {
+        "phone_valid"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = utf8_arg(&args, 0)?;
+        let out: BooleanArray = a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|v| self.rules.is_valid(v)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `cn_id_valid(text)`: GB 11643 format, checksum and birth date.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CnIdValid {
+    signature: Signature,
+}
+
+impl Default for CnIdValid {
+    fn default() -> Self {
+        CnIdValid {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CnIdValid {
+    fn name(&self) -> &str {
+        "cn_id_valid"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = utf8_arg(&args, 0)?;
+        let out: BooleanArray = a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|v| cnid::validate(&normalize_value(v)).is_ok()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `cn_id_age(text, event_time)`: completed years from the number's birth date to the
+/// local date of event_time; null when the number is invalid.
+#[derive(Debug, Clone)]
+pub struct CnIdAge {
+    signature: Signature,
+    tz_name: String,
+    tz: TimeZone,
+}
+
+impl PartialEq for CnIdAge {
+    fn eq(&self, o: &Self) -> bool {
+        self.tz_name == o.tz_name
+    }
+}
+impl Eq for CnIdAge {}
+impl Hash for CnIdAge {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.tz_name.hash(h);
+    }
+}
+
+impl CnIdAge {
+    pub fn new(tz_name: String, tz: TimeZone) -> Self {
+        CnIdAge {
+            signature: Signature::any(2, Volatility::Immutable),
+            tz_name,
+            tz,
+        }
+    }
+}
+
+impl ScalarUDFImpl for CnIdAge {
+    fn name(&self) -> &str {
+        "cn_id_age"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let ids = utf8_arg(&args, 0)?;
+        let ts = args.args[1].clone().into_array(args.number_rows)?;
+        let DataType::Timestamp(..) = ts.data_type() else {
+            return exec_err!(
+                "cn_id_age: second argument must be a timestamp, got {}",
+                ts.data_type()
+            );
+        };
+        let ts = arrow::compute::cast(
+            &ts,
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+        )?;
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
+        let out: Int64Array = ids
+            .as_string::<i32>()
+            .iter()
+            .zip(ts.iter())
+            .map(|(id, t)| {
+                let birth = cnid::validate(&normalize_value(id?)).ok()?;
+                let on = Timestamp::from_microsecond(t?)
+                    .ok()?
+                    .to_zoned(self.tz.clone())
+                    .date();
+                Some(cnid::age_on(birth, on))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}

@@ -1,0 +1,486 @@
+//! `crmdq`: the thin command line over crmdq-pipeline. Parses arguments, sets up logging
+//! and the clock, maps errors to the contract's exit codes (0 ok, 2 usage or config, 1
+//! anything else). All behaviour lives in the library crates.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use arrow::array::RecordBatch;
+use clap::{Parser, Subcommand, ValueEnum};
+use crmdq_config::Pipeline;
+use crmdq_pipeline::{Clock, FixedClock, SystemClock};
+use crmdq_warehouse::Warehouse;
+
+#[derive(Parser)]
+#[command(
+    name = "crmdq",
+    version,
+    about = "Data-quality ingestion for CRM records: check, warehouse, score."
+)]
+struct Cli {
+    /// Use this instant as "now" (RFC 3339) instead of the system clock: reproducible runs.
+    #[arg(long, global = true, value_name = "INSTANT")]
+    now: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole pipeline on this machine: mock Kafka, synthetic stream, ingest, score, scoreboard.
+    Demo {
+        /// Folder for the demo's pipeline, roster and warehouse.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        #[arg(long, default_value_t = 12)]
+        people: u32,
+    },
+    /// Backfill from NDJSON or CSV files (optionally gzipped). Re-ingesting a file adds nothing.
+    Ingest {
+        #[arg(long)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        warehouse: Option<PathBuf>,
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Consume Kafka as the pipeline says until SIGINT/SIGTERM.
+    Run {
+        #[arg(long)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        warehouse: Option<PathBuf>,
+        #[arg(long)]
+        brokers: Option<String>,
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        /// Stop after reaching the end offsets seen at start.
+        #[arg(long)]
+        until_caught_up: bool,
+        #[arg(long)]
+        http_listen: Option<String>,
+    },
+    /// (Re)compute the score tables.
+    Score {
+        #[arg(long)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        warehouse: Option<PathBuf>,
+        #[arg(long)]
+        roster: Option<PathBuf>,
+    },
+    /// Query the warehouse tables by name (read-only).
+    Sql {
+        #[arg(long)]
+        warehouse: PathBuf,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[arg(long)]
+        roster: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        query: String,
+    },
+    /// Write synthetic CRM data (NDJSON) and its roster (`<out>.roster.csv`).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        #[arg(long, default_value_t = 12)]
+        people: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// First business date (default: days + 7 days before today).
+        #[arg(long)]
+        start: Option<String>,
+    },
+    /// Validate a pipeline file without running it, and show its compiled checks.
+    CheckConfig {
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Print every compiled check with its SQL.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// PostgreSQL-protocol SQL endpoint and HTTP health/metrics (not yet implemented).
+    Serve {
+        #[arg(long)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        warehouse: Option<PathBuf>,
+        #[arg(long)]
+        pg_listen: Option<String>,
+        #[arg(long)]
+        http_listen: Option<String>,
+    },
+    /// Evaluate the pipeline's alert rules (not yet implemented).
+    Alerts {
+        #[arg(long)]
+        pipeline: PathBuf,
+        #[arg(long)]
+        warehouse: Option<PathBuf>,
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+}
+
+/// An error that maps to exit code 2.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+fn load(path: &Path, warehouse: Option<&PathBuf>) -> anyhow::Result<Pipeline> {
+    let mut p = Pipeline::load(path).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(w) = warehouse {
+        p.warehouse.path.clone_from(w);
+    }
+    // Fail on bad checks (e.g. user SQL) as a config error too.
+    crmdq_check::Checker::compile(&p)
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    Ok(p)
+}
+
+fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Table => println!("{}", arrow::util::pretty::pretty_format_batches(batches)?),
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(std::io::stdout());
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::LineDelimitedWriter::new(std::io::stdout());
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+    }
+    Ok(())
+}
+
+fn clock(now: Option<&String>) -> anyhow::Result<Box<dyn Clock>> {
+    match now {
+        None => Ok(Box::new(SystemClock)),
+        Some(s) => Ok(Box::new(FixedClock(
+            s.parse()
+                .map_err(|e| UsageError(format!("--now `{s}`: {e}")))?,
+        ))),
+    }
+}
+
+async fn shutdown_signal(token: tokio_util::sync::CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stop requested: writing and committing what was consumed");
+    token.cancel();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock = clock(cli.now.as_ref())?;
+    let clock = clock.as_ref();
+    match cli.command {
+        Command::Demo { dir, days, people } => {
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("crmdq-demo"));
+            let started = std::time::Instant::now();
+            let r = crmdq_pipeline::demo::demo(&dir, clock, days, people).await?;
+            println!(
+                "crmdq demo: {} messages produced to an in-process Kafka mock cluster (topic crm.records, 3 partitions)",
+                r.produced
+            );
+            println!(
+                "consumed {} messages → {} records, {} dead letters, {} commits in {:.1}s\n",
+                r.run.messages,
+                r.run.records,
+                r.run.dead_letters,
+                r.run.commits,
+                started.elapsed().as_secs_f64()
+            );
+            println!("Teams (whole period):");
+            print(&r.teams, Format::Table)?;
+            println!("\nPeople (whole period), with the rules that cost them most:");
+            print(&r.people, Format::Table)?;
+            println!("\nDead letters by reason:");
+            print(&r.dead_letters, Format::Table)?;
+            println!("\nWarehouse: {}", r.dir.display());
+            println!("Try next:");
+            println!(
+                "  crmdq sql --warehouse {} \"SELECT * FROM person_daily WHERE person_id = 'chen.jing' ORDER BY dt\"",
+                r.dir.display()
+            );
+            println!(
+                "  crmdq sql --warehouse {} \"SELECT record_id, dq_missing_fields, dq_failed_checks FROM customer WHERE entered_by = 'chen.jing' AND NOT (dq_complete AND dq_valid) LIMIT 10\"",
+                r.dir.display()
+            );
+        }
+        Command::Ingest {
+            pipeline,
+            warehouse,
+            roster,
+            inputs,
+        } => {
+            let p = load(&pipeline, warehouse.as_ref())?;
+            let _ = roster;
+            let w = Warehouse::open(&p.warehouse.path)?;
+            let bar = std::io::stderr().is_terminal().then(|| {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .expect("static template"),
+                );
+                b
+            });
+            let mut progress = |path: &Path, done: u64, total: u64| {
+                if let Some(b) = &bar {
+                    b.set_length(total);
+                    b.set_position(done);
+                    b.set_message(
+                        path.file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                    );
+                }
+            };
+            let started = std::time::Instant::now();
+            let s = crmdq_pipeline::ingest::ingest(&p, &w, &inputs, clock, &mut progress).await?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "ingested {} file(s): {} records, {} dead letters, {} lines already committed and skipped, {} commit(s) in {:.2}s ({:.0} records/s)",
+                s.files,
+                s.records,
+                s.dead_letters,
+                s.skipped_lines,
+                s.commits,
+                secs,
+                (s.records + s.dead_letters) as f64 / secs.max(1e-9)
+            );
+            for (reason, n) in &s.by_reason {
+                println!("  dead letters {reason}: {n}");
+            }
+        }
+        Command::Run {
+            pipeline,
+            warehouse,
+            brokers,
+            roster,
+            until_caught_up,
+            http_listen,
+        } => {
+            let p = load(&pipeline, warehouse.as_ref())?;
+            let _ = (roster, http_listen);
+            let w = Warehouse::open(&p.warehouse.path)?;
+            let token = tokio_util::sync::CancellationToken::new();
+            let signal = tokio::spawn(shutdown_signal(token.clone()));
+            let opts = crmdq_pipeline::run::RunOptions {
+                brokers,
+                until_caught_up,
+            };
+            let s = crmdq_pipeline::run::run(&p, &w, &opts, clock, token).await;
+            signal.abort();
+            let s = s?;
+            println!(
+                "consumed {} messages: {} records, {} dead letters, {} commits, {} rebalances",
+                s.messages, s.records, s.dead_letters, s.commits, s.rebalances
+            );
+        }
+        Command::Score {
+            pipeline,
+            warehouse,
+            roster,
+        } => {
+            let p = load(&pipeline, warehouse.as_ref())?;
+            let w = Warehouse::open(&p.warehouse.path)?;
+            let roster = roster.or_else(|| p.roster.clone());
+            let s = crmdq_score::score(&p, &w, roster.as_deref(), clock.now().to_string()).await?;
+            println!(
+                "scored {} business date(s) (log version {}):",
+                s.dates, s.version
+            );
+            for (t, n) in &s.rows {
+                println!("  {t}: {n} rows");
+            }
+        }
+        Command::Sql {
+            warehouse,
+            pipeline,
+            roster,
+            format,
+            query,
+        } => {
+            if !warehouse.join(crmdq_warehouse::LOG_DIR).exists() {
+                return Err(UsageError(format!(
+                    "{}: not a crmdq warehouse (no {} folder)",
+                    warehouse.display(),
+                    crmdq_warehouse::LOG_DIR
+                ))
+                .into());
+            }
+            let roster = match (roster, pipeline) {
+                (Some(r), _) => Some(r),
+                (None, Some(p)) => load(&p, None)?.roster,
+                (None, None) => None,
+            };
+            let w = Warehouse::open(&warehouse)?;
+            let ctx = crmdq_pipeline::query::session(&w, roster.as_deref()).await?;
+            let opts = datafusion::execution::context::SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx
+                .sql_with_options(&query, opts)
+                .await
+                .map_err(|e| UsageError(format!("query: {e}")))?;
+            print(&df.collect().await?, format)?;
+        }
+        Command::Generate {
+            out,
+            days,
+            people,
+            seed,
+            start,
+        } => {
+            let tz = jiff::tz::TimeZone::get("Asia/Shanghai")?;
+            let start = match start {
+                Some(s) => s
+                    .parse()
+                    .map_err(|e| UsageError(format!("--start `{s}`: {e}")))?,
+                None => {
+                    clock.now().to_zoned(tz.clone()).date()
+                        - jiff::Span::new().days(i64::from(days) + 7)
+                }
+            };
+            let spec = crmdq_pipeline::generate::GenSpec {
+                start,
+                days,
+                people,
+                seed,
+                tz,
+            };
+            let lines = crmdq_pipeline::generate::generate(&spec);
+            let mut text = lines.join("\n");
+            text.push('\n');
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            let roster = PathBuf::from(format!("{}.roster.csv", out.display()));
+            std::fs::write(&roster, crmdq_pipeline::generate::roster_csv(&spec))
+                .with_context(|| format!("writing {}", roster.display()))?;
+            println!(
+                "wrote {} records to {} and the roster to {}",
+                lines.len(),
+                out.display(),
+                roster.display()
+            );
+        }
+        Command::CheckConfig { pipeline, verbose } => {
+            let p = load(&pipeline, None)?;
+            let checker = crmdq_check::Checker::compile(&p)?;
+            println!(
+                "{}: ok (pipeline `{}`, time zone {}, phone region {})",
+                pipeline.display(),
+                p.name,
+                p.time_zone_name,
+                p.phone_region
+            );
+            for rt in crmdq_schema::RecordType::ALL {
+                let (missing, failed) = checker.describe(rt);
+                println!(
+                    "  {rt}: key fields [{}], {} validity checks",
+                    missing
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    failed.len()
+                );
+                if verbose {
+                    for c in missing {
+                        println!("    missing {:<24} {}", c.name, c.sql);
+                    }
+                    for c in failed {
+                        println!("    check   {:<24} fails when {}", c.name, c.sql);
+                    }
+                }
+            }
+        }
+        Command::Serve { .. } => anyhow::bail!(
+            "`crmdq serve` is not implemented yet (tracked as the BI and ops surfaces issue)"
+        ),
+        Command::Alerts { .. } => {
+            anyhow::bail!("`crmdq alerts` is not implemented yet (tracked as the alerts issue)")
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CRMDQ_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crmdq: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crmdq: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

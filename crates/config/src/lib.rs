@@ -1,0 +1,861 @@
+//! crmdq-config: the pipeline file.
+//!
+//! A pipeline file is YAML (parsed with `serde_yaml_ng`): `${VAR}` is replaced by the
+//! environment first, then the text is read into the raw structs of [`raw`] (unknown keys
+//! rejected) and validated into a [`Pipeline`] whose fields are typed (time zones, enums,
+//! durations, non-zero sizes). Every error names the file, the line and the key.
+//! Defaults live here and only here ([`defaults`]).
+
+pub mod defaults;
+pub mod raw;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crmdq_schema::{RecordType, record_schema};
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+
+/// A pipeline file that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(path: &Path, text: &str, key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: locate(text, key).unwrap_or(1),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How a PII field is written to the warehouse. Checks always see the raw value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PiiMode {
+    Keep,
+    /// Keep the first 3 and last 4 characters, `*` in between (`138****5678`).
+    Mask,
+    /// HMAC-SHA256 with the pipeline's key, hex.
+    Hash,
+}
+
+#[derive(Debug, Clone)]
+pub struct PiiPolicy {
+    /// Field name → mode, for the PII fields of the schemas (phone, id_number, name).
+    pub modes: BTreeMap<String, PiiMode>,
+    /// The HMAC key, present when some field is hashed.
+    pub hash_key: Option<Vec<u8>>,
+}
+
+/// Whether a deadline counts calendar days or working days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayCount {
+    Calendar,
+    Working,
+}
+
+/// Deadline of a business date D: `time` local on D + `days` (calendar or working).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadlinePolicy {
+    pub time: Time,
+    pub days: u32,
+    pub count: DayCount,
+}
+
+/// Holidays and make-up working days.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Calendar {
+    pub holidays: BTreeSet<Date>,
+    pub workdays: BTreeSet<Date>,
+}
+
+impl Calendar {
+    /// Monday–Friday unless a holiday; weekend days listed as make-up workdays count.
+    pub fn is_working_day(&self, d: Date) -> bool {
+        if self.workdays.contains(&d) {
+            return true;
+        }
+        if self.holidays.contains(&d) {
+            return false;
+        }
+        !matches!(
+            d.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        )
+    }
+}
+
+/// Per-record-type settings.
+#[derive(Debug, Clone)]
+pub struct RecordTypeConfig {
+    pub key_fields: Vec<String>,
+    pub deadline: DeadlinePolicy,
+    /// Field → normalised placeholder values (common + per field + per type).
+    pub placeholders: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A named SQL predicate over one record type's columns.
+#[derive(Debug, Clone)]
+pub struct UserCheck {
+    pub name: String,
+    pub record_type: RecordType,
+    pub sql: String,
+}
+
+/// Parameters of the built-in checks.
+#[derive(Debug, Clone)]
+pub struct CheckParams {
+    pub age_min: i64,
+    pub age_max: i64,
+    pub satisfaction_min: i64,
+    pub satisfaction_max: i64,
+    pub id_age_tolerance_years: i64,
+    pub entered_before_event: Duration,
+    pub entered_after_ingestion: Duration,
+    pub phone_all_same_digits: bool,
+    pub phone_consecutive_digits: bool,
+    pub disabled: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    /// Topic → record type implied by the topic (None: in each message).
+    pub topics: BTreeMap<String, Option<RecordType>>,
+    pub properties: BTreeMap<String, String>,
+    pub commit_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    pub delimiter: u8,
+    pub has_header: bool,
+    pub record_type: Option<RecordType>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WarehouseConfig {
+    /// Local directory of the warehouse.
+    pub path: PathBuf,
+    pub max_file_bytes: u64,
+    pub max_file_rows: u64,
+    pub max_file_age: Duration,
+    pub max_open_writers: usize,
+    pub max_buffered_bytes: u64,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+/// Metric name → weight, for one role (or `team`).
+pub type Scorecard = BTreeMap<String, f64>;
+
+/// The metrics a scorecard may weigh (columns of `person_daily`).
+pub const SCORE_METRICS: [&str; 7] = [
+    "completeness_rate",
+    "validity_rate",
+    "timeliness_rate",
+    "checkin_response_rate",
+    "satisfaction_rate",
+    "complaint_free_rate",
+    "win_rate",
+];
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub file: PathBuf,
+    pub name: String,
+    pub time_zone_name: String,
+    pub time_zone: TimeZone,
+    pub phone_region: String,
+    pub kafka: Option<KafkaConfig>,
+    pub csv: CsvOptions,
+    pub max_message_bytes: usize,
+    pub warehouse: WarehouseConfig,
+    pub roster: Option<PathBuf>,
+    pub pii: PiiPolicy,
+    pub record_types: BTreeMap<RecordType, RecordTypeConfig>,
+    pub checks: CheckParams,
+    pub user_checks: Vec<UserCheck>,
+    pub calendar: Calendar,
+    pub scorecards: BTreeMap<String, Scorecard>,
+    pub sql_user: Option<String>,
+    pub sql_password: Option<String>,
+}
+
+impl Pipeline {
+    /// Read and validate a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str_at(&text, path, &|k| std::env::var(k).ok())
+    }
+
+    /// Validate pipeline text as if read from `path` (relative paths resolve against its
+    /// folder), with `env` standing in for the environment.
+    pub fn from_str_at(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Pipeline, ConfigError> {
+        let expanded = expand_env(text, path, env)?;
+        let de = serde_yaml_ng::Deserializer::from_str(&expanded);
+        let raw: raw::RawPipeline = match serde_path_to_error::deserialize(de) {
+            Ok(r) => r,
+            Err(e) => {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let line = inner.location().map_or(1, |l| l.line());
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    key: if key == "." { String::new() } else { key },
+                    message: inner.to_string(),
+                });
+            }
+        };
+        validate(raw, text, path, env)
+    }
+
+    /// The pipeline file's folder, against which relative paths resolve.
+    pub fn base_dir(&self) -> PathBuf {
+        base_dir(&self.file)
+    }
+
+    pub fn record_type(&self, rt: RecordType) -> &RecordTypeConfig {
+        &self.record_types[&rt]
+    }
+
+    /// The scorecard for a role, falling back to `default`.
+    pub fn scorecard(&self, role: &str) -> &Scorecard {
+        self.scorecards
+            .get(role)
+            .unwrap_or_else(|| &self.scorecards["default"])
+    }
+}
+
+fn base_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Replace `${VAR}` and `${VAR:-default}`; an unset variable without default is an error.
+fn expand_env(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let re =
+        regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}").expect("static regex");
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        // Comments are not expanded: a documented `${VAR}` in a comment is not required.
+        let code_end = line.find(" #").map_or(line.len(), |p| p);
+        let (code, comment) = if line.trim_start().starts_with('#') {
+            ("", line)
+        } else {
+            line.split_at(code_end)
+        };
+        let mut err = None;
+        let replaced = re.replace_all(code, |c: &regex::Captures<'_>| {
+            let var = &c[1];
+            match (env(var), c.get(2)) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.as_str().to_string(),
+                (None, None) => {
+                    err.get_or_insert(var.to_string());
+                    String::new()
+                }
+            }
+        });
+        if let Some(var) = err {
+            let key = line.split(':').next().unwrap_or("").trim().to_string();
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: i + 1,
+                key,
+                message: format!(
+                    "environment variable `{var}` is not set (use `${{{var}:-default}}` for a default)"
+                ),
+            });
+        }
+        out.push_str(&replaced);
+        out.push_str(comment);
+    }
+    Ok(out)
+}
+
+/// Best-effort line of a dotted key path (`warehouse.max_file_rows`, `record_types.customer`)
+/// in YAML text: each segment is looked for below the previous one, deeper indented.
+pub fn locate(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0usize;
+    let mut min_indent = 0usize;
+    let mut found = None;
+    for seg in key.split('.').filter(|s| !s.is_empty()) {
+        let seg = seg.split('[').next().unwrap_or(seg);
+        let mut hit = None;
+        for (i, l) in lines.iter().enumerate().skip(start) {
+            let indent = l.len() - l.trim_start().len();
+            let t = l.trim_start().trim_start_matches("- ");
+            if found.is_some()
+                && indent < min_indent
+                && !l.trim().is_empty()
+                && !l.trim_start().starts_with('#')
+            {
+                break;
+            }
+            let unquoted = t.trim_start_matches(['"', '\'']);
+            if unquoted.starts_with(seg)
+                && unquoted[seg.len()..]
+                    .trim_start_matches(['"', '\''])
+                    .starts_with(':')
+            {
+                hit = Some((i, indent + 1));
+                break;
+            }
+        }
+        match hit {
+            Some((i, ind)) => {
+                found = Some(i + 1);
+                start = i + 1;
+                min_indent = ind;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+fn parse_time(s: &str) -> Option<Time> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |p: &str| p.parse::<i8>().ok();
+    match parts.as_slice() {
+        [h, m] => Time::new(num(h)?, num(m)?, 0, 0).ok(),
+        [h, m, s] => Time::new(num(h)?, num(m)?, num(s)?, 0).ok(),
+        _ => None,
+    }
+}
+
+fn parse_pii(
+    v: Option<&String>,
+    text: &str,
+    path: &Path,
+    key: &str,
+) -> Result<PiiMode, ConfigError> {
+    match v.map(String::as_str) {
+        None | Some("keep") => Ok(PiiMode::Keep),
+        Some("mask") => Ok(PiiMode::Mask),
+        Some("hash") => Ok(PiiMode::Hash),
+        Some(other) => Err(ConfigError::invalid(
+            path,
+            text,
+            key,
+            format!("`{other}` is not one of keep, mask, hash"),
+        )),
+    }
+}
+
+fn positive(
+    v: Option<u64>,
+    default: u64,
+    text: &str,
+    path: &Path,
+    key: &str,
+) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::invalid(
+            path,
+            text,
+            key,
+            "must be greater than 0",
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn seconds(
+    v: Option<f64>,
+    default: f64,
+    text: &str,
+    path: &Path,
+    key: &str,
+) -> Result<Duration, ConfigError> {
+    let s = v.unwrap_or(default);
+    if !(s.is_finite() && s > 0.0) {
+        return Err(ConfigError::invalid(
+            path,
+            text,
+            key,
+            "must be a positive number of seconds",
+        ));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn validate(
+    raw: raw::RawPipeline,
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::invalid(path, text, key, msg);
+    let base = base_dir(path);
+
+    let time_zone_name = raw
+        .time_zone
+        .unwrap_or_else(|| defaults::TIME_ZONE.to_string());
+    let time_zone = TimeZone::get(&time_zone_name).map_err(|e| {
+        err(
+            "time_zone",
+            format!("unknown time zone `{time_zone_name}`: {e}"),
+        )
+    })?;
+    let phone_region = raw
+        .phone_region
+        .unwrap_or_else(|| defaults::PHONE_REGION.to_string())
+        .to_uppercase();
+    if phone_region.parse::<phonenumber_region::Region>().is_err() {
+        return Err(err(
+            "phone_region",
+            format!("`{phone_region}` is not a two-letter region code"),
+        ));
+    }
+
+    // Kafka source.
+    let kafka = match raw.source.kafka {
+        None => None,
+        Some(k) => {
+            let mut topics = BTreeMap::new();
+            for (topic, rt) in k.topics {
+                let rt = match rt.as_deref() {
+                    None | Some("") => None,
+                    Some(s) => Some(s.parse::<RecordType>().map_err(|e| {
+                        err(&format!("source.kafka.topics.{topic}"), e.to_string())
+                    })?),
+                };
+                topics.insert(topic, rt);
+            }
+            if topics.is_empty() {
+                return Err(err(
+                    "source.kafka.topics",
+                    "at least one topic is required".into(),
+                ));
+            }
+            Some(KafkaConfig {
+                bootstrap_servers: k
+                    .bootstrap_servers
+                    .unwrap_or_else(|| "localhost:9092".into()),
+                group_id: k.group_id.unwrap_or_else(|| "crmdq".into()),
+                topics,
+                properties: k.properties,
+                commit_interval: seconds(
+                    k.commit_interval_seconds,
+                    5.0,
+                    text,
+                    path,
+                    "source.kafka.commit_interval_seconds",
+                )?,
+            })
+        }
+    };
+    let csv = {
+        let delimiter = match raw.source.csv.delimiter.as_deref() {
+            None => b',',
+            Some("\\t" | "\t") => b'\t',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => {
+                return Err(err(
+                    "source.csv.delimiter",
+                    format!("`{d}` is not a single byte"),
+                ));
+            }
+        };
+        let record_type = raw
+            .source
+            .csv
+            .record_type
+            .map(|s| {
+                s.parse::<RecordType>()
+                    .map_err(|e| err("source.csv.record_type", e.to_string()))
+            })
+            .transpose()?;
+        CsvOptions {
+            delimiter,
+            has_header: raw.source.csv.has_header.unwrap_or(true),
+            record_type,
+        }
+    };
+    let max_message_bytes = positive(
+        raw.source.max_message_bytes,
+        16 << 20,
+        text,
+        path,
+        "source.max_message_bytes",
+    )? as usize;
+
+    // Warehouse.
+    let w = raw.warehouse;
+    let wpath = w.path.unwrap_or_else(|| "warehouse".into());
+    let wpath = wpath
+        .strip_prefix("file://")
+        .map_or_else(|| wpath.clone(), str::to_string);
+    if wpath.contains("://") {
+        return Err(err(
+            "warehouse.path",
+            format!("`{wpath}`: only local paths and file:// URLs are supported in this version"),
+        ));
+    }
+    let warehouse = WarehouseConfig {
+        path: base.join(wpath),
+        max_file_bytes: positive(
+            w.max_file_bytes,
+            128 << 20,
+            text,
+            path,
+            "warehouse.max_file_bytes",
+        )?,
+        max_file_rows: positive(
+            w.max_file_rows,
+            1_000_000,
+            text,
+            path,
+            "warehouse.max_file_rows",
+        )?,
+        max_file_age: seconds(
+            w.max_file_age_seconds,
+            300.0,
+            text,
+            path,
+            "warehouse.max_file_age_seconds",
+        )?,
+        max_open_writers: positive(
+            w.max_open_writers,
+            32,
+            text,
+            path,
+            "warehouse.max_open_writers",
+        )? as usize,
+        max_buffered_bytes: positive(
+            w.max_buffered_bytes,
+            256 << 20,
+            text,
+            path,
+            "warehouse.max_buffered_bytes",
+        )?,
+        zstd_level: match w.zstd_level {
+            None => 3,
+            Some(l) if (1..=22).contains(&l) => l,
+            Some(l) => {
+                return Err(err(
+                    "warehouse.zstd_level",
+                    format!("{l} is outside 1..=22"),
+                ));
+            }
+        },
+        row_group_rows: positive(
+            w.row_group_rows,
+            128 * 1024,
+            text,
+            path,
+            "warehouse.row_group_rows",
+        )? as usize,
+    };
+
+    // PII.
+    let mut modes = BTreeMap::new();
+    modes.insert(
+        "phone".to_string(),
+        parse_pii(raw.pii.phone.as_ref(), text, path, "pii.phone")?,
+    );
+    modes.insert(
+        "id_number".to_string(),
+        parse_pii(raw.pii.id_number.as_ref(), text, path, "pii.id_number")?,
+    );
+    modes.insert(
+        "name".to_string(),
+        parse_pii(raw.pii.name.as_ref(), text, path, "pii.name")?,
+    );
+    let hash_key = if modes.values().any(|m| *m == PiiMode::Hash) {
+        let var = raw
+            .pii
+            .hash_key_env
+            .unwrap_or_else(|| "CRMDQ_PII_KEY".into());
+        match env(&var) {
+            Some(k) if !k.is_empty() => Some(k.into_bytes()),
+            _ => {
+                return Err(err(
+                    "pii",
+                    format!(
+                        "a field is hashed but environment variable `{var}` (the HMAC key) is not set"
+                    ),
+                ));
+            }
+        }
+    } else {
+        None
+    };
+
+    // Placeholders.
+    let common: Vec<String> = raw.placeholders.common.unwrap_or_else(|| {
+        defaults::PLACEHOLDERS
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect()
+    });
+    let per_field: BTreeMap<String, Vec<String>> = raw
+        .placeholders
+        .fields
+        .unwrap_or_else(defaults::field_placeholders);
+
+    // Record types.
+    let mut raw_types = raw.record_types;
+    for name in raw_types.keys() {
+        name.parse::<RecordType>()
+            .map_err(|e| err(&format!("record_types.{name}"), e.to_string()))?;
+    }
+    let calendar = Calendar {
+        holidays: parse_dates(&raw.calendar.holidays, text, path, "calendar.holidays")?,
+        workdays: parse_dates(&raw.calendar.workdays, text, path, "calendar.workdays")?,
+    };
+    let mut record_types = BTreeMap::new();
+    for rt in RecordType::ALL {
+        let r = raw_types.remove(rt.as_str()).unwrap_or_default();
+        let key = format!("record_types.{rt}");
+        let schema = record_schema(rt);
+        let key_fields = r.key_fields.unwrap_or_else(|| {
+            defaults::key_fields(rt)
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect()
+        });
+        for f in &key_fields {
+            if schema.field(f).is_none() {
+                return Err(err(
+                    &format!("{key}.key_fields"),
+                    format!("`{f}` is not a field of {rt}"),
+                ));
+            }
+        }
+        let d = r.deadline.unwrap_or_default();
+        let time_s = d.time.unwrap_or_else(|| defaults::DEADLINE_TIME.into());
+        let deadline = DeadlinePolicy {
+            time: parse_time(&time_s).ok_or_else(|| {
+                err(
+                    &format!("{key}.deadline.time"),
+                    format!("`{time_s}` is not HH:MM or HH:MM:SS"),
+                )
+            })?,
+            days: d.days.unwrap_or(defaults::DEADLINE_DAYS),
+            count: match d.calendar.as_deref() {
+                None | Some("calendar_days") => DayCount::Calendar,
+                Some("working_days") => DayCount::Working,
+                Some(o) => {
+                    return Err(err(
+                        &format!("{key}.deadline.calendar"),
+                        format!("`{o}` is not calendar_days or working_days"),
+                    ));
+                }
+            },
+        };
+        let mut placeholders = BTreeMap::new();
+        for f in &schema.fields {
+            let mut set: BTreeSet<String> =
+                common.iter().map(|v| normalize_placeholder(v)).collect();
+            for v in per_field.get(&f.name).into_iter().flatten() {
+                set.insert(normalize_placeholder(v));
+            }
+            for v in r.placeholders.get(&f.name).into_iter().flatten() {
+                set.insert(normalize_placeholder(v));
+            }
+            placeholders.insert(f.name.clone(), set);
+        }
+        for f in r.placeholders.keys() {
+            if schema.field(f).is_none() {
+                return Err(err(
+                    &format!("{key}.placeholders"),
+                    format!("`{f}` is not a field of {rt}"),
+                ));
+            }
+        }
+        record_types.insert(
+            rt,
+            RecordTypeConfig {
+                key_fields,
+                deadline,
+                placeholders,
+            },
+        );
+    }
+
+    // Checks.
+    let c = raw.checks;
+    let checks = CheckParams {
+        age_min: c.age_min.unwrap_or(16),
+        age_max: c.age_max.unwrap_or(100),
+        satisfaction_min: c.satisfaction_min.unwrap_or(1),
+        satisfaction_max: c.satisfaction_max.unwrap_or(5),
+        id_age_tolerance_years: c.id_age_tolerance_years.unwrap_or(1),
+        entered_before_event: Duration::from_secs(
+            c.entered_before_event_seconds.unwrap_or(300).max(0) as u64,
+        ),
+        entered_after_ingestion: Duration::from_secs(
+            c.entered_after_ingestion_seconds.unwrap_or(300).max(0) as u64,
+        ),
+        phone_all_same_digits: raw.placeholders.phone_all_same_digits.unwrap_or(true),
+        phone_consecutive_digits: raw.placeholders.phone_consecutive_digits.unwrap_or(true),
+        disabled: c.disable.into_iter().collect(),
+    };
+    if checks.age_min > checks.age_max {
+        return Err(err(
+            "checks.age_min",
+            "age_min is greater than age_max".into(),
+        ));
+    }
+    let mut user_checks = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, u) in c.user.into_iter().enumerate() {
+        let key = format!("checks.user[{i}]");
+        if u.name.trim().is_empty() || !names.insert(u.name.clone()) {
+            return Err(err(
+                &key,
+                format!("user check name `{}` is empty or repeated", u.name),
+            ));
+        }
+        if u.sql.trim().is_empty() {
+            return Err(err(&key, "sql is empty".into()));
+        }
+        let types = match u.record_type {
+            raw::StringOrList::One(s) => vec![s],
+            raw::StringOrList::Many(v) => v,
+        };
+        for t in types {
+            let record_type = t
+                .parse::<RecordType>()
+                .map_err(|e| err(&key, e.to_string()))?;
+            user_checks.push(UserCheck {
+                name: u.name.clone(),
+                record_type,
+                sql: u.sql.clone(),
+            });
+        }
+    }
+
+    // Scorecards.
+    let mut scorecards = defaults::scorecards();
+    for (role, weights) in raw.scorecards {
+        for (metric, w) in &weights {
+            if !SCORE_METRICS.contains(&metric.as_str()) {
+                return Err(err(
+                    &format!("scorecards.{role}"),
+                    format!(
+                        "unknown metric `{metric}` (expected one of {})",
+                        SCORE_METRICS.join(", ")
+                    ),
+                ));
+            }
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(err(
+                    &format!("scorecards.{role}.{metric}"),
+                    "weight must be a non-negative number".into(),
+                ));
+            }
+        }
+        if weights.values().sum::<f64>() <= 0.0 {
+            return Err(err(
+                &format!("scorecards.{role}"),
+                "weights must not all be zero".into(),
+            ));
+        }
+        scorecards.insert(role, weights);
+    }
+
+    Ok(Pipeline {
+        file: path.to_path_buf(),
+        name: raw.name.unwrap_or_else(|| "crmdq".into()),
+        time_zone_name,
+        time_zone,
+        phone_region,
+        kafka,
+        csv,
+        max_message_bytes,
+        warehouse,
+        roster: raw.roster.map(|r| base.join(r)),
+        pii: PiiPolicy { modes, hash_key },
+        record_types,
+        checks,
+        user_checks,
+        calendar,
+        scorecards,
+        sql_user: raw.sql.user.or_else(|| env("CRMDQ_SQL_USER")),
+        sql_password: raw.sql.password.or_else(|| env("CRMDQ_SQL_PASSWORD")),
+    })
+}
+
+fn parse_dates(
+    v: &[String],
+    text: &str,
+    path: &Path,
+    key: &str,
+) -> Result<BTreeSet<Date>, ConfigError> {
+    v.iter()
+        .map(|s| {
+            s.parse::<Date>().map_err(|e| {
+                ConfigError::invalid(
+                    path,
+                    text,
+                    key,
+                    format!("`{s}` is not a YYYY-MM-DD date: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The normal form placeholders are compared in: trimmed and lower-cased (the NFKC step is
+/// applied by the check stage to values; configured placeholders are written in ASCII or CJK).
+pub fn normalize_placeholder(v: &str) -> String {
+    v.trim().to_lowercase()
+}
+
+/// Region codes that libphonenumber knows are validated by the check stage; here only the
+/// shape is checked so the config crate stays free of phone metadata.
+mod phonenumber_region {
+    pub struct Region;
+    impl std::str::FromStr for Region {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+                Ok(Region)
+            } else {
+                Err(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

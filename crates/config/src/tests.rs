@@ -1,0 +1,102 @@
+use super::*;
+
+fn load(text: &str) -> Result<Pipeline, ConfigError> {
+    Pipeline::from_str_at(text, Path::new("/p/pipe.yaml"), &|k| match k {
+        "BROKERS" => Some("b:9092".into()),
+        _ => None,
+    })
+}
+
+#[test]
+fn empty_file_gives_contract_defaults() {
+    let p = load("{}").unwrap();
+    assert_eq!(p.time_zone_name, "Asia/Shanghai");
+    assert_eq!(p.phone_region, "CN");
+    let c = p.record_type(RecordType::Customer);
+    assert_eq!(c.key_fields, ["phone", "occupation", "age"]);
+    assert_eq!(
+        c.deadline,
+        DeadlinePolicy {
+            time: Time::new(10, 0, 0, 0).unwrap(),
+            days: 1,
+            count: DayCount::Calendar
+        }
+    );
+    assert!(c.placeholders["age"].contains("0"));
+    assert!(c.placeholders["phone"].contains("13800138000"));
+    assert!(c.placeholders["occupation"].contains("未知"));
+    assert!(!c.placeholders["occupation"].contains("0"));
+    assert_eq!(p.warehouse.path, PathBuf::from("/p/warehouse"));
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = load("name: x\nwarehouse:\n  path: w\n  max_rows: 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("/p/pipe.yaml:4:"), "{e}");
+    assert!(e.contains("warehouse"), "{e}");
+    assert!(e.contains("max_rows"), "{e}");
+}
+
+#[test]
+fn invalid_value_names_line_and_key() {
+    let e = load("name: x\nrecord_types:\n  customer:\n    deadline:\n      time: \"25:99\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/p/pipe.yaml:5: key `record_types.customer.deadline.time`"),
+        "{e}"
+    );
+    let e = load("time_zone: Mars/Olympus\n").unwrap_err().to_string();
+    assert!(e.starts_with("/p/pipe.yaml:1: key `time_zone`"), "{e}");
+    let e = load("record_types:\n  customer:\n    key_fields: [phone, shoe_size]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":3:") && e.contains("shoe_size"), "{e}");
+    let e = load("record_types:\n  lead: {}\n").unwrap_err().to_string();
+    assert!(
+        e.contains(":2:") && e.contains("unknown record type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn env_vars_expand_and_missing_ones_are_errors() {
+    let p =
+        load("source:\n  kafka:\n    bootstrap_servers: ${BROKERS}\n    topics: {t: customer}\n")
+            .unwrap();
+    assert_eq!(p.kafka.unwrap().bootstrap_servers, "b:9092");
+    let p = load("source:\n  kafka:\n    bootstrap_servers: ${NOPE:-x:1}\n    topics: {t: ~}\n")
+        .unwrap();
+    assert_eq!(p.kafka.unwrap().bootstrap_servers, "x:1");
+    let e = load("name: a\nsql:\n  password: ${SECRET}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(":3:") && e.contains("SECRET"), "{e}");
+    // A variable in a comment is documentation, not a requirement.
+    load("# set ${SECRET} for hashing\nname: a\n").unwrap();
+}
+
+#[test]
+fn hashing_requires_a_key() {
+    let e = load("pii:\n  phone: hash\n").unwrap_err().to_string();
+    assert!(e.contains("CRMDQ_PII_KEY"), "{e}");
+}
+
+#[test]
+fn working_day_calendar() {
+    let p = load("calendar:\n  holidays: [2026-10-01]\n  workdays: [2026-09-27]\n").unwrap();
+    let d = |s: &str| s.parse::<Date>().unwrap();
+    assert!(!p.calendar.is_working_day(d("2026-10-01"))); // Thursday holiday
+    assert!(p.calendar.is_working_day(d("2026-09-27"))); // Sunday make-up day
+    assert!(!p.calendar.is_working_day(d("2026-09-26"))); // Saturday
+    assert!(p.calendar.is_working_day(d("2026-09-28"))); // Monday
+}
+
+#[test]
+fn locate_walks_nested_keys() {
+    let t = "a:\n  b: 1\nc:\n  d:\n    b: 2\n";
+    assert_eq!(locate(t, "c.d.b"), Some(5));
+    assert_eq!(locate(t, "a.b"), Some(2));
+}

@@ -1,0 +1,554 @@
+//! The synthetic CRM stream: several teams over several days with recognisable people —
+//! a diligent rep, a rep who types everything in days later, a sloppy assistant entering
+//! for two reps, a service team with a complaint spike, someone not on the roster — plus
+//! duplicate deliveries, edits and a few undecodable messages. Deterministic per seed.
+
+use std::fmt::Write as _;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Span, Timestamp};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+/// Generator settings.
+#[derive(Debug, Clone)]
+pub struct GenSpec {
+    pub start: Date,
+    pub days: u32,
+    /// People on the roster (at least the 10 named ones).
+    pub people: u32,
+    pub seed: u64,
+    pub tz: TimeZone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Habit {
+    Diligent,
+    Late,
+    Normal,
+    Sloppy,
+}
+
+#[derive(Debug, Clone)]
+struct Person {
+    id: String,
+    name: String,
+    role: &'static str,
+    team: &'static str,
+    manager: &'static str,
+    habit: Habit,
+    /// For assistants: the reps they enter for.
+    enters_for: Vec<String>,
+    /// For reps: whether an assistant enters their data.
+    has_assistant: bool,
+    /// For reps: probability of answering the assistant's daily check-in.
+    responds: f64,
+}
+
+fn person(id: &str, name: &str, role: &'static str, team: &'static str, habit: Habit) -> Person {
+    let manager = match team {
+        "east" => "mgr.east",
+        "north" => "mgr.north",
+        _ => "mgr.care",
+    };
+    Person {
+        id: id.into(),
+        name: name.into(),
+        role,
+        team,
+        manager,
+        habit,
+        enters_for: Vec::new(),
+        has_assistant: false,
+        responds: 0.9,
+    }
+}
+
+fn people(n: u32) -> Vec<Person> {
+    let mut v = vec![
+        person("li.wei", "Li Wei", "sales_rep", "east", Habit::Diligent),
+        person("zhang.min", "Zhang Min", "sales_rep", "east", Habit::Late),
+        Person {
+            has_assistant: true,
+            responds: 0.95,
+            ..person(
+                "wang.fang",
+                "Wang Fang",
+                "sales_rep",
+                "north",
+                Habit::Normal,
+            )
+        },
+        Person {
+            has_assistant: true,
+            responds: 0.3,
+            ..person("zhao.lei", "Zhao Lei", "sales_rep", "north", Habit::Normal)
+        },
+        Person {
+            enters_for: vec!["wang.fang".into(), "zhao.lei".into()],
+            ..person(
+                "chen.jing",
+                "Chen Jing",
+                "sales_assistant",
+                "north",
+                Habit::Sloppy,
+            )
+        },
+        person("sun.li", "Sun Li", "service_agent", "care", Habit::Normal),
+        person(
+            "zhou.qiang",
+            "Zhou Qiang",
+            "service_agent",
+            "care",
+            Habit::Diligent,
+        ),
+        person("mgr.east", "Liu Yang", "manager", "east", Habit::Normal),
+        person("mgr.north", "Huang Jie", "manager", "north", Habit::Normal),
+        person("mgr.care", "Wu Xia", "manager", "care", Habit::Normal),
+    ];
+    for i in 0..n.saturating_sub(10) {
+        let p = match i % 3 {
+            0 => person(
+                &format!("rep.{i:02}"),
+                &format!("Rep {i}"),
+                "sales_rep",
+                "east",
+                Habit::Normal,
+            ),
+            1 => person(
+                &format!("rep.{i:02}"),
+                &format!("Rep {i}"),
+                "sales_rep",
+                "north",
+                Habit::Normal,
+            ),
+            _ => person(
+                &format!("agent.{i:02}"),
+                &format!("Agent {i}"),
+                "service_agent",
+                "care",
+                Habit::Normal,
+            ),
+        };
+        v.push(p);
+    }
+    v
+}
+
+/// The roster CSV of the generated people (valid from the start date, open-ended).
+pub fn roster_csv(spec: &GenSpec) -> String {
+    let mut s = String::from("person_id,name,role,team_id,manager_id,valid_from,valid_to\n");
+    for p in people(spec.people) {
+        let mgr = if p.role == "manager" { "" } else { p.manager };
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},",
+            p.id, p.name, p.role, p.team, mgr, spec.start
+        );
+    }
+    s
+}
+
+struct Gen {
+    rng: ChaCha8Rng,
+    tz: TimeZone,
+    out: Vec<String>,
+    seq: u64,
+}
+
+const OCCUPATIONS: [&str; 8] = [
+    "teacher",
+    "engineer",
+    "doctor",
+    "nurse",
+    "accountant",
+    "driver",
+    "designer",
+    "manager",
+];
+const CITIES: [&str; 5] = ["Beijing", "Shanghai", "Shenzhen", "Chengdu", "Hangzhou"];
+const MOBILE: [&str; 8] = ["138", "139", "150", "151", "186", "188", "135", "137"];
+
+impl Gen {
+    fn id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}-{:06}", self.seq)
+    }
+
+    fn ts(&self, t: Timestamp) -> String {
+        t.to_zoned(self.tz.clone())
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    }
+
+    fn event_time(&mut self, day: Date) -> Timestamp {
+        let secs = self.rng.random_range(9 * 3600..19 * 3600);
+        let dt = day.to_datetime(jiff::civil::Time::midnight()) + Span::new().seconds(secs);
+        self.tz.to_timestamp(dt).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn delay(&mut self, habit: Habit) -> Span {
+        let minutes = match habit {
+            Habit::Diligent => self.rng.random_range(5..240),
+            Habit::Late => self.rng.random_range(3 * 1440..6 * 1440),
+            Habit::Normal => {
+                if self.rng.random_bool(0.12) {
+                    self.rng.random_range(1440..2 * 1440)
+                } else {
+                    self.rng.random_range(20..900)
+                }
+            }
+            Habit::Sloppy => self.rng.random_range(60..2200),
+        };
+        Span::new().minutes(minutes)
+    }
+
+    fn quality(&self, habit: Habit) -> (f64, f64) {
+        match habit {
+            Habit::Diligent => (0.01, 0.01),
+            Habit::Late | Habit::Normal => (0.05, 0.03),
+            Habit::Sloppy => (0.35, 0.15),
+        }
+    }
+
+    fn phone(&mut self, miss: f64, bad: f64) -> Value {
+        let r: f64 = self.rng.random();
+        if r < miss {
+            let choices = [
+                json!("13800138000"),
+                json!("11111111111"),
+                json!(""),
+                Value::Null,
+                json!("unknown"),
+            ];
+            return choices[self.rng.random_range(0..choices.len())].clone();
+        }
+        if r < miss + bad {
+            return json!(format!("138{}", self.rng.random_range(1000..9999)));
+        }
+        let prefix = MOBILE[self.rng.random_range(0..MOBILE.len())];
+        let rest = self.rng.random_range(10_000_000..99_999_999u32);
+        if self.rng.random_bool(0.2) {
+            json!(format!("+86 {prefix}-{}-{}", rest / 10_000, rest % 10_000))
+        } else {
+            json!(format!("{prefix}{rest}"))
+        }
+    }
+
+    fn pick(&mut self, items: &[Value]) -> Value {
+        items[self.rng.random_range(0..items.len())].clone()
+    }
+
+    fn field(
+        &mut self,
+        miss: f64,
+        bad: f64,
+        good: Value,
+        invalid: Value,
+        placeholder: Value,
+    ) -> Value {
+        let r: f64 = self.rng.random();
+        if r < miss {
+            placeholder
+        } else if r < miss + bad {
+            invalid
+        } else {
+            good
+        }
+    }
+
+    fn id_number(&mut self, age: i64, event: Timestamp) -> String {
+        let year = i64::from(event.to_zoned(self.tz.clone()).year()) - age - 1;
+        let body = format!(
+            "110105{year:04}{:02}{:02}{:03}",
+            self.rng.random_range(1..13),
+            self.rng.random_range(1..29),
+            self.rng.random_range(100..999)
+        );
+        let w = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        let sum: u32 = body
+            .bytes()
+            .zip(w)
+            .map(|(d, w)| u32::from(d - b'0') * w)
+            .sum();
+        format!("{body}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    }
+
+    fn emit(&mut self, mut rec: serde_json::Map<String, Value>) {
+        rec.retain(|_, v| !v.is_null());
+        let line = Value::Object(rec).to_string();
+        // A few deliveries happen twice (same record, same version).
+        if self.rng.random_bool(0.01) {
+            self.out.push(line.clone());
+        }
+        self.out.push(line);
+    }
+
+    fn base(
+        &mut self,
+        rt: &str,
+        id: String,
+        owner: &str,
+        entered_by: &str,
+        ev: Timestamp,
+        habit: Habit,
+    ) -> serde_json::Map<String, Value> {
+        let entered = ev + self.delay(habit);
+        let mut m = serde_json::Map::new();
+        m.insert("record_type".into(), json!(rt));
+        m.insert("record_id".into(), json!(id));
+        m.insert("owner_id".into(), json!(owner));
+        m.insert("entered_by".into(), json!(entered_by));
+        m.insert("event_time".into(), json!(self.ts(ev)));
+        m.insert("entered_at".into(), json!(self.ts(entered)));
+        m
+    }
+}
+
+/// Generate the stream as NDJSON lines (without newlines).
+pub fn generate(spec: &GenSpec) -> Vec<String> {
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(spec.seed),
+        tz: spec.tz.clone(),
+        out: Vec::new(),
+        seq: 0,
+    };
+    let all = people(spec.people);
+    for d in 0..spec.days {
+        let day = spec.start + Span::new().days(i64::from(d));
+        let spike = spec.days >= 4 && d == spec.days - 3;
+        for p in &all {
+            match p.role {
+                "sales_rep" if !p.has_assistant => sales_day(&mut g, p, &p.id, p.habit, day),
+                "sales_assistant" => {
+                    for rep in &p.enters_for {
+                        sales_day(&mut g, p, rep, p.habit, day);
+                        let rep_p = all
+                            .iter()
+                            .find(|x| &x.id == rep)
+                            .expect("assistant's rep exists");
+                        checkin(&mut g, p, rep_p, day);
+                    }
+                }
+                "service_agent" => service_day(&mut g, p, day, spike && p.id == "sun.li"),
+                _ => {}
+            }
+        }
+        // Someone not on the roster helps out on weekdays, on the east team's customers.
+        if d % 2 == 0 {
+            let ev = g.event_time(day);
+            let id = g.id("act");
+            let mut r = g.base("activity", id, "li.wei", "temp.xu", ev, Habit::Normal);
+            r.insert("team_id".into(), json!("east"));
+            r.insert("customer_id".into(), json!("cus-temp"));
+            r.insert("kind".into(), json!("call"));
+            r.insert("outcome".into(), json!("n/a"));
+            g.emit(r);
+        }
+        // A few undecodable messages.
+        if d % 3 == 1 {
+            g.out
+                .push("{\"record_type\": \"activity\", \"record_id\": ".to_string());
+            g.out.push(format!("{{\"record_type\":\"customer\",\"entered_by\":\"chen.jing\",\"event_time\":\"{day} 10:00:00\",\"entered_at\":\"{day} 11:00:00\"}}"));
+        }
+    }
+    g.out
+}
+
+fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
+    let (miss, bad) = g.quality(habit);
+    for _ in 0..2 {
+        let ev = g.event_time(day);
+        let id = g.id("cus");
+        let mut r = g.base("customer", id.clone(), owner, &who.id, ev, habit);
+        let age = g.rng.random_range(22..65i64);
+        r.insert("name".into(), json!(format!("Customer {id}")));
+        let phone = g.phone(miss, bad);
+        r.insert("phone".into(), phone);
+        let occ = json!(OCCUPATIONS[g.rng.random_range(0..OCCUPATIONS.len())]);
+        let ph = g.pick(&[json!("未知"), json!(""), json!("unknown"), json!("test")]);
+        let v = g.field(miss, bad * 0.2, occ, json!("?"), ph);
+        r.insert("occupation".into(), v);
+        let bad_age = g.pick(&[json!(150), json!("abc"), json!(12)]);
+        let ph = g.pick(&[json!(0), Value::Null, json!("unknown")]);
+        let v = g.field(miss, bad, json!(age), bad_age, ph);
+        r.insert("age".into(), v);
+        r.insert(
+            "gender".into(),
+            json!(if g.rng.random_bool(0.5) { "M" } else { "F" }),
+        );
+        r.insert(
+            "city".into(),
+            json!(CITIES[g.rng.random_range(0..CITIES.len())]),
+        );
+        if g.rng.random_bool(0.3) {
+            let id_no = g.id_number(age, ev);
+            r.insert("id_number".into(), json!(id_no));
+        }
+        if g.rng.random_bool(0.05) {
+            r.insert("wechat_id".into(), json!(format!("wx_{id}")));
+        }
+        g.emit(r.clone());
+        // Some customers are edited later the same day (version 2, fields fixed).
+        if g.rng.random_bool(0.1) {
+            r.insert("version".into(), json!(2));
+            r.insert("occupation".into(), json!("engineer"));
+            g.emit(r);
+        }
+    }
+    for _ in 0..4 {
+        let ev = g.event_time(day);
+        let id = g.id("act");
+        let mut r = g.base("activity", id, owner, &who.id, ev, habit);
+        r.insert(
+            "customer_id".into(),
+            json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
+        );
+        let good = g.pick(&[
+            json!("visit"),
+            json!("call"),
+            json!("message"),
+            json!("meeting"),
+        ]);
+        let kind = g.field(miss, bad, good, json!("lunch"), json!(""));
+        r.insert("kind".into(), kind);
+        let good = g.pick(&[
+            json!("interested"),
+            json!("follow up"),
+            json!("not now"),
+            json!("signed"),
+        ]);
+        let outcome = g.field(miss, 0.0, good, json!(""), json!("无"));
+        r.insert("outcome".into(), outcome);
+        g.emit(r);
+    }
+    let ev = g.event_time(day);
+    let id = g.id("opp");
+    let mut r = g.base("opportunity", id.clone(), owner, &who.id, ev, habit);
+    let stages = [
+        "lead",
+        "qualified",
+        "proposal",
+        "negotiation",
+        "won",
+        "lost",
+    ];
+    let stage = stages[g.rng.random_range(0..stages.len())];
+    r.insert(
+        "customer_id".into(),
+        json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
+    );
+    r.insert(
+        "stage".into(),
+        g.field(
+            miss,
+            bad * 0.3,
+            json!(stage),
+            json!("maybe"),
+            json!("unknown"),
+        ),
+    );
+    let amount = json!(g.rng.random_range(1000..200_000));
+    let amount = g.field(miss, bad * 0.3, amount, json!(-5), json!(null));
+    r.insert("amount".into(), amount);
+    r.insert("currency".into(), json!("CNY"));
+    g.emit(r);
+    if stage == "won" {
+        let ev = ev + Span::new().minutes(30);
+        let oid = g.id("ord");
+        let mut o = g.base("order", oid, owner, &who.id, ev, habit);
+        o.insert("customer_id".into(), json!("cus-000001"));
+        o.insert("opportunity_id".into(), json!(id));
+        o.insert(
+            "amount".into(),
+            json!(format!("{}.00", g.rng.random_range(1000..200_000))),
+        );
+        o.insert("currency".into(), json!("CNY"));
+        g.emit(o);
+    }
+}
+
+fn checkin(g: &mut Gen, assistant: &Person, rep: &Person, day: Date) {
+    let ev = g.event_time(day);
+    let id = g.id("chk");
+    let mut r = g.base("checkin", id, &rep.id, &assistant.id, ev, Habit::Diligent);
+    r.insert(
+        "channel".into(),
+        json!(["call", "sms", "wechat"][g.rng.random_range(0..3)]),
+    );
+    if g.rng.random_bool(rep.responds) {
+        let resp = ev + Span::new().minutes(g.rng.random_range(5..180));
+        r.insert("responded_at".into(), json!(g.ts(resp)));
+        r.insert("response_complete".into(), json!(g.rng.random_bool(0.9)));
+    } else {
+        r.insert("response_complete".into(), json!(false));
+    }
+    g.emit(r);
+}
+
+fn service_day(g: &mut Gen, agent: &Person, day: Date, spike: bool) {
+    let (miss, bad) = g.quality(agent.habit);
+    for _ in 0..6 {
+        let ev = g.event_time(day);
+        let id = g.id("tkt");
+        let mut r = g.base("service_ticket", id, &agent.id, &agent.id, ev, agent.habit);
+        r.insert(
+            "customer_id".into(),
+            json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
+        );
+        r.insert(
+            "channel".into(),
+            json!(["phone", "wechat", "email"][g.rng.random_range(0..3)]),
+        );
+        let good = g.pick(&[
+            json!("billing"),
+            json!("delivery"),
+            json!("quality"),
+            json!("account"),
+        ]);
+        let category = g.field(miss, 0.0, good, json!(""), json!("unknown"));
+        r.insert("category".into(), category);
+        let (sat, complaint) = if spike {
+            (g.rng.random_range(1..3), g.rng.random_bool(0.6))
+        } else {
+            (g.rng.random_range(3..6), g.rng.random_bool(0.05))
+        };
+        r.insert(
+            "satisfaction".into(),
+            g.field(miss, bad, json!(sat), json!(7), json!(null)),
+        );
+        r.insert("complaint".into(), json!(complaint));
+        let closed = ev + Span::new().minutes(g.rng.random_range(10..600));
+        r.insert("closed_at".into(), json!(g.ts(closed)));
+        g.emit(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_per_seed() {
+        let spec = GenSpec {
+            start: jiff::civil::date(2026, 11, 1),
+            days: 3,
+            people: 12,
+            seed: 7,
+            tz: TimeZone::get("Asia/Shanghai").unwrap(),
+        };
+        let a = generate(&spec);
+        assert_eq!(a, generate(&spec));
+        assert_ne!(
+            a,
+            generate(&GenSpec {
+                seed: 8,
+                ..spec.clone()
+            })
+        );
+        assert!(a.len() > 100);
+        assert!(roster_csv(&spec).lines().count() == 13);
+    }
+}

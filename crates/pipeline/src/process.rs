@@ -1,0 +1,106 @@
+//! One step of the flow shared by file ingest and Kafka: decoded batches are checked,
+//! split by partition date, and handed to the sink.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{Date32Type, TimestampMicrosecondType};
+use crmdq_check::Checker;
+use crmdq_decode::Decoded;
+use crmdq_warehouse::Sink;
+use jiff::tz::TimeZone;
+
+use crate::PipelineError;
+
+/// Counters of one processing step.
+#[derive(Debug, Clone, Default)]
+pub struct StepCounts {
+    pub records: u64,
+    pub dead_letters: u64,
+    pub by_reason: BTreeMap<String, u64>,
+}
+
+fn date_str(days: i32) -> String {
+    let d = jiff::civil::date(1970, 1, 1) + jiff::Span::new().days(i64::from(days));
+    d.to_string()
+}
+
+/// Group row indices by a partition key.
+fn split_by<K: Ord>(keys: impl Iterator<Item = K>) -> BTreeMap<K, Vec<u32>> {
+    let mut m: BTreeMap<K, Vec<u32>> = BTreeMap::new();
+    for (i, k) in keys.enumerate() {
+        m.entry(k).or_default().push(i as u32);
+    }
+    m
+}
+
+async fn write_split(
+    sink: &mut Sink,
+    table: &str,
+    dir: &str,
+    batch: &RecordBatch,
+    groups: BTreeMap<String, Vec<u32>>,
+) -> Result<(), PipelineError> {
+    if groups.len() == 1 {
+        let (dt, _) = groups.into_iter().next().expect("one group");
+        sink.write(table, dir, &dt, batch).await?;
+        return Ok(());
+    }
+    for (dt, idx) in groups {
+        let idx = UInt32Array::from(idx);
+        let part = arrow::compute::take_record_batch(batch, &idx)
+            .map_err(|e| PipelineError::Other(e.to_string()))?;
+        sink.write(table, dir, &dt, &part).await?;
+    }
+    Ok(())
+}
+
+pub async fn process(
+    decoded: Decoded,
+    checker: &Checker,
+    sink: &mut Sink,
+    tz: &TimeZone,
+) -> Result<StepCounts, PipelineError> {
+    let mut counts = StepCounts::default();
+    for (rt, batch) in decoded.records {
+        let checked = checker.check(rt, &batch)?;
+        counts.records += checked.num_rows() as u64;
+        let dates = checked
+            .column_by_name("dq_business_date")
+            .expect("verdict column")
+            .as_primitive::<Date32Type>();
+        let mut memo: BTreeMap<i32, String> = BTreeMap::new();
+        let groups = split_by(
+            dates
+                .values()
+                .iter()
+                .map(|d| memo.entry(*d).or_insert_with(|| date_str(*d)).clone()),
+        );
+        let dir = format!("records/{rt}");
+        write_split(sink, rt.as_str(), &dir, &checked, groups).await?;
+    }
+    if let Some(dl) = decoded.dead_letters {
+        counts.dead_letters += dl.num_rows() as u64;
+        for r in dl
+            .column_by_name("reason")
+            .expect("reason")
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+        {
+            *counts.by_reason.entry(r.to_string()).or_default() += 1;
+        }
+        // Dead letters are partitioned by ingestion date in the pipeline's time zone.
+        let ing = dl
+            .column_by_name(crmdq_schema::INGESTED_AT)
+            .expect("ingested_at")
+            .as_primitive::<TimestampMicrosecondType>();
+        let groups = split_by(ing.values().iter().map(|us| {
+            jiff::Timestamp::from_microsecond(*us)
+                .map(|t| t.to_zoned(tz.clone()).date().to_string())
+                .unwrap_or_else(|_| "1970-01-01".into())
+        }));
+        write_split(sink, "dead_letters", "dead_letters", &dl, groups).await?;
+    }
+    Ok(counts)
+}

@@ -1,0 +1,33 @@
+//! Query the committed warehouse with SQL: every table by name (`customer`, …,
+//! `dead_letters`, `person_daily`, `team_daily`, `rule_daily`, `roster`).
+
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use crmdq_warehouse::Warehouse;
+use datafusion::prelude::SessionContext;
+
+use crate::PipelineError;
+
+/// A session over the warehouse's committed files (and the roster, if given).
+pub async fn session(
+    w: &Warehouse,
+    roster: Option<&Path>,
+) -> Result<SessionContext, PipelineError> {
+    let snap = w.snapshot().await?;
+    let ctx = crmdq_score::session();
+    let roster = crmdq_score::load_roster(roster).await?;
+    crmdq_score::register_all(&ctx, w, &snap, roster).await?;
+    Ok(ctx)
+}
+
+/// Run one SQL statement and collect its result.
+pub async fn sql(
+    w: &Warehouse,
+    roster: Option<&Path>,
+    query: &str,
+) -> Result<Vec<RecordBatch>, PipelineError> {
+    let ctx = session(w, roster).await?;
+    let df = ctx.sql(query).await?;
+    Ok(df.collect().await?)
+}

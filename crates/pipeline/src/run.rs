@@ -1,0 +1,339 @@
+//! `crmdq run`: consume Kafka into the warehouse until cancelled (or caught up).
+//!
+//! Positions live in the warehouse commit log. Each commit: close files (durable) → log
+//! entry with every partition's next offset → Kafka group offset commit (informational).
+//! On revocation all uncommitted buffers are discarded and retained partitions are sought
+//! back to their committed position; until a partition's first message at that position
+//! arrives again, its messages are dropped (they will be re-read), so nothing is doubled.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crmdq_check::Checker;
+use crmdq_config::Pipeline;
+use crmdq_decode::{Decoder, SourcePos};
+use crmdq_schema::RecordType;
+use crmdq_source::kafka::{self, ConsumerSettings, CrmdqConsumer, RebalanceEvent, Tp};
+use crmdq_warehouse::{Sink, SourcePosition, Warehouse};
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{BATCH_ROWS, sink_limits};
+use crate::process::process;
+use crate::{Clock, PipelineError, writer_id};
+
+/// Options of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the pipeline's bootstrap servers.
+    pub brokers: Option<String>,
+    /// Stop once every partition reached the end offset it had when the run started.
+    pub until_caught_up: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub records: u64,
+    pub dead_letters: u64,
+    pub commits: u64,
+    pub rebalances: u64,
+    /// Messages dropped because they were already committed or will be re-read after a seek.
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartState {
+    /// Next offset expected (everything before is buffered or committed).
+    next: i64,
+    /// After a seek: accept only exactly `next` until it arrives.
+    strict: bool,
+}
+
+struct Loop<'a> {
+    consumer: &'a CrmdqConsumer,
+    warehouse: &'a Warehouse,
+    checker: &'a Checker,
+    sink: Sink,
+    decoder: Decoder,
+    p: &'a Pipeline,
+    clock: &'a dyn Clock,
+    topics: BTreeMap<String, Option<RecordType>>,
+    parts: BTreeMap<Tp, PartState>,
+    committed: BTreeMap<Tp, i64>,
+    buffered: bool,
+    writer: String,
+    summary: RunSummary,
+}
+
+impl Loop<'_> {
+    async fn on_message(
+        &mut self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), PipelineError> {
+        let tp = (m.topic().to_string(), m.partition());
+        let offset = m.offset();
+        let committed = self.committed.get(&tp).copied().unwrap_or(0);
+        let st = self.parts.entry(tp.clone()).or_insert(PartState {
+            next: committed,
+            strict: false,
+        });
+        if offset < st.next || (st.strict && offset != st.next) {
+            self.summary.skipped += 1;
+            return Ok(());
+        }
+        st.strict = false;
+        st.next = offset + 1;
+        let implied = self.topics.get(m.topic()).copied().flatten();
+        let pos = SourcePos::Kafka {
+            topic: Arc::from(m.topic()),
+            partition: m.partition(),
+            offset,
+        };
+        self.decoder
+            .push_json(m.payload(), &pos, implied, self.clock.now());
+        self.buffered = true;
+        self.summary.messages += 1;
+        if self.decoder.len() >= BATCH_ROWS {
+            self.flush_decoder().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_decoder(&mut self) -> Result<(), PipelineError> {
+        if !self.decoder.is_empty() {
+            let c = process(
+                self.decoder.finish(),
+                self.checker,
+                &mut self.sink,
+                &self.p.time_zone,
+            )
+            .await?;
+            self.summary.records += c.records;
+            self.summary.dead_letters += c.dead_letters;
+        }
+        Ok(())
+    }
+
+    /// Write everything buffered, log it with the partitions' next offsets, then commit
+    /// the offsets to the group.
+    async fn commit(&mut self) -> Result<(), PipelineError> {
+        self.flush_decoder().await?;
+        let advanced: BTreeMap<Tp, i64> = self
+            .parts
+            .iter()
+            .filter(|(tp, s)| self.committed.get(*tp).is_none_or(|c| s.next > *c))
+            .map(|(tp, s)| (tp.clone(), s.next))
+            .collect();
+        if advanced.is_empty() && !self.buffered {
+            return Ok(());
+        }
+        let sources = advanced
+            .iter()
+            .map(|((topic, partition), next)| SourcePosition::Kafka {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect();
+        self.sink
+            .commit(sources, self.clock.now().to_string(), self.writer.clone())
+            .await?;
+        self.summary.commits += 1;
+        self.committed.extend(advanced.clone());
+        self.buffered = false;
+        if let Err(e) = kafka::commit_offsets(self.consumer, &advanced) {
+            // The warehouse is the source of truth; the group offset is for lag tools.
+            tracing::warn!(error = %e, "kafka offset commit failed (warehouse commit succeeded)");
+        }
+        Ok(())
+    }
+
+    async fn on_rebalance(&mut self, ev: RebalanceEvent) -> Result<(), PipelineError> {
+        self.summary.rebalances += 1;
+        match ev {
+            RebalanceEvent::Assigned(parts) => {
+                for (tp, start) in parts {
+                    tracing::info!(topic = %tp.0, partition = tp.1, start = ?start, "partition assigned");
+                    let next = start.unwrap_or(0);
+                    self.committed.insert(tp.clone(), next);
+                    self.parts.insert(
+                        tp,
+                        PartState {
+                            next,
+                            strict: false,
+                        },
+                    );
+                }
+            }
+            RebalanceEvent::Revoked(parts) => {
+                tracing::info!(
+                    partitions = parts.len(),
+                    "partitions revoked: discarding uncommitted buffers"
+                );
+                self.sink.discard();
+                let _ = self.decoder.finish();
+                self.buffered = false;
+                for tp in &parts {
+                    self.parts.remove(tp);
+                    self.committed.remove(tp);
+                }
+                // Retained partitions go back to their committed position.
+                let snap = self.warehouse.snapshot().await?;
+                let retained: Vec<Tp> = self.parts.keys().cloned().collect();
+                for tp in retained {
+                    let next = snap.kafka.get(&tp).copied().unwrap_or(0);
+                    self.committed.insert(tp.clone(), next);
+                    self.parts
+                        .insert(tp.clone(), PartState { next, strict: true });
+                    let off = if next == 0 {
+                        rdkafka::Offset::Beginning
+                    } else {
+                        rdkafka::Offset::Offset(next)
+                    };
+                    if let Err(e) = self.consumer.seek(&tp.0, tp.1, off, Duration::from_secs(5)) {
+                        tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "seek after revocation failed");
+                    }
+                }
+            }
+            RebalanceEvent::Error(e) => tracing::warn!(error = %e, "rebalance problem"),
+        }
+        Ok(())
+    }
+}
+
+/// Read the committed Kafka positions from the log on a separate thread (usable from
+/// inside librdkafka's rebalance callback, whatever the runtime).
+fn positions_fn(w: Warehouse) -> kafka::PositionFn {
+    Arc::new(move || {
+        let w = w.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(w.snapshot()).ok().map(|s| s.kafka)
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            tracing::error!(
+                "could not read the commit log during assignment: starting from earliest"
+            );
+            BTreeMap::new()
+        })
+    })
+}
+
+/// High watermarks of every partition of `topics` at this moment.
+fn end_offsets(c: &CrmdqConsumer, topics: &[String]) -> Result<BTreeMap<Tp, i64>, PipelineError> {
+    let mut out = BTreeMap::new();
+    for t in topics {
+        let md = c
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .map_err(|source| crmdq_source::SourceError::Kafka {
+                operation: "fetch metadata",
+                source,
+            })?;
+        for topic in md.topics() {
+            for p in topic.partitions() {
+                let (_, high) = c
+                    .fetch_watermarks(t, p.id(), Duration::from_secs(10))
+                    .map_err(|source| crmdq_source::SourceError::Kafka {
+                        operation: "fetch watermarks",
+                        source,
+                    })?;
+                out.insert((t.clone(), p.id()), high);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Consume until `cancel` fires (or, with `until_caught_up`, until caught up).
+pub async fn run(
+    p: &Pipeline,
+    w: &Warehouse,
+    opts: &RunOptions,
+    clock: &dyn Clock,
+    cancel: CancellationToken,
+) -> Result<RunSummary, PipelineError> {
+    let kc = p.kafka.as_ref().ok_or_else(|| {
+        PipelineError::Other(format!(
+            "{}: the pipeline has no source.kafka section",
+            p.file.display()
+        ))
+    })?;
+    let checker = Checker::compile(p)?;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let settings = ConsumerSettings {
+        bootstrap_servers: opts
+            .brokers
+            .clone()
+            .unwrap_or_else(|| kc.bootstrap_servers.clone()),
+        group_id: kc.group_id.clone(),
+        topics: kc.topics.keys().cloned().collect(),
+        properties: kc.properties.clone(),
+    };
+    let consumer = kafka::consumer(&settings, positions_fn(w.clone()), tx)?;
+    let targets = if opts.until_caught_up {
+        Some(end_offsets(&consumer, &settings.topics)?)
+    } else {
+        None
+    };
+    let mut lp = Loop {
+        consumer: &consumer,
+        warehouse: w,
+        checker: &checker,
+        sink: Sink::new(w.clone(), sink_limits(p), writer_id(clock)),
+        decoder: Decoder::new(p),
+        p,
+        clock,
+        topics: kc.topics.clone(),
+        parts: BTreeMap::new(),
+        committed: BTreeMap::new(),
+        buffered: false,
+        writer: format!("crmdq run (pid {})", std::process::id()),
+        summary: RunSummary::default(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_commit = Instant::now();
+    let mut assigned_once = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            Some(ev) = events.recv() => {
+                assigned_once |= matches!(ev, RebalanceEvent::Assigned(_));
+                lp.on_rebalance(ev).await?;
+            }
+            m = consumer.recv() => match m {
+                Ok(m) => lp.on_message(&m).await?,
+                Err(e) => tracing::warn!(error = %e, "kafka consume error (librdkafka retries)"),
+            },
+            _ = tick.tick() => {
+                lp.sink.roll_aged().await?;
+                if last_commit.elapsed() >= kc.commit_interval || lp.sink.needs_commit() {
+                    lp.commit().await?;
+                    last_commit = Instant::now();
+                }
+                if let Some(t) = &targets {
+                    let done = assigned_once && !lp.parts.is_empty() && lp.parts.iter().all(|(tp, s)| t.get(tp).is_none_or(|h| s.next >= *h));
+                    let empty = t.values().all(|h| *h == 0);
+                    if done || (empty && assigned_once) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    lp.commit().await?;
+    let summary = lp.summary.clone();
+    drop(lp);
+    consumer.unsubscribe();
+    Ok(summary)
+}

@@ -1,0 +1,327 @@
+//! crmdq-score: the warehouse becomes per-person, per-team and per-rule daily scores.
+//!
+//! Scoring is DataFusion SQL ([`sql`]) over exactly the committed record files (the log's
+//! file list), deduplicated to the first delivery of each (record_type, record_id,
+//! version), joined with the roster at each business date. The results replace the score
+//! tables in one `score` log entry. Invariant: the same warehouse and roster give
+//! byte-identical score files (sorted output, content-addressed file names).
+
+pub mod roster;
+pub mod sql;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Schema, SchemaRef};
+use crmdq_config::Pipeline;
+use crmdq_schema::{RecordType, dead_letter_schema, record_table_schema};
+use crmdq_warehouse::{
+    FileAdd, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError, register_table,
+};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+/// The score tables and their folders.
+pub const SCORE_TABLES: [(&str, &str); 3] = [
+    ("person_daily", "scores/person_daily"),
+    ("team_daily", "scores/team_daily"),
+    ("rule_daily", "scores/rule_daily"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("roster {path}:{line}: {message}")]
+    Roster {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("scoring query `{view}` failed: {source}")]
+    Query {
+        view: String,
+        #[source]
+        source: Box<DataFusionError>,
+    },
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("encoding score table {table}: {source}")]
+    Encode {
+        table: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+}
+
+fn q(view: &str) -> impl Fn(DataFusionError) -> ScoreError + '_ {
+    move |e| ScoreError::Query {
+        view: view.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// A session configured for warehouse queries.
+pub fn session() -> SessionContext {
+    let cfg = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(2);
+    SessionContext::new_with_config(cfg)
+}
+
+/// Load the roster (CSV, or Parquet by extension) as a batch; an absent roster is empty.
+pub async fn load_roster(path: Option<&Path>) -> Result<RecordBatch, ScoreError> {
+    let Some(path) = path else {
+        return Ok(RecordBatch::new_empty(roster::roster_schema()));
+    };
+    if path.extension().is_some_and(|e| e == "parquet") {
+        let ctx = SessionContext::new();
+        let df = ctx
+            .read_parquet(path.to_string_lossy().as_ref(), Default::default())
+            .await
+            .map_err(|e| ScoreError::Roster {
+                path: path.to_path_buf(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+        let batches = df.collect().await.map_err(|e| ScoreError::Roster {
+            path: path.to_path_buf(),
+            line: 0,
+            message: e.to_string(),
+        })?;
+        let schema = batches
+            .first()
+            .map_or_else(|| roster::roster_schema(), RecordBatch::schema);
+        let b =
+            arrow::compute::concat_batches(&schema, &batches).map_err(|e| ScoreError::Roster {
+                path: path.to_path_buf(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+        return Ok(b);
+    }
+    roster::load_csv(path)
+}
+
+/// Register every record table, `dead_letters`, the score tables and `roster` in `ctx`,
+/// from the snapshot's committed files.
+pub async fn register_all(
+    ctx: &SessionContext,
+    w: &Warehouse,
+    snap: &Snapshot,
+    roster: RecordBatch,
+) -> Result<(), ScoreError> {
+    for rt in RecordType::ALL {
+        register_table(
+            ctx,
+            w,
+            rt.as_str(),
+            record_table_schema(rt),
+            snap.files_of(rt.as_str()),
+        )
+        .map_err(q(rt.as_str()))?;
+    }
+    register_table(
+        ctx,
+        w,
+        "dead_letters",
+        dead_letter_schema(),
+        snap.files_of("dead_letters"),
+    )
+    .map_err(q("dead_letters"))?;
+    let schema = roster.schema();
+    ctx.register_table(
+        "roster",
+        Arc::new(MemTable::try_new(schema, vec![vec![roster]]).map_err(q("roster"))?),
+    )
+    .map_err(q("roster"))?;
+    // Score tables: schema from planning the score queries (no execution).
+    let scoring = session();
+    register_scoring_inputs(&scoring, w, snap, ctx).await?;
+    for (name, _) in SCORE_TABLES {
+        let schema = score_file_schema(&scoring, name).await?;
+        register_table(ctx, w, name, schema, snap.files_of(name)).map_err(q(name))?;
+    }
+    Ok(())
+}
+
+async fn register_scoring_inputs(
+    scoring: &SessionContext,
+    w: &Warehouse,
+    snap: &Snapshot,
+    from: &SessionContext,
+) -> Result<(), ScoreError> {
+    for rt in RecordType::ALL {
+        register_table(
+            scoring,
+            w,
+            rt.as_str(),
+            record_table_schema(rt),
+            snap.files_of(rt.as_str()),
+        )
+        .map_err(q(rt.as_str()))?;
+    }
+    let roster = from.table_provider("roster").await.map_err(q("roster"))?;
+    scoring
+        .register_table("roster", roster)
+        .map_err(q("roster"))?;
+    create_views(scoring).await
+}
+
+async fn create_views(ctx: &SessionContext) -> Result<(), ScoreError> {
+    for (name, body) in sql::views() {
+        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
+            .await
+            .map_err(q(&name))?;
+    }
+    Ok(())
+}
+
+fn table_sql(name: &str, p: &Pipeline) -> String {
+    match name {
+        "person_daily" => sql::person_daily(p),
+        "team_daily" => sql::team_daily(p),
+        _ => sql::rule_daily(),
+    }
+}
+
+/// The file schema (without `dt`) of a score table, from its query plan.
+async fn score_file_schema(ctx: &SessionContext, name: &str) -> Result<SchemaRef, ScoreError> {
+    // The schema does not depend on scorecard weights: plan with the defaults.
+    let p = Pipeline::from_str_at("{}", Path::new("defaults.yaml"), &|_| None)
+        .expect("the empty pipeline is valid");
+    let df = ctx.sql(&table_sql(name, &p)).await.map_err(q(name))?;
+    let arrow_schema: Schema = df.schema().as_arrow().clone();
+    Ok(without_dt(&arrow_schema))
+}
+
+fn without_dt(s: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        s.fields()
+            .iter()
+            .filter(|f| f.name() != "dt")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// What a scoring run produced.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreSummary {
+    pub version: u64,
+    pub rows: BTreeMap<String, u64>,
+    pub dates: usize,
+    pub files: Vec<FileAdd>,
+}
+
+/// (Re)compute the score tables from the committed warehouse and commit them.
+pub async fn score(
+    p: &Pipeline,
+    w: &Warehouse,
+    roster_path: Option<&Path>,
+    committed_at: String,
+) -> Result<ScoreSummary, ScoreError> {
+    let snap = w.snapshot().await?;
+    let roster = load_roster(roster_path).await?;
+    let ctx = session();
+    for rt in RecordType::ALL {
+        register_table(
+            &ctx,
+            w,
+            rt.as_str(),
+            record_table_schema(rt),
+            snap.files_of(rt.as_str()),
+        )
+        .map_err(q(rt.as_str()))?;
+    }
+    let schema = roster.schema();
+    ctx.register_table(
+        "roster",
+        Arc::new(MemTable::try_new(schema, vec![vec![roster]]).map_err(q("roster"))?),
+    )
+    .map_err(q("roster"))?;
+    create_views(&ctx).await?;
+
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(p.warehouse.zstd_level).unwrap_or_default(),
+        ))
+        .set_created_by("crmdq".to_string())
+        .build();
+    let mut summary = ScoreSummary::default();
+    let mut dates = std::collections::BTreeSet::new();
+    for (name, dir) in SCORE_TABLES {
+        let df = ctx.sql(&table_sql(name, p)).await.map_err(q(name))?;
+        let full_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(q(name))?;
+        let all = arrow::compute::concat_batches(&full_schema, &batches)
+            .map_err(|e| q(name)(e.into()))?;
+        let dt_idx = full_schema.index_of("dt").map_err(|e| q(name)(e.into()))?;
+        let file_schema = without_dt(&full_schema);
+        let keep: Vec<usize> = (0..full_schema.fields().len())
+            .filter(|i| *i != dt_idx)
+            .collect();
+        let dts = arrow::compute::cast(all.column(dt_idx), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| q(name)(e.into()))?;
+        let dts = dts.as_string::<i32>();
+        let mut start = 0;
+        while start < all.num_rows() {
+            let dt = dts.value(start).to_string();
+            let mut end = start + 1;
+            while end < all.num_rows() && dts.value(end) == dt {
+                end += 1;
+            }
+            let part = all
+                .slice(start, end - start)
+                .project(&keep)
+                .map_err(|e| q(name)(e.into()))?;
+            let part = RecordBatch::try_new(file_schema.clone(), part.columns().to_vec())
+                .map_err(|e| q(name)(e.into()))?;
+            let mut writer =
+                ArrowWriter::try_new(Vec::new(), file_schema.clone(), Some(props.clone()))
+                    .map_err(|source| ScoreError::Encode {
+                        table: name.into(),
+                        source,
+                    })?;
+            writer.write(&part).map_err(|source| ScoreError::Encode {
+                table: name.into(),
+                source,
+            })?;
+            let bytes = writer.into_inner().map_err(|source| ScoreError::Encode {
+                table: name.into(),
+                source,
+            })?;
+            let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
+            let path = format!("{dir}/dt={dt}/part-{hash}.parquet");
+            let size = bytes.len() as u64;
+            w.put_durable(&path, bytes.into()).await?;
+            summary.files.push(FileAdd {
+                table: name.into(),
+                dt: dt.clone(),
+                path,
+                rows: (end - start) as u64,
+                bytes: size,
+            });
+            *summary.rows.entry(name.into()).or_default() += (end - start) as u64;
+            dates.insert(dt);
+            start = end;
+        }
+    }
+    summary.dates = dates.len();
+    let entry = LogEntry {
+        version: 0,
+        kind: LogKind::Score,
+        committed_at,
+        writer: format!("crmdq score (pid {})", std::process::id()),
+        files: summary.files.clone(),
+        sources: Vec::new(),
+        replaces_tables: SCORE_TABLES.iter().map(|(n, _)| (*n).to_string()).collect(),
+    };
+    summary.version = w.commit(entry).await?;
+    Ok(summary)
+}

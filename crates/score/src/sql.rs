@@ -1,0 +1,180 @@
+//! The scoring SQL, generated from the pipeline's scorecards. Kept as text so that
+//! `crmdq score --explain` can print exactly what produced a number.
+
+use crmdq_config::{Pipeline, Scorecard};
+use crmdq_schema::RecordType;
+
+/// Columns every record table shares, used to pool entries.
+const COMMON: &str = "record_type, record_id, version, owner_id, entered_by, team_id, dt, \
+    dq_complete, dq_valid, dq_on_time, dq_late_seconds, dq_missing_fields, dq_failed_checks, \
+    dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
+
+/// Dedup a table to the first delivery of each (record_id, version) in source order.
+pub fn dedup(table: &str, cols: &str) -> String {
+    format!(
+        "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY record_id, version \
+         ORDER BY dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line) AS crmdq_rn FROM \"{table}\") WHERE crmdq_rn = 1"
+    )
+}
+
+/// The views the score tables are computed from, in creation order.
+pub fn views() -> Vec<(String, String)> {
+    let union = RecordType::ALL
+        .iter()
+        .map(|rt| format!("SELECT {COMMON} FROM \"{rt}\""))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut v = vec![
+        ("all_deliveries".to_string(), union),
+        ("entries".to_string(), dedup("all_deliveries", COMMON).replace("PARTITION BY record_id", "PARTITION BY record_type, record_id")),
+        (
+            // Everyone who entered or owns something on D, with their roster row at D
+            // (inclusive dates; the later valid_from wins).
+            "roster_at".to_string(),
+            "SELECT person_id, dt, role, team_id, manager_id FROM ( \
+               SELECT p.person_id, p.dt, r.role, r.team_id, r.manager_id, \
+                 ROW_NUMBER() OVER (PARTITION BY p.person_id, p.dt ORDER BY r.valid_from DESC NULLS LAST) AS rn \
+               FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries) p \
+               JOIN roster r ON r.person_id = p.person_id \
+                 AND (r.valid_from IS NULL OR r.valid_from <= CAST(p.dt AS DATE)) \
+                 AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to)) WHERE rn = 1"
+                .to_string(),
+        ),
+        (
+            // Each entry with its record team: its own team_id, else its owner's roster team.
+            "entries_team".to_string(),
+            "SELECT e.*, COALESCE(e.team_id, o.team_id) AS record_team \
+             FROM entries e LEFT JOIN roster_at o ON o.person_id = e.owner_id AND o.dt = e.dt"
+                .to_string(),
+        ),
+        (
+            // Team of people not on the roster: the record team most of their entries carry (ties: smallest id).
+            "offroster_team".to_string(),
+            "SELECT person_id, dt, team_id FROM ( \
+               SELECT entered_by AS person_id, dt, record_team AS team_id, \
+                 ROW_NUMBER() OVER (PARTITION BY entered_by, dt ORDER BY COUNT(*) DESC, record_team ASC) AS rn \
+               FROM entries_team WHERE record_team IS NOT NULL GROUP BY entered_by, dt, record_team) WHERE rn = 1"
+                .to_string(),
+        ),
+        (
+            "entry_quality".to_string(),
+            "SELECT entered_by AS person_id, dt, COUNT(*) AS entries, \
+               SUM(CASE WHEN dq_complete THEN 1 ELSE 0 END) AS complete_entries, \
+               SUM(CASE WHEN dq_valid THEN 1 ELSE 0 END) AS valid_entries, \
+               SUM(CASE WHEN dq_on_time THEN 1 ELSE 0 END) AS on_time_entries, \
+               SUM(dq_late_seconds) AS late_seconds \
+             FROM entries GROUP BY entered_by, dt"
+                .to_string(),
+        ),
+        (
+            "ticket_kpis".to_string(),
+            format!(
+                "SELECT owner_id AS person_id, dt, COUNT(DISTINCT record_id) AS tickets, \
+                   AVG(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS DOUBLE) END) AS mean_satisfaction, \
+                   AVG(CASE WHEN complaint THEN 1.0 WHEN NOT complaint THEN 0.0 END) AS complaint_rate \
+                 FROM ({}) GROUP BY owner_id, dt",
+                dedup("service_ticket", "record_id, version, owner_id, dt, satisfaction, complaint, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
+            ),
+        ),
+        (
+            "checkin_kpis".to_string(),
+            format!(
+                "SELECT owner_id AS person_id, dt, COUNT(*) AS checkins, \
+                   AVG(CASE WHEN responded_at IS NOT NULL AND response_complete THEN 1.0 ELSE 0.0 END) AS checkin_response_rate \
+                 FROM ({}) GROUP BY owner_id, dt",
+                dedup("checkin", "record_id, version, owner_id, dt, responded_at, response_complete, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
+            ),
+        ),
+        (
+            "opportunity_kpis".to_string(),
+            format!(
+                "SELECT owner_id AS person_id, dt, \
+                   SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END) AS opportunities_closed, \
+                   CAST(SUM(CASE WHEN lower(stage) = 'won' THEN 1 ELSE 0 END) AS DOUBLE) \
+                     / NULLIF(SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END), 0) AS win_rate \
+                 FROM ({}) GROUP BY owner_id, dt",
+                dedup("opportunity", "record_id, version, owner_id, dt, stage, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
+            ),
+        ),
+    ];
+    v.push((
+        "person_base".to_string(),
+        "SELECT p.dt, p.person_id, COALESCE(r.role, 'unknown') AS role, \
+           COALESCE(r.team_id, o.team_id, 'unassigned') AS team_id, r.manager_id, \
+           COALESCE(q.entries, 0) AS entries, COALESCE(q.complete_entries, 0) AS complete_entries, \
+           COALESCE(q.valid_entries, 0) AS valid_entries, COALESCE(q.on_time_entries, 0) AS on_time_entries, \
+           COALESCE(q.late_seconds, 0) AS late_seconds, \
+           CAST(q.complete_entries AS DOUBLE) / NULLIF(q.entries, 0) AS completeness_rate, \
+           CAST(q.valid_entries AS DOUBLE) / NULLIF(q.entries, 0) AS validity_rate, \
+           CAST(q.on_time_entries AS DOUBLE) / NULLIF(q.entries, 0) AS timeliness_rate, \
+           COALESCE(t.tickets, 0) AS tickets, t.mean_satisfaction, t.complaint_rate, \
+           (t.mean_satisfaction - 1.0) / 4.0 AS satisfaction_rate, 1.0 - t.complaint_rate AS complaint_free_rate, \
+           COALESCE(c.checkins, 0) AS checkins, c.checkin_response_rate, \
+           COALESCE(k.opportunities_closed, 0) AS opportunities_closed, k.win_rate \
+         FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries) p \
+         LEFT JOIN roster_at r ON r.person_id = p.person_id AND r.dt = p.dt \
+         LEFT JOIN offroster_team o ON o.person_id = p.person_id AND o.dt = p.dt \
+         LEFT JOIN entry_quality q ON q.person_id = p.person_id AND q.dt = p.dt \
+         LEFT JOIN ticket_kpis t ON t.person_id = p.person_id AND t.dt = p.dt \
+         LEFT JOIN checkin_kpis c ON c.person_id = p.person_id AND c.dt = p.dt \
+         LEFT JOIN opportunity_kpis k ON k.person_id = p.person_id AND k.dt = p.dt"
+            .to_string(),
+    ));
+    v
+}
+
+/// `score` (0–100): the weighted mean of the scorecard's metrics that are not NULL.
+fn score_expr(card: &Scorecard) -> String {
+    let num = card
+        .iter()
+        .map(|(m, w)| format!("COALESCE({w:?} * {m}, 0.0)"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let den = card
+        .iter()
+        .map(|(m, w)| format!("CASE WHEN {m} IS NULL THEN 0.0 ELSE {w:?} END"))
+        .collect::<Vec<_>>()
+        .join(" + ");
+    format!("100.0 * ({num}) / NULLIF({den}, 0.0)")
+}
+
+pub fn person_daily(p: &Pipeline) -> String {
+    let mut cases = String::from("CASE role");
+    for (role, card) in &p.scorecards {
+        if role != "default" && role != "team" {
+            cases.push_str(&format!(" WHEN '{role}' THEN {}", score_expr(card)));
+        }
+    }
+    cases.push_str(&format!(" ELSE {} END", score_expr(p.scorecard("default"))));
+    format!(
+        "SELECT dt, person_id, role, team_id, manager_id, entries, complete_entries, valid_entries, on_time_entries, late_seconds, \
+             completeness_rate, validity_rate, timeliness_rate, tickets, mean_satisfaction, complaint_rate, checkins, \
+             checkin_response_rate, opportunities_closed, win_rate, {cases} AS score \
+             FROM person_base ORDER BY dt, person_id, role"
+    )
+}
+
+pub fn team_daily(p: &Pipeline) -> String {
+    let card = p.scorecard("team");
+    format!(
+        "SELECT dt, team_id, people, entries, complete_entries, valid_entries, on_time_entries, \
+           completeness_rate, validity_rate, timeliness_rate, {} AS score FROM ( \
+           SELECT dt, team_id, CAST(COUNT(*) AS BIGINT) AS people, SUM(entries) AS entries, SUM(complete_entries) AS complete_entries, \
+             SUM(valid_entries) AS valid_entries, SUM(on_time_entries) AS on_time_entries, \
+             CAST(SUM(complete_entries) AS DOUBLE) / NULLIF(SUM(entries), 0) AS completeness_rate, \
+             CAST(SUM(valid_entries) AS DOUBLE) / NULLIF(SUM(entries), 0) AS validity_rate, \
+             CAST(SUM(on_time_entries) AS DOUBLE) / NULLIF(SUM(entries), 0) AS timeliness_rate \
+           FROM person_base WHERE entries > 0 GROUP BY dt, team_id) ORDER BY dt, team_id",
+        score_expr(card)
+    )
+}
+
+pub fn rule_daily() -> String {
+    "SELECT r.dt, r.person_id, b.role, b.team_id, r.rule, CAST(COUNT(*) AS BIGINT) AS entries FROM ( \
+       SELECT dt, entered_by AS person_id, concat('missing.', f) AS rule FROM (SELECT dt, entered_by, unnest(dq_missing_fields) AS f FROM entries) \
+       UNION ALL SELECT dt, entered_by AS person_id, c AS rule FROM (SELECT dt, entered_by, unnest(dq_failed_checks) AS c FROM entries) \
+       UNION ALL SELECT dt, entered_by AS person_id, 'late' AS rule FROM entries WHERE NOT dq_on_time \
+     ) r JOIN person_base b ON b.person_id = r.person_id AND b.dt = r.dt \
+     GROUP BY r.dt, r.person_id, b.role, b.team_id, r.rule ORDER BY r.dt, r.person_id, r.rule"
+        .to_string()
+}

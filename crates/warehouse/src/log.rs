@@ -1,0 +1,217 @@
+//! The commit log: one JSON file per commit, `_crmdq_log/<20-digit version>.json`,
+//! written create-if-absent so two writers can never both claim a version.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::{LOG_DIR, Warehouse, WarehouseError};
+
+/// A data file added by a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAdd {
+    /// Table name: a record type, `dead_letters`, or a score table.
+    pub table: String,
+    /// Partition value (business date, or ingestion date for dead letters).
+    pub dt: String,
+    /// Warehouse-relative path.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A source's committed end position: everything before it is in the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourcePosition {
+    /// Kafka: the next offset to read (last committed offset + 1).
+    Kafka {
+        topic: String,
+        partition: i32,
+        next_offset: i64,
+    },
+    /// A file: lines up to and including `through_line` are committed.
+    File { path: String, through_line: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogKind {
+    /// Records and dead letters appended; source positions advanced.
+    Ingest,
+    /// Score tables replaced as a whole by the files of this entry.
+    Score,
+}
+
+/// One commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Set by [`Warehouse::commit`].
+    #[serde(default)]
+    pub version: u64,
+    pub kind: LogKind,
+    /// RFC 3339 instant of the commit (from the injected clock).
+    pub committed_at: String,
+    /// Who wrote it (command and host/pid), for operators.
+    pub writer: String,
+    pub files: Vec<FileAdd>,
+    #[serde(default)]
+    pub sources: Vec<SourcePosition>,
+    /// For `score` entries: the tables this entry replaces entirely.
+    #[serde(default)]
+    pub replaces_tables: Vec<String>,
+}
+
+/// The state of the warehouse as the log tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    /// Table → committed files, in commit order.
+    pub tables: BTreeMap<String, Vec<FileAdd>>,
+    /// (topic, partition) → next offset.
+    pub kafka: BTreeMap<(String, i32), i64>,
+    /// File path → last committed line.
+    pub files: BTreeMap<String, i64>,
+    pub entries: usize,
+}
+
+impl Snapshot {
+    pub fn files_of(&self, table: &str) -> &[FileAdd] {
+        self.tables.get(table).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn rows_of(&self, table: &str) -> u64 {
+        self.files_of(table).iter().map(|f| f.rows).sum()
+    }
+
+    /// Fold one entry in (entries are applied in version order).
+    pub fn apply(&mut self, e: &LogEntry) {
+        self.version = self.version.max(e.version);
+        self.entries += 1;
+        for t in &e.replaces_tables {
+            self.tables.remove(t);
+        }
+        for f in &e.files {
+            self.tables
+                .entry(f.table.clone())
+                .or_default()
+                .push(f.clone());
+        }
+        for s in &e.sources {
+            match s {
+                SourcePosition::Kafka {
+                    topic,
+                    partition,
+                    next_offset,
+                } => {
+                    let v = self
+                        .kafka
+                        .entry((topic.clone(), *partition))
+                        .or_insert(*next_offset);
+                    *v = (*v).max(*next_offset);
+                }
+                SourcePosition::File { path, through_line } => {
+                    let v = self.files.entry(path.clone()).or_insert(*through_line);
+                    *v = (*v).max(*through_line);
+                }
+            }
+        }
+    }
+}
+
+fn entry_path(version: u64) -> String {
+    format!("{LOG_DIR}/{version:020}.json")
+}
+
+fn parse_version(name: &str) -> Option<u64> {
+    name.strip_suffix(".json")?.parse().ok()
+}
+
+async fn list_versions(w: &Warehouse) -> Result<Vec<u64>, WarehouseError> {
+    let prefix = object_store::path::Path::from(LOG_DIR);
+    let metas: Vec<_> = w
+        .store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| WarehouseError::Read {
+            path: LOG_DIR.into(),
+            source: Box::new(e),
+        })?;
+    let mut v: Vec<u64> = metas
+        .iter()
+        .filter_map(|m| m.location.filename().and_then(parse_version))
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+pub(crate) async fn read_snapshot(w: &Warehouse) -> Result<Snapshot, WarehouseError> {
+    let mut snap = Snapshot::default();
+    for v in list_versions(w).await? {
+        let p = entry_path(v);
+        let bytes = w
+            .store()
+            .get(&object_store::path::Path::from(p.as_str()))
+            .await
+            .map_err(|e| WarehouseError::Read {
+                path: p.clone(),
+                source: Box::new(e),
+            })?
+            .bytes()
+            .await
+            .map_err(|e| WarehouseError::Read {
+                path: p.clone(),
+                source: Box::new(e),
+            })?;
+        let mut e: LogEntry =
+            serde_json::from_slice(&bytes).map_err(|e| WarehouseError::CorruptLog {
+                path: p.clone(),
+                message: e.to_string(),
+            })?;
+        e.version = v;
+        snap.apply(&e);
+    }
+    Ok(snap)
+}
+
+pub(crate) async fn commit(w: &Warehouse, mut entry: LogEntry) -> Result<u64, WarehouseError> {
+    let mut next = list_versions(w).await?.last().map_or(1, |v| v + 1);
+    loop {
+        entry.version = next;
+        let p = entry_path(next);
+        let body = serde_json::to_vec_pretty(&entry).expect("log entries serialize");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match w
+            .store()
+            .put_opts(
+                &object_store::path::Path::from(p.as_str()),
+                PutPayload::from(body),
+                opts,
+            )
+            .await
+        {
+            Ok(_) => {
+                w.fsync(&p).map_err(|e| WarehouseError::Write {
+                    path: p.clone(),
+                    retryable: true,
+                    source: Box::new(e),
+                })?;
+                return Ok(next);
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => next += 1,
+            Err(e) => {
+                return Err(WarehouseError::Write {
+                    path: p,
+                    retryable: true,
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The Parquet sink: one open writer per (table, partition), rolled by encoded size, rows
+//! and age, capped in number and buffered bytes. Closed files are durable but invisible
+//! until [`Sink::commit`] names them in a log entry together with the source positions.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::{FileAdd, LogEntry, LogKind, SourcePosition, Warehouse, WarehouseError, partition_dir};
+
+/// When files are closed and how much may be buffered.
+#[derive(Debug, Clone)]
+pub struct SinkLimits {
+    pub max_file_bytes: u64,
+    pub max_file_rows: u64,
+    pub max_file_age: Duration,
+    pub max_open_writers: usize,
+    pub max_buffered_bytes: u64,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+impl Default for SinkLimits {
+    fn default() -> Self {
+        SinkLimits {
+            max_file_bytes: 128 << 20,
+            max_file_rows: 1_000_000,
+            max_file_age: Duration::from_secs(300),
+            max_open_writers: 32,
+            max_buffered_bytes: 256 << 20,
+            zstd_level: 3,
+            row_group_rows: 128 * 1024,
+        }
+    }
+}
+
+/// Why a file was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RollReason {
+    Size,
+    Rows,
+    Age,
+    /// Closed to stay under `max_open_writers`.
+    WriterCap,
+    /// Closed because a commit was requested.
+    Commit,
+}
+
+impl RollReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollReason::Size => "size",
+            RollReason::Rows => "rows",
+            RollReason::Age => "age",
+            RollReason::WriterCap => "writer_cap",
+            RollReason::Commit => "commit",
+        }
+    }
+}
+
+/// Counters of what the sink has done.
+#[derive(Debug, Clone, Default)]
+pub struct SinkStats {
+    pub files_rolled: BTreeMap<RollReason, u64>,
+    pub rows_written: u64,
+    pub bytes_written: u64,
+    pub commits: u64,
+}
+
+struct OpenFile {
+    table: String,
+    table_dir: String,
+    dt: String,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+    opened: Instant,
+}
+
+impl OpenFile {
+    fn encoded_bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+}
+
+/// Buffers batches into Parquet files and commits them.
+pub struct Sink {
+    warehouse: Warehouse,
+    limits: SinkLimits,
+    props: WriterProperties,
+    open: BTreeMap<(String, String), OpenFile>,
+    /// Closed, durable, not yet committed.
+    pending: Vec<FileAdd>,
+    file_prefix: String,
+    seq: u64,
+    stats: SinkStats,
+}
+
+impl Sink {
+    /// `file_prefix` makes file names unique per writer process (e.g. start time + pid).
+    pub fn new(warehouse: Warehouse, limits: SinkLimits, file_prefix: String) -> Sink {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(limits.zstd_level).unwrap_or_default(),
+            ))
+            .set_max_row_group_row_count(Some(limits.row_group_rows))
+            .set_created_by("crmdq".to_string())
+            .build();
+        Sink {
+            warehouse,
+            limits,
+            props,
+            open: BTreeMap::new(),
+            pending: Vec::new(),
+            file_prefix,
+            seq: 0,
+            stats: SinkStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &SinkStats {
+        &self.stats
+    }
+
+    pub fn open_writers(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Bytes held in memory by open writers and closed-but-uncommitted files' accounting.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.open.values().map(OpenFile::encoded_bytes).sum()
+    }
+
+    /// Whether the caller should commit now (buffered bytes over the limit).
+    pub fn needs_commit(&self) -> bool {
+        self.buffered_bytes() >= self.limits.max_buffered_bytes
+    }
+
+    /// Append `batch` (all rows of partition `dt`) to `table`, stored under `table_dir`.
+    pub async fn write(
+        &mut self,
+        table: &str,
+        table_dir: &str,
+        dt: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), WarehouseError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let key = (table.to_string(), dt.to_string());
+        if !self.open.contains_key(&key) {
+            while self.open.len() >= self.limits.max_open_writers {
+                // Make room: close the writer holding the most bytes.
+                let victim = self
+                    .open
+                    .iter()
+                    .max_by_key(|(_, f)| f.encoded_bytes())
+                    .map(|(k, _)| k.clone())
+                    .expect("non-empty");
+                self.close(&victim, RollReason::WriterCap).await?;
+            }
+            let writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(self.props.clone()))
+                .map_err(|source| WarehouseError::Encode {
+                    table: table.into(),
+                    source,
+                })?;
+            self.open.insert(
+                key.clone(),
+                OpenFile {
+                    table: table.into(),
+                    table_dir: table_dir.into(),
+                    dt: dt.into(),
+                    writer,
+                    rows: 0,
+                    opened: Instant::now(),
+                },
+            );
+        }
+        let f = self.open.get_mut(&key).expect("inserted above");
+        f.writer
+            .write(batch)
+            .map_err(|source| WarehouseError::Encode {
+                table: table.into(),
+                source,
+            })?;
+        f.rows += batch.num_rows() as u64;
+        let reason = if f.encoded_bytes() >= self.limits.max_file_bytes {
+            Some(RollReason::Size)
+        } else if f.rows >= self.limits.max_file_rows {
+            Some(RollReason::Rows)
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            self.close(&key, r).await?;
+        }
+        Ok(())
+    }
+
+    /// Close files that have been open longer than `max_file_age`.
+    pub async fn roll_aged(&mut self) -> Result<(), WarehouseError> {
+        let aged: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= self.limits.max_file_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in aged {
+            self.close(&k, RollReason::Age).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(
+        &mut self,
+        key: &(String, String),
+        reason: RollReason,
+    ) -> Result<(), WarehouseError> {
+        let Some(f) = self.open.remove(key) else {
+            return Ok(());
+        };
+        let OpenFile {
+            table,
+            table_dir,
+            dt,
+            writer,
+            rows,
+            ..
+        } = f;
+        let bytes = writer
+            .into_inner()
+            .map_err(|source| WarehouseError::Encode {
+                table: table.clone(),
+                source,
+            })?;
+        self.seq += 1;
+        let path = format!(
+            "{}/part-{}-{:05}.parquet",
+            partition_dir(&table_dir, &dt),
+            self.file_prefix,
+            self.seq
+        );
+        let size = bytes.len() as u64;
+        self.warehouse.put_durable(&path, bytes.into()).await?;
+        *self.stats.files_rolled.entry(reason).or_default() += 1;
+        self.stats.rows_written += rows;
+        self.stats.bytes_written += size;
+        self.pending.push(FileAdd {
+            table,
+            dt,
+            path,
+            rows,
+            bytes: size,
+        });
+        Ok(())
+    }
+
+    /// Close every open file, then write one log entry naming all closed files and the
+    /// given source positions. Returns the log version (None if there was nothing to commit).
+    pub async fn commit(
+        &mut self,
+        sources: Vec<SourcePosition>,
+        committed_at: String,
+        writer: String,
+    ) -> Result<Option<u64>, WarehouseError> {
+        let keys: Vec<_> = self.open.keys().cloned().collect();
+        for k in keys {
+            self.close(&k, RollReason::Commit).await?;
+        }
+        if self.pending.is_empty() && sources.is_empty() {
+            return Ok(None);
+        }
+        let entry = LogEntry {
+            version: 0,
+            kind: LogKind::Ingest,
+            committed_at,
+            writer,
+            files: std::mem::take(&mut self.pending),
+            sources,
+            replaces_tables: Vec::new(),
+        };
+        let files = entry.files.clone();
+        match self.warehouse.commit(entry).await {
+            Ok(v) => {
+                self.stats.commits += 1;
+                Ok(Some(v))
+            }
+            Err(e) => {
+                // Keep the files pending so a retried commit still names them.
+                self.pending = files;
+                Err(e)
+            }
+        }
+    }
+
+    /// Drop everything buffered and pending (e.g. on partition revocation): the data will
+    /// be read again from the last committed position. Pending files become orphans that
+    /// no reader sees.
+    pub fn discard(&mut self) {
+        self.open.clear();
+        self.pending.clear();
+    }
+
+    pub fn schema_of(batch: &RecordBatch) -> SchemaRef {
+        batch.schema()
+    }
+}
