@@ -50,27 +50,94 @@ pub fn consecutive_digits(d: &str) -> bool {
     (s == 1 || s == 9) && b.windows(2).all(|w| step(w[0], w[1]) == s)
 }
 
+/// One number type of the region's plan: its full-match pattern and possible lengths.
+#[derive(Debug, Clone)]
+struct TypeDesc {
+    pattern: regex::Regex,
+    lengths: Vec<u16>,
+}
+
+impl TypeDesc {
+    fn matches(&self, national: &str) -> bool {
+        (self.lengths.is_empty() || self.lengths.contains(&(national.len() as u16)))
+            && self.pattern.is_match(national)
+    }
+}
+
 /// A phone validator for one region.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Parsing (national prefix, `+86`, `00` international prefix) is the `phonenumber`
+/// crate's; validity is decided here the way libphonenumber's `isValidNumberForRegion`
+/// does: the national significant number must *fully* match the general descriptor and
+/// one number type's pattern, with a length that type allows. (The crate's own
+/// `is_valid` anchors its patterns at the start only, so over-long numbers pass it:
+/// 12-digit 800 numbers, Beijing numbers with extra digits.)
+#[derive(Debug, Clone)]
 pub struct PhoneRules {
     pub region: String,
     region_id: Id,
     pub country_code: String,
+    general: TypeDesc,
+    types: Vec<TypeDesc>,
+}
+
+impl PartialEq for PhoneRules {
+    fn eq(&self, o: &Self) -> bool {
+        self.region == o.region
+    }
+}
+impl Eq for PhoneRules {}
+impl std::hash::Hash for PhoneRules {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.region.hash(h);
+    }
+}
+
+fn type_desc(d: &phonenumber::metadata::Descriptor, fallback: &[u16]) -> Option<TypeDesc> {
+    // The metadata patterns are laid out with whitespace, as in libphonenumber's XML.
+    let pattern = regex::Regex::new(&format!("^(?x:{})$", d.national_number().as_str())).ok()?;
+    let lengths = if d.possible_length().is_empty() {
+        fallback.to_vec()
+    } else {
+        d.possible_length().to_vec()
+    };
+    Some(TypeDesc { pattern, lengths })
 }
 
 impl PhoneRules {
     pub fn new(region: &str) -> Option<PhoneRules> {
         let region_id: Id = region.parse().ok()?;
         let meta = phonenumber::metadata::DATABASE.by_id(region_id.as_ref())?;
+        let d = meta.descriptors();
+        let general_lengths = d.general().possible_length().to_vec();
+        let general = type_desc(d.general(), &[])?;
+        let types = [
+            d.premium_rate(),
+            d.toll_free(),
+            d.shared_cost(),
+            d.voip(),
+            d.personal_number(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+            d.fixed_line(),
+            d.mobile(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| type_desc(t, &general_lengths))
+        .collect();
         Some(PhoneRules {
             region: region.to_string(),
             region_id,
             country_code: meta.country_code().to_string(),
+            general,
+            types,
         })
     }
 
     /// Valid for the region per libphonenumber, after normalisation. Numbers of another
-    /// country (`+1 …`) are judged by their own plan but must belong to this region.
+    /// country (`+1 …`) are invalid here.
     pub fn is_valid(&self, raw: &str) -> bool {
         let n = normalize(raw);
         if n.is_empty()
@@ -85,25 +152,13 @@ impl PhoneRules {
             Some(rest) if !rest.is_empty() => format!("+{rest}"),
             _ => n,
         };
-        match phonenumber::parse(Some(self.region_id), &n) {
-            Ok(p) => {
-                p.code().value().to_string() == self.country_code
-                    && phonenumber::is_valid(&p)
-                    && self.extra_rules(&p)
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Where the `phonenumber` crate is more lenient than libphonenumber itself: its
-    /// `is_valid` accepts national numbers longer than any the region's plan allows.
-    fn extra_rules(&self, p: &phonenumber::PhoneNumber) -> bool {
-        let Some(meta) = phonenumber::metadata::DATABASE.by_id(self.region_id.as_ref()) else {
-            return true;
+        let Ok(p) = phonenumber::parse(Some(self.region_id), &n) else {
+            return false;
         };
+        if p.code().value().to_string() != self.country_code {
+            return false;
+        }
         let national = p.national().to_string();
-        let len = national.len() as u16;
-        let general = meta.descriptors().general();
-        general.possible_length().is_empty() || general.possible_length().contains(&len)
+        self.general.matches(&national) && self.types.iter().any(|t| t.matches(&national))
     }
 }

@@ -108,9 +108,14 @@ pub async fn demo(
 
     let cluster = MockCluster::new(1)
         .map_err(|e| PipelineError::Other(format!("starting the mock cluster: {e}")))?;
+    // The demo stream goes to crm.records only (record_type in each message).
+    let mut p = p;
+    if let Some(k) = p.kafka.as_mut() {
+        k.topics.retain(|t, _| t == "crm.records");
+    }
     cluster
         .create_topic("crm.records", 3, 1)
-        .map_err(|e| PipelineError::Other(format!("creating topic: {e}")))?;
+        .map_err(|e| PipelineError::Other(format!("creating topic crm.records: {e}")))?;
     let brokers = cluster.bootstrap_servers();
     let lines = generate(&spec);
     produce(&brokers, "crm.records", &lines)?;
@@ -154,7 +159,7 @@ pub const PEOPLE_SQL: &str = "WITH p AS (SELECT person_id, role, team_id, SUM(en
       ROUND(AVG(score), 1) AS avg_score FROM person_daily GROUP BY person_id, role, team_id), \
     r AS (SELECT person_id, rule, SUM(entries) AS n, ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY SUM(entries) DESC, rule) AS k \
       FROM rule_daily GROUP BY person_id, rule) \
-    SELECT p.*, string_agg(concat(r.rule, ' (', CAST(r.n AS VARCHAR), ')'), ', ' ORDER BY r.k) AS top_rules \
+    SELECT p.*, COALESCE(string_agg(CASE WHEN r.rule IS NOT NULL THEN concat(r.rule, ' (', CAST(r.n AS VARCHAR), ')') END, ', ' ORDER BY r.k), '') AS top_rules \
     FROM p LEFT JOIN r ON r.person_id = p.person_id AND r.k <= 2 \
     GROUP BY p.person_id, p.role, p.team_id, p.entries, p.completeness, p.validity, p.timeliness, p.checkin_resp, p.complaints, p.avg_score \
     ORDER BY p.avg_score DESC NULLS LAST, p.person_id";
