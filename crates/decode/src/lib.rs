@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use crmdq_config::Pipeline;
-use crmdq_schema::{DeadLetterReason, FieldKind, RecordType, record_schema};
+use crmdq_schema::{DeadLetterReason, RecordType};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
@@ -321,13 +321,6 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     }
-}
-
-/// True for fields whose decoded column is typed (non-string).
-pub fn is_typed(rt: RecordType, field: &str) -> bool {
-    record_schema(rt)
-        .field(field)
-        .is_some_and(|f| f.kind != FieldKind::String)
 }
 
 #[cfg(test)]

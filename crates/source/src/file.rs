@@ -1,7 +1,7 @@
 //! Input files: format detection, transparent gunzip, numbered lines.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -101,17 +101,16 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
-/// Read a whole stream into memory (used for small inputs in tests).
-pub fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    r.read_to_end(&mut v)?;
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
+
+    fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        r.read_to_end(&mut v)?;
+        Ok(v)
+    }
 
     #[test]
     fn numbered_lines_skip_blanks_and_strip_crlf() {

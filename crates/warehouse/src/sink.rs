@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -303,9 +302,5 @@ impl Sink {
     pub fn discard(&mut self) {
         self.open.clear();
         self.pending.clear();
-    }
-
-    pub fn schema_of(batch: &RecordBatch) -> SchemaRef {
-        batch.schema()
     }
 }

@@ -1,0 +1,261 @@
+//! The sink and the commit log: rolling by rows and writer cap, commits naming exactly
+//! the durable files, discarded buffers never visible, concurrent commits never clashing,
+//! and the snapshot bookkeeping against a simple model (proptest).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use crmdq_warehouse::{
+    FileAdd, LogEntry, LogKind, RollReason, Sink, SinkLimits, Snapshot, SourcePosition, Warehouse,
+};
+use proptest::prelude::*;
+
+fn batch(n: usize, tag: &str) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("tag", DataType::Utf8, false),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(StringArray::from(vec![tag; n])),
+        ],
+    )
+    .unwrap()
+}
+
+fn rows_in(w: &Warehouse, f: &FileAdd) -> i64 {
+    let file = std::fs::File::open(w.abs(&f.path)).unwrap();
+    let r = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    parquet::file::reader::FileReader::metadata(&r)
+        .file_metadata()
+        .num_rows()
+}
+
+#[tokio::test]
+async fn sink_rolls_caps_commits_and_discards() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::open(dir.path()).unwrap();
+    let limits = SinkLimits {
+        max_file_rows: 100,
+        max_open_writers: 2,
+        ..SinkLimits::default()
+    };
+    let mut sink = Sink::new(w.clone(), limits, "t".into());
+    // 250 rows into one partition: two files rolled by rows, one still open.
+    for _ in 0..5 {
+        sink.write(
+            "customer",
+            "records/customer",
+            "2026-11-26",
+            &batch(50, "a"),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(sink.stats().files_rolled.get(&RollReason::Rows), Some(&2));
+    // Two more partitions: the writer cap (2) forces a close.
+    sink.write(
+        "customer",
+        "records/customer",
+        "2026-11-27",
+        &batch(10, "b"),
+    )
+    .await
+    .unwrap();
+    sink.write(
+        "customer",
+        "records/customer",
+        "2026-11-28",
+        &batch(10, "c"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sink.stats().files_rolled.get(&RollReason::WriterCap),
+        Some(&1)
+    );
+    assert!(sink.open_writers() <= 2);
+    // Nothing is visible before the commit.
+    assert_eq!(w.snapshot().await.unwrap().rows_of("customer"), 0);
+    let pos = vec![SourcePosition::File {
+        path: "/in.ndjson".into(),
+        through_line: 270,
+    }];
+    let v = sink
+        .commit(pos, "2026-11-28T00:00:00Z".into(), "test".into())
+        .await
+        .unwrap();
+    assert_eq!(v, Some(1));
+    let snap = w.snapshot().await.unwrap();
+    assert_eq!(snap.rows_of("customer"), 270);
+    assert_eq!(snap.files["/in.ndjson"], 270);
+    let in_files: i64 = snap
+        .files_of("customer")
+        .iter()
+        .map(|f| rows_in(&w, f))
+        .sum();
+    assert_eq!(
+        in_files, 270,
+        "the log's row counts are the files' row counts"
+    );
+    for f in snap.files_of("customer") {
+        assert!(
+            f.path
+                .starts_with(&format!("records/customer/dt={}/", f.dt)),
+            "{}",
+            f.path
+        );
+    }
+
+    // Buffered and closed-but-uncommitted data is dropped by discard and never listed.
+    let mut sink2 = Sink::new(
+        w.clone(),
+        SinkLimits {
+            max_file_rows: 5,
+            ..SinkLimits::default()
+        },
+        "u".into(),
+    );
+    sink2
+        .write(
+            "customer",
+            "records/customer",
+            "2026-11-26",
+            &batch(12, "x"),
+        )
+        .await
+        .unwrap();
+    sink2.discard();
+    assert_eq!(
+        sink2
+            .commit(vec![], "x".into(), "test".into())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(w.snapshot().await.unwrap().rows_of("customer"), 270);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_get_distinct_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::open(dir.path()).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = LogEntry {
+                version: 0,
+                kind: LogKind::Ingest,
+                committed_at: "t".into(),
+                writer: format!("w{i}"),
+                files: vec![],
+                sources: vec![SourcePosition::Kafka {
+                    topic: "t".into(),
+                    partition: i,
+                    next_offset: 10,
+                }],
+                replaces_tables: vec![],
+            };
+            w.commit(e).await.unwrap()
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(w.snapshot().await.unwrap().kafka.len(), 8);
+}
+
+fn arb_entry() -> impl Strategy<Value = LogEntry> {
+    let pos = prop_oneof![
+        (0..3i32, 0..1000i64).prop_map(|(p, o)| SourcePosition::Kafka {
+            topic: "t".into(),
+            partition: p,
+            next_offset: o
+        }),
+        (0..2usize, 0..1000i64).prop_map(|(f, l)| SourcePosition::File {
+            path: format!("/f{f}"),
+            through_line: l
+        }),
+    ];
+    let file = (0..3usize, 1..50u64).prop_map(|(t, rows)| FileAdd {
+        table: ["customer", "person_daily", "dead_letters"][t].into(),
+        dt: "2026-11-26".into(),
+        path: format!("x/{rows}"),
+        rows,
+        bytes: 1,
+    });
+    (
+        proptest::bool::ANY,
+        proptest::collection::vec(file, 0..4),
+        proptest::collection::vec(pos, 0..4),
+    )
+        .prop_map(|(score, files, sources)| LogEntry {
+            version: 0,
+            kind: if score {
+                LogKind::Score
+            } else {
+                LogKind::Ingest
+            },
+            committed_at: String::new(),
+            writer: String::new(),
+            replaces_tables: if score {
+                vec!["person_daily".into()]
+            } else {
+                vec![]
+            },
+            files: if score {
+                files
+                    .into_iter()
+                    .filter(|f| f.table == "person_daily")
+                    .collect()
+            } else {
+                files
+            },
+            sources,
+        })
+}
+
+proptest! {
+    /// Positions are the maximum ever committed per source; score entries replace their
+    /// tables; ingest entries only append.
+    #[test]
+    fn snapshot_matches_model(entries in proptest::collection::vec(arb_entry(), 0..30)) {
+        let mut snap = Snapshot::default();
+        let mut kafka: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut files: BTreeMap<String, i64> = BTreeMap::new();
+        let mut rows: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            let mut e = e.clone();
+            e.version = i as u64 + 1;
+            snap.apply(&e);
+            for t in &e.replaces_tables { rows.remove(t); }
+            for f in &e.files { *rows.entry(f.table.clone()).or_default() += f.rows; }
+            for s in &e.sources {
+                match s {
+                    SourcePosition::Kafka { topic, partition, next_offset } => {
+                        let v = kafka.entry((topic.clone(), *partition)).or_insert(i64::MIN);
+                        *v = (*v).max(*next_offset);
+                    }
+                    SourcePosition::File { path, through_line } => {
+                        let v = files.entry(path.clone()).or_insert(i64::MIN);
+                        *v = (*v).max(*through_line);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(&snap.kafka, &kafka);
+        prop_assert_eq!(&snap.files, &files);
+        for t in ["customer", "person_daily", "dead_letters"] {
+            prop_assert_eq!(snap.rows_of(t), rows.get(t).copied().unwrap_or(0));
+        }
+        prop_assert_eq!(snap.version, entries.len() as u64);
+    }
+}
