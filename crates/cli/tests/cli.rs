@@ -474,3 +474,70 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
         .sum();
     assert_eq!(total, 13);
 }
+
+/// Gzipped NDJSON and CSV inputs go through the same path as plain NDJSON.
+#[test]
+fn gzipped_ndjson_and_csv_inputs() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("small.jsonl.gz");
+    let mut enc = flate2_writer(&gz);
+    enc.write_all(&std::fs::read(fixtures().join("small.ndjson")).unwrap())
+        .unwrap();
+    drop(enc);
+    let csv = dir.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "record_type,record_id,owner_id,entered_by,event_time,entered_at,phone,occupation,age\n\
+         customer,x1,amy,amy,2026-11-26 09:00:00,2026-11-26 10:00:00,13812345678,teacher,41\n\
+         customer,x2,amy,amy,2026-11-26 09:00:00,2026-11-26 10:00:00,,?,0\n\
+         customer,x3,amy,amy,2026-11-26 09:00:00\n",
+    )
+    .unwrap();
+    let w = dir.path().join("wh");
+    let out = ingest(&w, &[&gz, &csv]);
+    assert!(out.contains("15 records, 3 dead letters"), "{out}");
+    let x2 = sql(
+        &w,
+        "SELECT dq_missing_fields, src_line FROM customer WHERE record_id = 'x2'",
+    );
+    assert_eq!(
+        x2[0]["dq_missing_fields"],
+        serde_json::json!(["phone", "occupation", "age"])
+    );
+    assert_eq!(x2[0]["src_line"], 3);
+    let dl = sql(
+        &w,
+        "SELECT reason, src_line FROM dead_letters WHERE src_file LIKE '%people.csv'",
+    );
+    assert_eq!(
+        (dl[0]["reason"].as_str(), dl[0]["src_line"].as_i64()),
+        (Some("invalid_json"), Some(4))
+    );
+}
+
+fn flate2_writer(path: &Path) -> impl std::io::Write {
+    GzFile(Some(flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    )))
+}
+
+struct GzFile(Option<flate2::write::GzEncoder<std::fs::File>>);
+
+impl std::io::Write for GzFile {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.as_mut().unwrap().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.as_mut().unwrap().flush()
+    }
+}
+
+impl Drop for GzFile {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.take() {
+            e.finish().unwrap();
+        }
+    }
+}
