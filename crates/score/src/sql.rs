@@ -98,6 +98,18 @@ pub fn views() -> Vec<(String, String)> {
         ),
     ];
     v.push((
+        // Who gets a person_daily row on D: everyone who entered something, and the owners
+        // of role KPIs (tickets, check-ins, closed opportunities). `unassigned` is nobody.
+        "people_days".to_string(),
+        "SELECT person_id, dt FROM ( \
+           SELECT DISTINCT entered_by AS person_id, dt FROM entries \
+           UNION SELECT person_id, dt FROM ticket_kpis \
+           UNION SELECT person_id, dt FROM checkin_kpis \
+           UNION SELECT person_id, dt FROM opportunity_kpis WHERE opportunities_closed > 0) \
+         WHERE person_id <> 'unassigned'"
+            .to_string(),
+    ));
+    v.push((
         "person_base".to_string(),
         "SELECT p.dt, p.person_id, COALESCE(r.role, 'unknown') AS role, \
            COALESCE(r.team_id, o.team_id, 'unassigned') AS team_id, r.manager_id, \
@@ -111,7 +123,7 @@ pub fn views() -> Vec<(String, String)> {
            (t.mean_satisfaction - 1.0) / 4.0 AS satisfaction_rate, 1.0 - t.complaint_rate AS complaint_free_rate, \
            COALESCE(c.checkins, 0) AS checkins, c.checkin_response_rate, \
            COALESCE(k.opportunities_closed, 0) AS opportunities_closed, k.win_rate \
-         FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries) p \
+         FROM people_days p \
          LEFT JOIN roster_at r ON r.person_id = p.person_id AND r.dt = p.dt \
          LEFT JOIN offroster_team o ON o.person_id = p.person_id AND o.dt = p.dt \
          LEFT JOIN entry_quality q ON q.person_id = p.person_id AND q.dt = p.dt \
