@@ -256,14 +256,7 @@ fn killed_mid_write_leaves_no_visible_partial_file_and_loses_nothing() {
     let _ = child.kill();
     let _ = child.wait();
     // Whatever the log names is complete and readable.
-    let n: i64 = RECORD_TABLES
-        .iter()
-        .map(|t| {
-            sql(&w, &format!("SELECT COUNT(*) AS n FROM {t}"))[0]["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .sum();
+    let n: i64 = record_rows(&w);
     assert!(n <= lines);
     // Restart: everything ends up exactly once.
     run(&[
@@ -276,17 +269,7 @@ fn killed_mid_write_leaves_no_visible_partial_file_and_loses_nothing() {
         w.to_str().unwrap(),
         data.to_str().unwrap(),
     ]);
-    let total: i64 = RECORD_TABLES
-        .iter()
-        .map(|t| {
-            sql(&w, &format!("SELECT COUNT(*) AS n FROM {t}"))[0]["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .sum::<i64>()
-        + sql(&w, "SELECT COUNT(*) AS n FROM dead_letters")[0]["n"]
-            .as_i64()
-            .unwrap();
+    let total: i64 = record_rows(&w) + count(&w, "dead_letters");
     assert_eq!(total, lines);
     let distinct: i64 = RECORD_TABLES
         .iter()
@@ -303,6 +286,17 @@ fn killed_mid_write_leaves_no_visible_partial_file_and_loses_nothing() {
             .as_i64()
             .unwrap();
     assert_eq!(distinct, lines, "every line exactly once");
+}
+
+fn count(w: &Path, table: &str) -> i64 {
+    sql(w, &format!("SELECT COUNT(*) AS n FROM {table}"))[0]["n"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Rows in all record tables together.
+fn record_rows(w: &Path) -> i64 {
+    RECORD_TABLES.iter().map(|t| count(w, t)).sum()
 }
 
 const RECORD_TABLES: [&str; 6] = [
@@ -411,9 +405,7 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let n = if w.join("_crmdq_log").exists() {
-            sql(&w, "SELECT COUNT(*) AS n FROM dead_letters")[0]["n"]
-                .as_i64()
-                .unwrap()
+            count(&w, "dead_letters")
         } else {
             0
         };
@@ -437,14 +429,7 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let total: i64 = RECORD_TABLES
-        .iter()
-        .map(|t| {
-            sql(&w, &format!("SELECT COUNT(*) AS n FROM {t}"))[0]["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .sum();
+    let total: i64 = record_rows(&w);
     assert_eq!(total, 13);
     // Restart with --until-caught-up: nothing new, nothing doubled.
     let out = run(&[
@@ -464,14 +449,7 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let total: i64 = RECORD_TABLES
-        .iter()
-        .map(|t| {
-            sql(&w, &format!("SELECT COUNT(*) AS n FROM {t}"))[0]["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .sum();
+    let total: i64 = record_rows(&w);
     assert_eq!(total, 13);
 }
 
