@@ -33,7 +33,7 @@ use jiff::Timestamp;
 
 use crate::lateness::{DeadlineMemo, Lateness};
 use crate::phone::PhoneRules;
-use crate::udf::{CnIdAge, CnIdValid, Missing, PhonePlaceholders, PhoneValid};
+use crate::udf::{CnIdAge, CnIdValid, Missing, PhonePlaceholders, PhoneValid, TextUdf};
 
 /// The check program could not be built or run.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +93,10 @@ impl Checker {
         for rt in RecordType::ALL {
             let cfg = p.record_type(rt);
             let ctx = SessionContext::new();
-            ctx.register_udf(ScalarUDF::new_from_impl(PhoneValid::new(rules.clone())));
-            ctx.register_udf(ScalarUDF::new_from_impl(CnIdValid::default()));
+            ctx.register_udf(ScalarUDF::new_from_impl(TextUdf::new(PhoneValid(
+                rules.clone(),
+            ))));
+            ctx.register_udf(ScalarUDF::new_from_impl(TextUdf::new(CnIdValid)));
             ctx.register_udf(ScalarUDF::new_from_impl(CnIdAge::new(
                 p.time_zone_name.clone(),
                 p.time_zone.clone(),
@@ -112,11 +114,11 @@ impl Checker {
                     all_same: p.checks.phone_all_same_digits,
                     consecutive: p.checks.phone_consecutive_digits,
                 });
-                ctx.register_udf(ScalarUDF::new_from_impl(Missing::new(
+                ctx.register_udf(ScalarUDF::new_from_impl(TextUdf::new(Missing::new(
                     name.clone(),
                     Arc::new(set.clone()),
                     phone,
-                )));
+                ))));
                 let raw = if f.kind == FieldKind::String {
                     f.name.clone()
                 } else {

@@ -37,11 +37,59 @@ pub fn normalize_value(v: &str) -> String {
     }
 }
 
-/// `crmdq_missing_<type>_<field>(value)`: true when the value is null or a placeholder.
+/// A text → boolean test, made into a scalar UDF by [`TextUdf`].
+pub trait TextTest: std::fmt::Debug + PartialEq + Eq + Hash + Send + Sync + 'static {
+    fn name(&self) -> &str;
+    /// The verdict for a present value.
+    fn test(&self, value: &str) -> bool;
+    /// The verdict for NULL (None: NULL).
+    fn on_null(&self) -> Option<bool>;
+}
+
+/// A one-argument UDF over text returning boolean, vectorised over the batch.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TextUdf<T: TextTest> {
+    signature: Signature,
+    test: T,
+}
+
+impl<T: TextTest> TextUdf<T> {
+    pub fn new(test: T) -> Self {
+        TextUdf {
+            signature: Signature::any(1, Volatility::Immutable),
+            test,
+        }
+    }
+}
+
+impl<T: TextTest> ScalarUDFImpl for TextUdf<T> {
+    fn name(&self) -> &str {
+        self.test.name()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = utf8_arg(&args, 0)?;
+        let out: BooleanArray = a
+            .as_string::<i32>()
+            .iter()
+            .map(|v| match v {
+                Some(v) => Some(self.test.test(v)),
+                None => self.test.on_null(),
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `crmdq_missing_<field>(value)`: true when the value is null or a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Missing {
     name: String,
-    signature: Signature,
     placeholders: Arc<BTreeSet<String>>,
     /// Phone placeholder rules (normalisation, repeated and consecutive digits).
     phone: Option<PhonePlaceholders>,
@@ -62,13 +110,18 @@ impl Missing {
     ) -> Self {
         Missing {
             name,
-            signature: Signature::any(1, Volatility::Immutable),
             placeholders,
             phone,
         }
     }
+}
 
-    pub fn is_missing(&self, v: &str) -> bool {
+impl TextTest for Missing {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn test(&self, v: &str) -> bool {
         let n = normalize_value(v);
         if self.placeholders.contains(&n) {
             return true;
@@ -81,98 +134,41 @@ impl Missing {
         }
         false
     }
-}
 
-impl ScalarUDFImpl for Missing {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = utf8_arg(&args, 0)?;
-        let s = a.as_string::<i32>();
-        let out: BooleanArray = s
-            .iter()
-            .map(|v| Some(v.is_none_or(|v| self.is_missing(v))))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+    fn on_null(&self) -> Option<bool> {
+        Some(true)
     }
 }
 
 /// `phone_valid(text)`: valid for the pipeline's region; null in, null out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PhoneValid {
-    signature: Signature,
-    rules: PhoneRules,
-}
+pub struct PhoneValid(pub PhoneRules);
 
-impl PhoneValid {
-    pub fn new(rules: PhoneRules) -> Self {
-        PhoneValid {
-            signature: Signature::any(1, Volatility::Immutable),
-            rules,
-        }
-    }
-}
-
-impl ScalarUDFImpl for PhoneValid {
+impl TextTest for PhoneValid {
     fn name(&self) -> &str {
         "phone_valid"
     }
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn test(&self, v: &str) -> bool {
+        self.0.is_valid(v)
     }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = utf8_arg(&args, 0)?;
-        let out: BooleanArray = a
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(|v| self.rules.is_valid(v)))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+    fn on_null(&self) -> Option<bool> {
+        None
     }
 }
 
-/// `cn_id_valid(text)`: GB 11643 format, checksum and birth date.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CnIdValid {
-    signature: Signature,
-}
+/// `cn_id_valid(text)`: GB 11643 format, checksum and birth date; null in, null out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CnIdValid;
 
-impl Default for CnIdValid {
-    fn default() -> Self {
-        CnIdValid {
-            signature: Signature::any(1, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for CnIdValid {
+impl TextTest for CnIdValid {
     fn name(&self) -> &str {
         "cn_id_valid"
     }
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn test(&self, v: &str) -> bool {
+        cnid::validate(&normalize_value(v)).is_ok()
     }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let a = utf8_arg(&args, 0)?;
-        let out: BooleanArray = a
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(|v| cnid::validate(&normalize_value(v)).is_ok()))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+    fn on_null(&self) -> Option<bool> {
+        None
     }
 }
 
