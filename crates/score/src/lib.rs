@@ -170,14 +170,27 @@ async fn register_scoring_inputs(
     scoring
         .register_table("roster", roster)
         .map_err(q("roster"))?;
-    create_views(scoring).await
+    create_views(scoring, false).await
 }
 
-async fn create_views(ctx: &SessionContext) -> Result<(), ScoreError> {
+/// Views scoring reads. With `materialize`, the expensive shared ones (`entries`, the
+/// deduplicated pool, and `person_base`) are computed once and held as in-memory tables,
+/// so the three score queries do not each recompute them; without, everything stays a
+/// view (for planning schemas only).
+async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), ScoreError> {
     for (name, body) in sql::views() {
-        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
-            .await
-            .map_err(q(&name))?;
+        if materialize && (name == "entries" || name == "person_base") {
+            let df = ctx.sql(&body).await.map_err(q(&name))?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await.map_err(q(&name))?;
+            let table = MemTable::try_new(schema, vec![batches]).map_err(q(&name))?;
+            ctx.register_table(name.as_str(), Arc::new(table))
+                .map_err(q(&name))?;
+        } else {
+            ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
+                .await
+                .map_err(q(&name))?;
+        }
     }
     Ok(())
 }
@@ -245,7 +258,7 @@ pub async fn score(
         Arc::new(MemTable::try_new(schema, vec![vec![roster]]).map_err(q("roster"))?),
     )
     .map_err(q("roster"))?;
-    create_views(&ctx).await?;
+    create_views(&ctx, true).await?;
 
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
