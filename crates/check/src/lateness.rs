@@ -64,7 +64,7 @@ impl Lateness {
         self.tz
             .to_ambiguous_timestamp(local)
             .disambiguate(Disambiguation::Compatible)
-            .unwrap_or_else(|_| Timestamp::MAX)
+            .unwrap_or(Timestamp::MAX)
     }
 
     pub fn judge(&self, event_time: Timestamp, entered_at: Timestamp) -> Timeliness {

@@ -235,9 +235,9 @@ impl Checker {
         let mut memo = DeadlineMemo::default();
         for i in 0..n {
             // Both are non-null by construction (decode dead-letters records without them).
-            let e = Timestamp::from_microsecond(ev.value(i)).unwrap_or(Timestamp::UNIX_EPOCH);
-            let a = Timestamp::from_microsecond(en.value(i)).unwrap_or(Timestamp::UNIX_EPOCH);
-            let v = memo.judge(&t.lateness, e, a);
+            let event = Timestamp::from_microsecond(ev.value(i)).unwrap_or(Timestamp::UNIX_EPOCH);
+            let entered = Timestamp::from_microsecond(en.value(i)).unwrap_or(Timestamp::UNIX_EPOCH);
+            let v = memo.judge(&t.lateness, event, entered);
             deadline.append_value(v.deadline.as_microsecond());
             on_time.append_value(v.on_time);
             late.append_value(v.late_seconds);

@@ -145,7 +145,7 @@ impl TextTest for Missing {
 pub struct PhoneValid(pub PhoneRules);
 
 impl TextTest for PhoneValid {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "phone_valid"
     }
     fn test(&self, v: &str) -> bool {
@@ -161,7 +161,7 @@ impl TextTest for PhoneValid {
 pub struct CnIdValid;
 
 impl TextTest for CnIdValid {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "cn_id_valid"
     }
     fn test(&self, v: &str) -> bool {
@@ -204,7 +204,7 @@ impl CnIdAge {
 }
 
 impl ScalarUDFImpl for CnIdAge {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         "cn_id_age"
     }
     fn signature(&self) -> &Signature {

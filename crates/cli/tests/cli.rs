@@ -402,7 +402,7 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
         .unwrap();
     // Wait until the log shows everything committed (the pipeline commits every 0.5 s),
     // then ask it to stop.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
     loop {
         let n = if w.join("_crmdq_log").exists() {
             count(&w, "dead_letters")

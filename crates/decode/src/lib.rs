@@ -286,7 +286,7 @@ impl Decoder {
             .filter(|(_, b)| b.len() > 0)
             .map(|(rt, mut b)| (rt, b.finish()))
             .collect();
-        let dead_letters = (self.dead.len() > 0).then(|| self.dead.finish());
+        let dead_letters = (!self.dead.is_empty()).then(|| self.dead.finish());
         Decoded {
             records,
             dead_letters,

@@ -233,7 +233,7 @@ fn csv_rows_decode_like_json() {
     for row in csv_input::rows(data.as_bytes(), b',', true) {
         match row {
             csv_input::CsvRow::Object { obj, raw, line } => {
-                d.push_object(obj, &raw, &pos(line), None, now())
+                d.push_object(obj, &raw, &pos(line), None, now());
             }
             csv_input::CsvRow::Broken {
                 raw,

@@ -62,7 +62,7 @@ pub fn produce(brokers: &str, topic: &str, lines: &[String]) -> Result<(), Pipel
         }
     }
     producer
-        .flush(Duration::from_secs(60))
+        .flush(Duration::from_mins(1))
         .map_err(|e| PipelineError::Other(format!("flushing producer: {e}")))?;
     Ok(())
 }
@@ -99,9 +99,7 @@ pub async fn demo(
     std::fs::write(dir.join("roster.csv"), roster_csv(&spec))
         .map_err(|e| PipelineError::Other(e.to_string()))?;
     let pipeline_path = dir.join("pipeline.yaml");
-    let text = CRM_PIPELINE
-        .replace("roster: roster.csv", "roster: roster.csv")
-        .replace("path: ${CRMDQ_WAREHOUSE:-warehouse}", "path: warehouse");
+    let text = CRM_PIPELINE.replace("path: ${CRMDQ_WAREHOUSE:-warehouse}", "path: warehouse");
     std::fs::write(&pipeline_path, &text).map_err(|e| PipelineError::Other(e.to_string()))?;
     let p = Pipeline::from_str_at(&text, &pipeline_path, &|k| std::env::var(k).ok())
         .map_err(|e| PipelineError::Other(e.to_string()))?;

@@ -205,7 +205,7 @@ impl Gen {
         Span::new().minutes(minutes)
     }
 
-    fn quality(&self, habit: Habit) -> (f64, f64) {
+    fn quality(habit: Habit) -> (f64, f64) {
         match habit {
             Habit::Diligent => (0.01, 0.01),
             Habit::Late | Habit::Normal => (0.05, 0.03),
@@ -289,7 +289,7 @@ impl Gen {
     fn base(
         &mut self,
         rt: &str,
-        id: String,
+        id: &str,
         owner: &str,
         entered_by: &str,
         ev: Timestamp,
@@ -340,7 +340,7 @@ pub fn generate(spec: &GenSpec) -> Vec<String> {
         if d % 2 == 0 {
             let ev = g.event_time(day);
             let id = g.id("act");
-            let mut r = g.base("activity", id, "li.wei", "temp.xu", ev, Habit::Normal);
+            let mut r = g.base("activity", &id, "li.wei", "temp.xu", ev, Habit::Normal);
             r.insert("team_id".into(), json!("east"));
             r.insert("customer_id".into(), json!("cus-temp"));
             r.insert("kind".into(), json!("call"));
@@ -358,11 +358,11 @@ pub fn generate(spec: &GenSpec) -> Vec<String> {
 }
 
 fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
-    let (miss, bad) = g.quality(habit);
+    let (miss, bad) = Gen::quality(habit);
     for _ in 0..2 {
         let ev = g.event_time(day);
         let id = g.id("cus");
-        let mut r = g.base("customer", id.clone(), owner, &who.id, ev, habit);
+        let mut r = g.base("customer", &id, owner, &who.id, ev, habit);
         let age = g.rng.random_range(22..65i64);
         r.insert("name".into(), json!(format!("Customer {id}")));
         let phone = g.phone(miss, bad);
@@ -401,7 +401,7 @@ fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
     for _ in 0..4 {
         let ev = g.event_time(day);
         let id = g.id("act");
-        let mut r = g.base("activity", id, owner, &who.id, ev, habit);
+        let mut r = g.base("activity", &id, owner, &who.id, ev, habit);
         r.insert(
             "customer_id".into(),
             json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
@@ -426,7 +426,7 @@ fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
     }
     let ev = g.event_time(day);
     let id = g.id("opp");
-    let mut r = g.base("opportunity", id.clone(), owner, &who.id, ev, habit);
+    let mut r = g.base("opportunity", &id, owner, &who.id, ev, habit);
     let stages = [
         "lead",
         "qualified",
@@ -458,7 +458,7 @@ fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
     if stage == "won" {
         let ev = ev + Span::new().minutes(30);
         let oid = g.id("ord");
-        let mut o = g.base("order", oid, owner, &who.id, ev, habit);
+        let mut o = g.base("order", &oid, owner, &who.id, ev, habit);
         o.insert("customer_id".into(), json!("cus-000001"));
         o.insert("opportunity_id".into(), json!(id));
         o.insert(
@@ -473,7 +473,7 @@ fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
 fn checkin(g: &mut Gen, assistant: &Person, rep: &Person, day: Date) {
     let ev = g.event_time(day);
     let id = g.id("chk");
-    let mut r = g.base("checkin", id, &rep.id, &assistant.id, ev, Habit::Diligent);
+    let mut r = g.base("checkin", &id, &rep.id, &assistant.id, ev, Habit::Diligent);
     r.insert(
         "channel".into(),
         json!(["call", "sms", "wechat"][g.rng.random_range(0..3)]),
@@ -489,11 +489,11 @@ fn checkin(g: &mut Gen, assistant: &Person, rep: &Person, day: Date) {
 }
 
 fn service_day(g: &mut Gen, agent: &Person, day: Date, spike: bool) {
-    let (miss, bad) = g.quality(agent.habit);
+    let (miss, bad) = Gen::quality(agent.habit);
     for _ in 0..6 {
         let ev = g.event_time(day);
         let id = g.id("tkt");
-        let mut r = g.base("service_ticket", id, &agent.id, &agent.id, ev, agent.habit);
+        let mut r = g.base("service_ticket", &id, &agent.id, &agent.id, ev, agent.habit);
         r.insert(
             "customer_id".into(),
             json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),

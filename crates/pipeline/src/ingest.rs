@@ -174,7 +174,7 @@ pub async fn ingest(
                     match row {
                         csv_input::CsvRow::Object { obj, raw, .. } => {
                             run.decoder
-                                .push_object(obj, &raw, &pos, implied, clock.now())
+                                .push_object(obj, &raw, &pos, implied, clock.now());
                         }
                         csv_input::CsvRow::Broken {
                             raw,

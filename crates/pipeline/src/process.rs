@@ -96,9 +96,10 @@ pub async fn process(
             .expect("ingested_at")
             .as_primitive::<TimestampMicrosecondType>();
         let groups = split_by(ing.values().iter().map(|us| {
-            jiff::Timestamp::from_microsecond(*us)
-                .map(|t| t.to_zoned(tz.clone()).date().to_string())
-                .unwrap_or_else(|_| "1970-01-01".into())
+            jiff::Timestamp::from_microsecond(*us).map_or_else(
+                |_| "1970-01-01".into(),
+                |t| t.to_zoned(tz.clone()).date().to_string(),
+            )
         }));
         write_split(sink, "dead_letters", "dead_letters", &dl, groups).await?;
     }

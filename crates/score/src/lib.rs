@@ -82,7 +82,10 @@ pub async fn load_roster(path: Option<&Path>) -> Result<RecordBatch, ScoreError>
     if path.extension().is_some_and(|e| e == "parquet") {
         let ctx = SessionContext::new();
         let df = ctx
-            .read_parquet(path.to_string_lossy().as_ref(), Default::default())
+            .read_parquet(
+                path.to_string_lossy().as_ref(),
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
             .await
             .map_err(|e| ScoreError::Roster {
                 path: path.to_path_buf(),
@@ -96,7 +99,7 @@ pub async fn load_roster(path: Option<&Path>) -> Result<RecordBatch, ScoreError>
         })?;
         let schema = batches
             .first()
-            .map_or_else(|| roster::roster_schema(), RecordBatch::schema);
+            .map_or_else(roster::roster_schema, RecordBatch::schema);
         let b =
             arrow::compute::concat_batches(&schema, &batches).map_err(|e| ScoreError::Roster {
                 path: path.to_path_buf(),

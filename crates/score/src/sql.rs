@@ -1,6 +1,8 @@
 //! The scoring SQL, generated from the pipeline's scorecards. Kept as text so that
 //! `crmdq score --explain` can print exactly what produced a number.
 
+use std::fmt::Write as _;
+
 use crmdq_config::{Pipeline, Scorecard};
 use crmdq_schema::RecordType;
 
@@ -154,10 +156,10 @@ pub fn person_daily(p: &Pipeline) -> String {
     let mut cases = String::from("CASE role");
     for (role, card) in &p.scorecards {
         if role != "default" && role != "team" {
-            cases.push_str(&format!(" WHEN '{role}' THEN {}", score_expr(card)));
+            let _ = write!(cases, " WHEN '{role}' THEN {}", score_expr(card));
         }
     }
-    cases.push_str(&format!(" ELSE {} END", score_expr(p.scorecard("default"))));
+    let _ = write!(cases, " ELSE {} END", score_expr(p.scorecard("default")));
     format!(
         "SELECT dt, person_id, role, team_id, manager_id, entries, complete_entries, valid_entries, on_time_entries, late_seconds, \
              completeness_rate, validity_rate, timeliness_rate, tickets, mean_satisfaction, complaint_rate, checkins, \

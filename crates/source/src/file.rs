@@ -15,6 +15,7 @@ pub enum InputFormat {
     Csv,
 }
 
+#[allow(clippy::case_sensitive_file_extension_comparisons)] // `name` is lower-cased above
 pub fn detect_format(path: &Path) -> Result<InputFormat, SourceError> {
     let name = path
         .file_name()
@@ -52,7 +53,7 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, SourceError> {
 
 /// Size of a file in bytes (for progress reporting).
 pub fn size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 /// Numbered lines of a stream: `(line, bytes)` with the line ending removed. Blank lines

@@ -29,7 +29,7 @@ impl Default for SinkLimits {
         SinkLimits {
             max_file_bytes: 128 << 20,
             max_file_rows: 1_000_000,
-            max_file_age: Duration::from_secs(300),
+            max_file_age: Duration::from_mins(5),
             max_open_writers: 32,
             max_buffered_bytes: 256 << 20,
             zstd_level: 3,
