@@ -5,6 +5,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::RecordBatch;
@@ -186,10 +187,10 @@ fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn clock(now: Option<&String>) -> anyhow::Result<Box<dyn Clock>> {
+fn clock(now: Option<&String>) -> anyhow::Result<Arc<dyn Clock>> {
     match now {
-        None => Ok(Box::new(SystemClock)),
-        Some(s) => Ok(Box::new(FixedClock(
+        None => Ok(Arc::new(SystemClock)),
+        Some(s) => Ok(Arc::new(FixedClock(
             s.parse()
                 .map_err(|e| UsageError(format!("--now `{s}`: {e}")))?,
         ))),
@@ -214,8 +215,8 @@ async fn shutdown_signal(token: tokio_util::sync::CancellationToken) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let clock = clock(cli.now.as_ref())?;
-    let clock = clock.as_ref();
+    let shared_clock = clock(cli.now.as_ref())?;
+    let clock = shared_clock.as_ref();
     match cli.command {
         Command::Demo { dir, days, people } => {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("crmdq-demo"));
@@ -281,7 +282,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let started = std::time::Instant::now();
-            let s = crmdq_pipeline::ingest::ingest(&p, &w, &inputs, clock, &mut progress).await?;
+            let s = crmdq_pipeline::ingest::ingest(
+                &p,
+                &w,
+                &inputs,
+                shared_clock.clone(),
+                &mut progress,
+            )
+            .await?;
             if let Some(b) = bar {
                 b.finish_and_clear();
             }

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use crmdq_check::Checker;
 use crmdq_config::Pipeline;
-use crmdq_decode::{Decoder, SourcePos, csv_input};
+use crmdq_decode::{Decoded, Decoder, SourcePos, csv_input};
+use crmdq_source::SourceError;
 use crmdq_source::file::{self, InputFormat, Lines};
 use crmdq_warehouse::{Sink, SinkLimits, SourcePosition, Warehouse};
+use tokio::sync::mpsc;
 
 use crate::process::{StepCounts, process};
 use crate::{Clock, PipelineError, writer_id};
@@ -57,41 +59,112 @@ pub fn sink_limits(p: &Pipeline) -> SinkLimits {
 /// Progress callback: bytes of input consumed so far in the current file, and its size.
 pub type Progress<'a> = &'a mut dyn FnMut(&Path, u64, u64);
 
-struct FileRun<'a> {
-    p: &'a Pipeline,
-    checker: &'a Checker,
-    sink: &'a mut Sink,
-    clock: &'a dyn Clock,
-    decoder: Decoder,
-    writer: String,
-    summary: &'a mut IngestSummary,
-    key: String,
+/// A decoded slice of one input file, handed from the reader thread to the writer.
+struct Chunk {
+    decoded: Decoded,
+    /// Last line decoded into this chunk.
     last_line: i64,
+    bytes_read: u64,
+    lines: u64,
+    skipped: u64,
 }
 
-impl FileRun<'_> {
-    async fn flush(&mut self, force_commit: bool) -> Result<(), PipelineError> {
-        if !self.decoder.is_empty() {
-            let decoded = self.decoder.finish();
-            let c = process(decoded, self.checker, self.sink, &self.p.time_zone).await?;
-            self.summary.add(c);
-        }
-        if force_commit || self.sink.needs_commit() {
-            let pos = vec![SourcePosition::File {
-                path: self.key.clone(),
-                through_line: self.last_line,
-            }];
-            if self
-                .sink
-                .commit(pos, self.clock.now().to_string(), self.writer.clone())
-                .await?
-                .is_some()
-            {
-                self.summary.commits += 1;
+/// What the reader thread needs; everything owned, so it can run beside the writer.
+struct ReadJob {
+    pipeline: Pipeline,
+    path: PathBuf,
+    key: String,
+    format: InputFormat,
+    done_through: i64,
+    clock: Arc<dyn Clock>,
+}
+
+type ChunkSender = mpsc::Sender<Result<Chunk, SourceError>>;
+
+/// Hand the decoded rows over; false if the writer has stopped.
+fn send(decoder: &mut Decoder, chunk: &mut Chunk, tx: &ChunkSender) -> bool {
+    let empty = Chunk {
+        decoded: Decoded::default(),
+        last_line: chunk.last_line,
+        bytes_read: chunk.bytes_read,
+        lines: 0,
+        skipped: 0,
+    };
+    let mut full = std::mem::replace(chunk, empty);
+    full.decoded = decoder.finish();
+    tx.blocking_send(Ok(full)).is_ok()
+}
+
+/// Read and decode one file in chunks of [`BATCH_ROWS`], skipping committed lines.
+/// Runs on a blocking thread so decoding overlaps checking and Parquet encoding.
+fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
+    let p = &job.pipeline;
+    let reader = file::open(&job.path)?;
+    let path_arc: Arc<str> = Arc::from(job.key.as_str());
+    let mut decoder = Decoder::new(p);
+    let mut chunk = Chunk {
+        decoded: Decoded::default(),
+        last_line: job.done_through,
+        bytes_read: 0,
+        lines: 0,
+        skipped: 0,
+    };
+    match job.format {
+        InputFormat::Ndjson => {
+            let mut lines = Lines::new(reader, &job.key);
+            while let Some((line, bytes)) = lines.next_line()? {
+                chunk.bytes_read += bytes.len() as u64 + 1;
+                if line <= job.done_through {
+                    chunk.skipped += 1;
+                    continue;
+                }
+                let pos = SourcePos::File {
+                    path: path_arc.clone(),
+                    line,
+                };
+                decoder.push_json(Some(bytes), &pos, None, job.clock.now());
+                chunk.last_line = line;
+                chunk.lines += 1;
+                if decoder.len() >= BATCH_ROWS && !send(&mut decoder, &mut chunk, tx) {
+                    return Ok(()); // the writer stopped; its error is reported there
+                }
             }
         }
-        Ok(())
+        InputFormat::Csv => {
+            for row in csv_input::rows(reader, p.csv.delimiter, p.csv.has_header) {
+                let line = match &row {
+                    csv_input::CsvRow::Object { line, .. }
+                    | csv_input::CsvRow::Broken { line, .. } => *line,
+                };
+                if line <= job.done_through {
+                    chunk.skipped += 1;
+                    continue;
+                }
+                let pos = SourcePos::File {
+                    path: path_arc.clone(),
+                    line,
+                };
+                match row {
+                    csv_input::CsvRow::Object { obj, raw, .. } => {
+                        decoder.push_object(obj, &raw, &pos, p.csv.record_type, job.clock.now())
+                    }
+                    csv_input::CsvRow::Broken {
+                        raw,
+                        reason,
+                        detail,
+                        ..
+                    } => decoder.push_dead(&raw, reason, &detail, &pos, job.clock.now()),
+                }
+                chunk.last_line = line;
+                chunk.lines += 1;
+                if decoder.len() >= BATCH_ROWS && !send(&mut decoder, &mut chunk, tx) {
+                    return Ok(());
+                }
+            }
+        }
     }
+    send(&mut decoder, &mut chunk, tx);
+    Ok(())
 }
 
 /// Ingest `inputs` into the warehouse.
@@ -99,106 +172,102 @@ pub async fn ingest(
     p: &Pipeline,
     w: &Warehouse,
     inputs: &[PathBuf],
-    clock: &dyn Clock,
+    clock: Arc<dyn Clock>,
     progress: Progress<'_>,
 ) -> Result<IngestSummary, PipelineError> {
     let checker = Checker::compile(p)?;
-    let mut sink = Sink::new(w.clone(), sink_limits(p), writer_id(clock));
+    let mut sink = Sink::new(w.clone(), sink_limits(p), writer_id(clock.as_ref()));
     let mut summary = IngestSummary::default();
     let writer = format!("crmdq ingest (pid {})", std::process::id());
     for input in inputs {
         let format = file::detect_format(input)?;
-        let canonical = input
-            .canonicalize()
-            .map_err(|source| crmdq_source::SourceError::Io {
-                path: input.display().to_string(),
-                source,
-            })?;
+        let canonical = input.canonicalize().map_err(|source| SourceError::Io {
+            path: input.display().to_string(),
+            source,
+        })?;
         let key = canonical.to_string_lossy().to_string();
         let done_through = w.snapshot().await?.files.get(&key).copied().unwrap_or(0);
         let total = file::size(input);
-        let path_arc: Arc<str> = Arc::from(key.as_str());
-        let implied = p.csv.record_type;
-        let mut run = FileRun {
-            p,
-            checker: &checker,
-            sink: &mut sink,
-            clock,
-            decoder: Decoder::new(p),
-            writer: writer.clone(),
-            summary: &mut summary,
+        let job = ReadJob {
+            pipeline: p.clone(),
+            path: input.clone(),
             key: key.clone(),
-            last_line: done_through,
+            format,
+            done_through,
+            clock: clock.clone(),
         };
-        let reader = file::open(input)?;
-        let mut lines_seen = 0u64;
-        match format {
-            InputFormat::Ndjson => {
-                let mut lines = Lines::new(reader, &key);
-                let mut bytes_read = 0u64;
-                while let Some((line, bytes)) = lines.next_line()? {
-                    bytes_read += bytes.len() as u64 + 1;
-                    if line <= done_through {
-                        run.summary.skipped_lines += 1;
-                        continue;
-                    }
-                    let pos = SourcePos::File {
-                        path: path_arc.clone(),
-                        line,
-                    };
-                    run.decoder.push_json(Some(bytes), &pos, None, clock.now());
-                    run.last_line = line;
-                    lines_seen += 1;
-                    if run.decoder.len() >= BATCH_ROWS {
-                        run.flush(false).await?;
-                        progress(input, bytes_read.min(total), total);
-                    }
-                }
+        // Two chunks in flight at most: bounded memory, both cores busy.
+        let (tx, mut rx) = mpsc::channel(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            if let Err(e) = read_file(&job, &tx) {
+                let _ = tx.blocking_send(Err(e));
             }
-            InputFormat::Csv => {
-                for row in csv_input::rows(reader, p.csv.delimiter, p.csv.has_header) {
-                    let (line, pos) = match &row {
-                        csv_input::CsvRow::Object { line, .. }
-                        | csv_input::CsvRow::Broken { line, .. } => (
-                            *line,
-                            SourcePos::File {
-                                path: path_arc.clone(),
-                                line: *line,
-                            },
-                        ),
-                    };
-                    if line <= done_through {
-                        run.summary.skipped_lines += 1;
-                        continue;
-                    }
-                    match row {
-                        csv_input::CsvRow::Object { obj, raw, .. } => {
-                            run.decoder
-                                .push_object(obj, &raw, &pos, implied, clock.now());
-                        }
-                        csv_input::CsvRow::Broken {
-                            raw,
-                            reason,
-                            detail,
-                            ..
-                        } => run
-                            .decoder
-                            .push_dead(&raw, reason, &detail, &pos, clock.now()),
-                    }
-                    run.last_line = line;
-                    lines_seen += 1;
-                    if run.decoder.len() >= BATCH_ROWS {
-                        run.flush(false).await?;
-                    }
-                }
+        });
+        let mut last_line = done_through;
+        let mut lines_seen = 0u64;
+        while let Some(msg) = rx.recv().await {
+            let chunk = msg?;
+            summary.skipped_lines += chunk.skipped;
+            if chunk.decoded.rows() > 0 {
+                let c = process(chunk.decoded, &checker, &mut sink, &p.time_zone).await?;
+                summary.add(c);
+            }
+            last_line = chunk.last_line;
+            lines_seen += chunk.lines;
+            progress(input, chunk.bytes_read.min(total), total);
+            // Commit mid-file only when the buffers are full; positions are exact because
+            // chunks arrive in file order.
+            if sink.needs_commit() {
+                commit(
+                    &mut sink,
+                    &key,
+                    last_line,
+                    clock.as_ref(),
+                    &writer,
+                    &mut summary,
+                )
+                .await?;
             }
         }
+        reader
+            .await
+            .map_err(|e| PipelineError::Other(format!("reader thread for {key}: {e}")))?;
         if lines_seen > 0 {
-            run.flush(true).await?;
+            commit(
+                &mut sink,
+                &key,
+                last_line,
+                clock.as_ref(),
+                &writer,
+                &mut summary,
+            )
+            .await?;
         }
         progress(input, total, total);
         summary.files += 1;
         tracing::info!(file = %key, lines = lines_seen, skipped = summary.skipped_lines, "ingested");
     }
     Ok(summary)
+}
+
+async fn commit(
+    sink: &mut Sink,
+    key: &str,
+    through_line: i64,
+    clock: &dyn Clock,
+    writer: &str,
+    summary: &mut IngestSummary,
+) -> Result<(), PipelineError> {
+    let pos = vec![SourcePosition::File {
+        path: key.to_string(),
+        through_line,
+    }];
+    if sink
+        .commit(pos, clock.now().to_string(), writer.to_string())
+        .await?
+        .is_some()
+    {
+        summary.commits += 1;
+    }
+    Ok(())
 }
