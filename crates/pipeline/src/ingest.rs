@@ -146,14 +146,16 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                 };
                 match row {
                     csv_input::CsvRow::Object { obj, raw, .. } => {
-                        decoder.push_object(obj, &raw, &pos, p.csv.record_type, job.clock.now())
+                        decoder.push_object(obj, &raw, &pos, p.csv.record_type, job.clock.now());
                     }
                     csv_input::CsvRow::Broken {
                         raw,
                         reason,
                         detail,
                         ..
-                    } => decoder.push_dead(&raw, reason, &detail, &pos, job.clock.now()),
+                    } => {
+                        decoder.push_dead(&raw, reason, &detail, &pos, job.clock.now());
+                    }
                 }
                 chunk.last_line = line;
                 chunk.lines += 1;
