@@ -384,8 +384,8 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("wh");
     let p = fixtures().join("pipeline.yaml");
-    let child = bin()
-        .args([
+    let run_args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
             "--now",
             NOW,
             "run",
@@ -395,7 +395,15 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
             w.to_str().unwrap(),
             "--brokers",
             &brokers,
-        ])
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| (*s).to_string()));
+        v
+    };
+    let child = bin()
+        .args(run_args(&[]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -432,18 +440,8 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
     let total: i64 = record_rows(&w);
     assert_eq!(total, 13);
     // Restart with --until-caught-up: nothing new, nothing doubled.
-    let out = run(&[
-        "--now",
-        NOW,
-        "run",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-        "--brokers",
-        &brokers,
-        "--until-caught-up",
-    ]);
+    let args = run_args(&["--until-caught-up"]);
+    let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("consumed 0 messages"),
         "{}",

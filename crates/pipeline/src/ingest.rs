@@ -102,6 +102,8 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
     let reader = file::open(&job.path)?;
     let path_arc: Arc<str> = Arc::from(job.key.as_str());
     let mut decoder = Decoder::new(p);
+    // Ingestion time is read once per chunk: one clock call per record is a hot-path syscall.
+    let mut now = job.clock.now();
     let mut chunk = Chunk {
         decoded: Decoded::default(),
         last_line: job.done_through,
@@ -122,11 +124,14 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                     path: path_arc.clone(),
                     line,
                 };
-                decoder.push_json(Some(bytes), &pos, None, job.clock.now());
+                decoder.push_json(Some(bytes), &pos, None, now);
                 chunk.last_line = line;
                 chunk.lines += 1;
-                if decoder.len() >= BATCH_ROWS && !send(&mut decoder, &mut chunk, tx) {
-                    return Ok(()); // the writer stopped; its error is reported there
+                if decoder.len() >= BATCH_ROWS {
+                    if !send(&mut decoder, &mut chunk, tx) {
+                        return Ok(()); // the writer stopped; its error is reported there
+                    }
+                    now = job.clock.now();
                 }
             }
         }
@@ -146,7 +151,7 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                 };
                 match row {
                     csv_input::CsvRow::Object { obj, raw, .. } => {
-                        decoder.push_object(obj, &raw, &pos, p.csv.record_type, job.clock.now());
+                        decoder.push_object(obj, &raw, &pos, p.csv.record_type, now);
                     }
                     csv_input::CsvRow::Broken {
                         raw,
@@ -154,13 +159,16 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                         detail,
                         ..
                     } => {
-                        decoder.push_dead(&raw, reason, &detail, &pos, job.clock.now());
+                        decoder.push_dead(&raw, reason, &detail, &pos, now);
                     }
                 }
                 chunk.last_line = line;
                 chunk.lines += 1;
-                if decoder.len() >= BATCH_ROWS && !send(&mut decoder, &mut chunk, tx) {
-                    return Ok(());
+                if decoder.len() >= BATCH_ROWS {
+                    if !send(&mut decoder, &mut chunk, tx) {
+                        return Ok(());
+                    }
+                    now = job.clock.now();
                 }
             }
         }
