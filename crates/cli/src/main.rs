@@ -71,7 +71,8 @@ enum Command {
         /// Stop after reaching the end offsets seen at start.
         #[arg(long)]
         until_caught_up: bool,
-        #[arg(long)]
+        /// Serve /healthz, /readyz and /metrics on this address while running.
+        #[arg(long, value_name = "ADDR")]
         http_listen: Option<String>,
     },
     /// (Re)compute the score tables.
@@ -117,16 +118,21 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
-    /// PostgreSQL-protocol SQL endpoint and HTTP health/metrics (not yet implemented).
+    /// PostgreSQL-protocol SQL endpoint (database `crmdq`) and HTTP /healthz, /readyz,
+    /// /metrics and the JSON API, over the committed warehouse, until SIGINT/SIGTERM.
     Serve {
         #[arg(long)]
         pipeline: PathBuf,
         #[arg(long)]
         warehouse: Option<PathBuf>,
-        #[arg(long)]
+        /// SQL endpoint address (default: the pipeline's serve.pg_listen, 127.0.0.1:5433).
+        #[arg(long, value_name = "ADDR")]
         pg_listen: Option<String>,
-        #[arg(long)]
+        /// HTTP address (default: the pipeline's serve.http_listen, 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
         http_listen: Option<String>,
+        #[arg(long)]
+        roster: Option<PathBuf>,
     },
     /// Evaluate the pipeline's alert rules (not yet implemented).
     Alerts {
@@ -185,6 +191,11 @@ fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn addr(v: &str, flag: &str) -> anyhow::Result<std::net::SocketAddr> {
+    v.parse()
+        .map_err(|e| UsageError(format!("{flag} `{v}`: not an IP:port address ({e})")).into())
 }
 
 fn clock(now: Option<&String>) -> anyhow::Result<Arc<dyn Clock>> {
@@ -317,16 +328,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             http_listen,
         } => {
             let p = load(&pipeline, warehouse.as_ref())?;
-            let _ = (roster, http_listen);
+            let _ = roster;
             let w = Warehouse::open(&p.warehouse.path)?;
             let token = tokio_util::sync::CancellationToken::new();
             let signal = tokio::spawn(shutdown_signal(token.clone()));
+            let telemetry = crmdq_pipeline::run::Telemetry {
+                metrics: Arc::new(crmdq_serve::Metrics::new()),
+                health: Arc::new(crmdq_serve::RunHealth::new(p.serve.ready_max_lag)),
+            };
+            let http_stop = tokio_util::sync::CancellationToken::new();
+            let http = match http_listen {
+                None => None,
+                Some(a) => {
+                    let addr = addr(&a, "--http-listen")?;
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?;
+                    let bound = listener.local_addr()?;
+                    println!("HTTP on http://{bound} (/healthz, /readyz, /metrics)");
+                    let state = crmdq_serve::http::AppState {
+                        metrics: telemetry.metrics.clone(),
+                        health: Arc::new(crmdq_serve::Health::run(telemetry.health.clone())),
+                        live: crmdq_warehouse::LiveSnapshot::open(w.clone()).await?,
+                        ctx: None,
+                        auth: crmdq_serve::pg::Auth::Trust,
+                        limiter: Arc::new(crmdq_serve::pg::LoginLimiter::new(
+                            p.serve.max_failed_logins,
+                        )),
+                        freshness: Arc::default(),
+                    };
+                    Some(tokio::spawn(crmdq_serve::http::serve_http(
+                        listener,
+                        state,
+                        http_stop.clone(),
+                    )))
+                }
+            };
             let opts = crmdq_pipeline::run::RunOptions {
                 brokers,
                 until_caught_up,
+                telemetry: Some(telemetry),
             };
             let s = crmdq_pipeline::run::run(&p, &w, &opts, clock, token).await;
             signal.abort();
+            http_stop.cancel();
+            if let Some(h) = http {
+                let _ = h.await;
+            }
             let s = s?;
             println!(
                 "consumed {} messages: {} records, {} dead letters, {} commits, {} rebalances",
@@ -451,9 +499,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Serve { .. } => anyhow::bail!(
-            "`crmdq serve` is not implemented yet (tracked as the BI and ops surfaces issue)"
-        ),
+        Command::Serve {
+            pipeline,
+            warehouse,
+            pg_listen,
+            http_listen,
+            roster,
+        } => {
+            let p = load(&pipeline, warehouse.as_ref())?;
+            let w = Warehouse::open(&p.warehouse.path)?;
+            let opts = crmdq_serve::ServeOptions {
+                pg_listen: match pg_listen {
+                    Some(a) => addr(&a, "--pg-listen")?,
+                    None => p.serve.pg_listen,
+                },
+                http_listen: match http_listen {
+                    Some(a) => addr(&a, "--http-listen")?,
+                    None => p.serve.http_listen,
+                },
+                roster: roster.or_else(|| p.roster.clone()),
+            };
+            let token = tokio_util::sync::CancellationToken::new();
+            let signal = tokio::spawn(shutdown_signal(token.clone()));
+            let root = w.root().to_path_buf();
+            let r = crmdq_serve::serve(&p, w, &opts, token, |pg, http| {
+                println!(
+                    "serving {}: SQL on postgresql://{pg}/{} , HTTP on http://{http} (/healthz, /readyz, /metrics, /api/v1)",
+                    root.display(),
+                    crmdq_serve::pg::DATABASE
+                );
+            })
+            .await;
+            signal.abort();
+            match r {
+                Err(crmdq_serve::ServeError::Usage(m)) => return Err(UsageError(m).into()),
+                r => r?,
+            }
+        }
         Command::Alerts { .. } => {
             anyhow::bail!("`crmdq alerts` is not implemented yet (tracked as the alerts issue)")
         }

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crmdq"))
 }
@@ -402,30 +404,70 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
         v.extend(extra.iter().map(|s| (*s).to_string()));
         v
     };
-    let child = bin()
-        .args(run_args(&[]))
+    let mut child = bin()
+        .args(run_args(&["--http-listen", "127.0.0.1:0"]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the log shows everything committed (the pipeline commits every 0.5 s),
-    // then ask it to stop.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let http: std::net::SocketAddr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no HTTP address in {first:?}"))
+        .parse()
+        .unwrap();
+    // Wait until /metrics shows everything committed (the pipeline commits every 0.5 s)
+    // and /readyz is ready, then ask it to stop. The counters count committed data, so
+    // they must equal the warehouse's contents.
     let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    loop {
-        let n = if w.join("_crmdq_log").exists() {
-            count(&w, "dead_letters")
-        } else {
-            0
-        };
-        if n == 2 {
-            break;
+    let m = loop {
+        let (code, text) = common::http_get(http, "/metrics", None);
+        assert_eq!(code, 200);
+        let m = common::parse_metrics(&text);
+        let ready = common::http_get(http, "/readyz", None).0 == 200;
+        if ready && m["crmdq_dead_letters_total{reason=invalid_json}"] == 1.0 {
+            break m;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "run did not commit the stream in time"
+            "run did not commit the stream in time: {m}"
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    };
+    assert_eq!(m["crmdq_messages_consumed_total{topic=crm.records}"], 15.0);
+    let written: u64 = m
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("crmdq_records_written_total{"))
+        .map(|(_, v)| v.as_f64().unwrap() as u64)
+        .sum();
+    assert_eq!(written, 13);
+    assert_eq!(m["crmdq_records_written_total{record_type=customer}"], 4.0);
+    assert_eq!(m["crmdq_dead_letters_total{reason=missing_record_id}"], 1.0);
+    let age_type = sql(
+        &w,
+        "SELECT COUNT(*) AS n FROM customer WHERE array_has(dq_failed_checks, 'age.type')",
+    )[0]["n"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(
+        m["crmdq_check_failures_total{check=age.type,record_type=customer}"],
+        age_type
+    );
+    let late = sql(
+        &w,
+        "SELECT COUNT(*) AS n FROM activity WHERE NOT dq_on_time",
+    )[0]["n"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(m["crmdq_records_late_total{record_type=activity}"], late);
+    assert_eq!(m["crmdq_warehouse_rows{table=customer}"], 4.0);
+    assert_eq!(count(&w, "dead_letters"), 2);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

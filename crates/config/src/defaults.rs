@@ -11,6 +11,13 @@ pub const PHONE_REGION: &str = "CN";
 pub const DEADLINE_TIME: &str = "10:00";
 pub const DEADLINE_DAYS: u32 = 1;
 
+/// `crmdq serve`: loopback by default (contract section 5).
+pub const PG_LISTEN: &str = "127.0.0.1:5433";
+pub const HTTP_LISTEN: &str = "127.0.0.1:9464";
+pub const MAX_FAILED_LOGINS: u32 = 5;
+pub const MAX_CONNECTIONS: usize = 64;
+pub const READY_MAX_LAG: i64 = 100_000;
+
 /// Values that count as missing in any field (compared after NFKC, trim, case folding).
 pub const PLACEHOLDERS: &[&str] = &[
     "", "unknown", "n/a", "na", "none", "null", "-", "--", "?", "无", "未知", "不详", "暂无", "空",

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -199,6 +200,20 @@ pub struct Pipeline {
     pub scorecards: BTreeMap<String, Scorecard>,
     pub sql_user: Option<String>,
     pub sql_password: Option<String>,
+    pub serve: ServeConfig,
+}
+
+/// Where and how `serve` (and `run --http-listen`) listen.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub pg_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// (certificate chain, private key), both PEM.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trust: bool,
+    pub max_failed_logins: u32,
+    pub max_connections: usize,
+    pub ready_max_lag: i64,
 }
 
 impl Pipeline {
@@ -793,6 +808,7 @@ fn validate(
         scorecards.insert(role, weights);
     }
 
+    let serve = serve_config(raw.serve, &base, text, path)?;
     Ok(Pipeline {
         file: path.to_path_buf(),
         name: raw.name.unwrap_or_else(|| "crmdq".into()),
@@ -812,6 +828,74 @@ fn validate(
         scorecards,
         sql_user: raw.sql.user.or_else(|| env("CRMDQ_SQL_USER")),
         sql_password: raw.sql.password.or_else(|| env("CRMDQ_SQL_PASSWORD")),
+        serve,
+    })
+}
+
+fn socket_addr(
+    v: Option<String>,
+    default: &str,
+    text: &str,
+    path: &Path,
+    key: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let v = v.unwrap_or_else(|| default.to_string());
+    v.parse().map_err(|e| {
+        ConfigError::invalid(
+            path,
+            text,
+            key,
+            format!("`{v}` is not an IP:port address ({e})"),
+        )
+    })
+}
+
+fn serve_config(
+    raw: raw::RawServe,
+    base: &Path,
+    text: &str,
+    path: &Path,
+) -> Result<ServeConfig, ConfigError> {
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                path,
+                text,
+                "serve.tls_cert",
+                "needs serve.tls_key too",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                path,
+                text,
+                "serve.tls_key",
+                "needs serve.tls_cert too",
+            ));
+        }
+    };
+    Ok(ServeConfig {
+        pg_listen: socket_addr(
+            raw.pg_listen,
+            defaults::PG_LISTEN,
+            text,
+            path,
+            "serve.pg_listen",
+        )?,
+        http_listen: socket_addr(
+            raw.http_listen,
+            defaults::HTTP_LISTEN,
+            text,
+            path,
+            "serve.http_listen",
+        )?,
+        tls,
+        trust: raw.trust.unwrap_or(false),
+        max_failed_logins: raw.max_failed_logins.unwrap_or(defaults::MAX_FAILED_LOGINS),
+        max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+        ready_max_lag: raw.ready_max_lag.unwrap_or(defaults::READY_MAX_LAG),
     })
 }
 

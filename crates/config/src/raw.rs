@@ -47,6 +47,29 @@ pub struct RawPipeline {
     /// Credentials of the SQL endpoint (`crmdq serve`).
     #[serde(default)]
     pub sql: RawSql,
+    /// The SQL endpoint and HTTP surfaces (`crmdq serve`, `crmdq run --http-listen`).
+    #[serde(default)]
+    pub serve: RawServe,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    /// PostgreSQL-protocol listen address (`--pg-listen` overrides it).
+    pub pg_listen: Option<String>,
+    /// HTTP listen address (`--http-listen` overrides it).
+    pub http_listen: Option<String>,
+    /// PEM certificate chain and PKCS#8 key: with both, the SQL endpoint offers TLS.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// Accept SQL clients without a password (loopback binds only). Off unless asked for.
+    pub trust: Option<bool>,
+    /// Failed logins per client address per minute before further attempts are refused.
+    pub max_failed_logins: Option<u32>,
+    /// Concurrent SQL connections at most.
+    pub max_connections: Option<usize>,
+    /// `/readyz` of `run`: ready while the summed consumer lag is at most this.
+    pub ready_max_lag: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

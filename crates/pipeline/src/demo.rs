@@ -122,6 +122,7 @@ pub async fn demo(
     let opts = RunOptions {
         brokers: Some(brokers),
         until_caught_up: true,
+        telemetry: None,
     };
     let summary = run(&p, &w, &opts, clock, CancellationToken::new()).await?;
     crmdq_score::score(&p, &w, p.roster.as_deref(), clock.now().to_string()).await?;

@@ -7,6 +7,7 @@ use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{Date32Type, TimestampMicrosecondType};
 use crmdq_check::Checker;
 use crmdq_decode::Decoded;
+use crmdq_serve::CommitCounts;
 use crmdq_warehouse::Sink;
 use jiff::tz::TimeZone;
 
@@ -18,6 +19,40 @@ pub struct StepCounts {
     pub records: u64,
     pub dead_letters: u64,
     pub by_reason: BTreeMap<String, u64>,
+    /// Per type and per rule, for the metrics (counted once the step is committed).
+    pub detail: CommitCounts,
+}
+
+/// What a checked batch of `rt` adds to the metrics.
+fn count_checked(rt: &str, checked: &RecordBatch, c: &mut CommitCounts) {
+    let n = checked.num_rows() as u64;
+    *c.records.entry(rt.to_string()).or_default() += n;
+    let falses = |name: &str| -> u64 {
+        checked.column_by_name(name).map_or(0, |a| {
+            let b = a.as_boolean();
+            (b.len() - b.true_count()) as u64
+        })
+    };
+    let incomplete = falses("dq_complete");
+    if incomplete > 0 {
+        *c.incomplete.entry(rt.to_string()).or_default() += incomplete;
+    }
+    let late = falses("dq_on_time");
+    if late > 0 {
+        *c.late.entry(rt.to_string()).or_default() += late;
+    }
+    if let Some(failed) = checked.column_by_name("dq_failed_checks") {
+        let list = failed.as_list::<i32>();
+        for name in list.values().as_string::<i32>().iter().flatten() {
+            *c.check_failures
+                .entry((rt.to_string(), name.to_string()))
+                .or_default() += 1;
+        }
+    }
+    if let Some(et) = checked.column_by_name("event_time") {
+        let newest = arrow::compute::max(et.as_primitive::<TimestampMicrosecondType>());
+        c.max_event_time_us = c.max_event_time_us.max(newest);
+    }
 }
 
 fn date_str(days: i32) -> String {
@@ -65,6 +100,7 @@ pub async fn process(
     for (rt, batch) in decoded.records {
         let checked = checker.check(rt, &batch)?;
         counts.records += checked.num_rows() as u64;
+        count_checked(rt.as_str(), &checked, &mut counts.detail);
         let dates = checked
             .column_by_name("dq_business_date")
             .expect("verdict column")
@@ -89,6 +125,7 @@ pub async fn process(
             .flatten()
         {
             *counts.by_reason.entry(r.to_string()).or_default() += 1;
+            *counts.detail.dead_letters.entry(r.to_string()).or_default() += 1;
         }
         // Dead letters are partitioned by ingestion date in the pipeline's time zone.
         let ing = dl

@@ -8,14 +8,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crmdq_check::Checker;
 use crmdq_config::Pipeline;
 use crmdq_decode::{Decoder, SourcePos};
 use crmdq_schema::RecordType;
-use crmdq_source::kafka::{self, ConsumerSettings, CrmdqConsumer, RebalanceEvent, Tp};
-use crmdq_warehouse::{Sink, SourcePosition, Warehouse};
+use crmdq_serve::metrics::{KindLabel, PartitionLabel, ReasonLabel, TopicLabel};
+use crmdq_serve::{CommitCounts, Metrics, RunHealth};
+use crmdq_source::kafka::{
+    self, BrokerViewSlot, ConsumerSettings, CrmdqConsumer, RebalanceEvent, Tp,
+};
+use crmdq_warehouse::{Sink, SinkStats, SourcePosition, Warehouse};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +36,16 @@ pub struct RunOptions {
     pub brokers: Option<String>,
     /// Stop once every partition reached the end offset it had when the run started.
     pub until_caught_up: bool,
+    /// Metrics and readiness to update (e.g. served by `--http-listen`); a run without
+    /// them keeps private ones.
+    pub telemetry: Option<Telemetry>,
+}
+
+/// What a run reports to `/metrics` and `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<RunHealth>,
 }
 
 /// What a run did.
@@ -67,6 +82,15 @@ struct Loop<'a> {
     buffered: bool,
     writer: String,
     summary: RunSummary,
+    metrics: Arc<Metrics>,
+    health: Arc<RunHealth>,
+    /// Counts of what is buffered, added to the metrics once committed.
+    pending: CommitCounts,
+    /// Sink counters at the last metrics update.
+    last_stats: SinkStats,
+    /// Newest committed event time (µs).
+    newest_event_us: Option<i64>,
+    view: BrokerViewSlot,
 }
 
 impl Loop<'_> {
@@ -87,6 +111,12 @@ impl Loop<'_> {
         }
         st.strict = false;
         st.next = offset + 1;
+        self.metrics
+            .consumed
+            .get_or_create(&TopicLabel {
+                topic: m.topic().to_string(),
+            })
+            .inc();
         let implied = self.topics.get(m.topic()).copied().flatten();
         let pos = SourcePos::Kafka {
             topic: Arc::from(m.topic()),
@@ -114,6 +144,7 @@ impl Loop<'_> {
             .await?;
             self.summary.records += c.records;
             self.summary.dead_letters += c.dead_letters;
+            self.pending.merge(c.detail);
         }
         Ok(())
     }
@@ -139,10 +170,26 @@ impl Loop<'_> {
                 next_offset: *next,
             })
             .collect();
-        self.sink
+        let started = Instant::now();
+        if let Err(e) = self
+            .sink
             .commit(sources, self.clock.now().to_string(), self.writer.clone())
-            .await?;
+            .await
+        {
+            self.metrics.warehouse_errors.inc();
+            self.health.set_warehouse(Err(e.to_string()));
+            return Err(e.into());
+        }
+        self.health.set_warehouse(Ok(()));
         self.summary.commits += 1;
+        self.metrics.commits.inc();
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        let counts = std::mem::take(&mut self.pending);
+        self.newest_event_us = self.newest_event_us.max(counts.max_event_time_us);
+        self.metrics.observe_commit(&counts);
+        self.sync_sink_metrics();
         self.committed.extend(advanced.clone());
         self.buffered = false;
         if let Err(e) = kafka::commit_offsets(self.consumer, &advanced) {
@@ -152,8 +199,99 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Add the sink's counters since the last call to the metrics.
+    fn sync_sink_metrics(&mut self) {
+        let now = self.sink.stats().clone();
+        for (reason, n) in &now.files_rolled {
+            let before = self
+                .last_stats
+                .files_rolled
+                .get(reason)
+                .copied()
+                .unwrap_or(0);
+            if *n > before {
+                self.metrics
+                    .files_rolled
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.as_str().to_string(),
+                    })
+                    .inc_by(n - before);
+            }
+        }
+        self.metrics
+            .rows_written
+            .inc_by(now.committed_rows - self.last_stats.committed_rows);
+        self.metrics
+            .bytes_written
+            .inc_by(now.committed_bytes - self.last_stats.committed_bytes);
+        self.metrics
+            .open_writers
+            .set(self.sink.open_writers() as i64);
+        self.last_stats = now;
+    }
+
+    /// Lag, broker reachability and freshness, from the latest broker statistics.
+    fn update_gauges(&self) {
+        let view = self.view.lock().map(|v| v.clone()).unwrap_or_default();
+        let mut total = 0;
+        for (tp, st) in &self.parts {
+            let Some(high) = view.high_watermarks.get(tp) else {
+                continue;
+            };
+            let label = PartitionLabel {
+                topic: tp.0.clone(),
+                partition: tp.1.to_string(),
+            };
+            let lag = (high - st.next).max(0);
+            total += lag;
+            self.metrics.consumer_lag.get_or_create(&label).set(lag);
+            let committed = self.committed.get(tp).copied().unwrap_or(0);
+            self.metrics
+                .committed_lag
+                .get_or_create(&label)
+                .set((high - committed).max(0));
+        }
+        self.health.lag.store(total, Ordering::Relaxed);
+        self.health
+            .brokers_up
+            .store(view.brokers_up, Ordering::Relaxed);
+        self.health
+            .stats_seen
+            .store(view.reports > 0, Ordering::Relaxed);
+        self.health
+            .assigned
+            .store(self.parts.len(), Ordering::Relaxed);
+        self.metrics
+            .open_writers
+            .set(self.sink.open_writers() as i64);
+        if let Some(us) = self.newest_event_us {
+            let now = self.clock.now().as_microsecond();
+            self.metrics.freshness.set((now - us) as f64 / 1e6);
+        }
+    }
+
+    fn forget_partition(&self, tp: &Tp) {
+        let label = PartitionLabel {
+            topic: tp.0.clone(),
+            partition: tp.1.to_string(),
+        };
+        self.metrics.consumer_lag.remove(&label);
+        self.metrics.committed_lag.remove(&label);
+    }
+
     async fn on_rebalance(&mut self, ev: RebalanceEvent) -> Result<(), PipelineError> {
         self.summary.rebalances += 1;
+        let kind = match &ev {
+            RebalanceEvent::Assigned(_) => "assign",
+            RebalanceEvent::Revoked(_) => "revoke",
+            RebalanceEvent::Error(_) => "error",
+        };
+        self.metrics
+            .rebalances
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
         match ev {
             RebalanceEvent::Assigned(parts) => {
                 for (tp, start) in parts {
@@ -177,9 +315,11 @@ impl Loop<'_> {
                 self.sink.discard();
                 let _ = self.decoder.finish();
                 self.buffered = false;
+                self.pending = CommitCounts::default();
                 for tp in &parts {
                     self.parts.remove(tp);
                     self.committed.remove(tp);
+                    self.forget_partition(tp);
                 }
                 // Retained partitions go back to their committed position.
                 let snap = self.warehouse.snapshot().await?;
@@ -201,6 +341,9 @@ impl Loop<'_> {
             }
             RebalanceEvent::Error(e) => tracing::warn!(error = %e, "rebalance problem"),
         }
+        self.health
+            .assigned
+            .store(self.parts.len(), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -269,7 +412,12 @@ pub async fn run(
         ))
     })?;
     let checker = Checker::compile(p)?;
+    let telemetry = opts.telemetry.clone().unwrap_or_else(|| Telemetry {
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(RunHealth::new(p.serve.ready_max_lag)),
+    });
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let view = BrokerViewSlot::default();
     let settings = ConsumerSettings {
         bootstrap_servers: opts
             .brokers
@@ -278,6 +426,7 @@ pub async fn run(
         group_id: kc.group_id.clone(),
         topics: kc.topics.keys().cloned().collect(),
         properties: kc.properties.clone(),
+        view: view.clone(),
     };
     let consumer = kafka::consumer(&settings, positions_fn(w.clone()), tx)?;
     let targets = if opts.until_caught_up {
@@ -299,6 +448,12 @@ pub async fn run(
         buffered: false,
         writer: format!("crmdq run (pid {})", std::process::id()),
         summary: RunSummary::default(),
+        metrics: telemetry.metrics,
+        health: telemetry.health,
+        pending: CommitCounts::default(),
+        last_stats: SinkStats::default(),
+        newest_event_us: None,
+        view,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();
@@ -313,9 +468,13 @@ pub async fn run(
             }
             m = consumer.recv() => match m {
                 Ok(m) => lp.on_message(&m).await?,
-                Err(e) => tracing::warn!(error = %e, "kafka consume error (librdkafka retries)"),
+                Err(e) => {
+                    lp.metrics.kafka_errors.inc();
+                    tracing::warn!(error = %e, "kafka consume error (librdkafka retries)");
+                }
             },
             _ = tick.tick() => {
+                lp.update_gauges();
                 lp.sink.roll_aged().await?;
                 if last_commit.elapsed() >= kc.commit_interval || lp.sink.needs_commit() {
                     lp.commit().await?;

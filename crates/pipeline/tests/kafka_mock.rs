@@ -45,6 +45,7 @@ async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
     let opts = RunOptions {
         brokers: Some(cluster.bootstrap_servers()),
         until_caught_up: true,
+        telemetry: None,
     };
     let s = run(&p, &w, &opts, &clock, CancellationToken::new())
         .await
@@ -110,4 +111,100 @@ async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
         .await
         .unwrap();
     assert_eq!(s3.messages, 3);
+}
+
+/// Wait up to 30 s for `cond`.
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Readiness follows the broker: a running consumer is ready, turns not ready while the
+/// (only) broker is down, and becomes ready again and consumes what was produced
+/// meanwhile by itself once the broker is back. The metrics count committed data only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_broker_and_metrics_count_committed_data() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
+    p.warehouse.path = dir.path().join("wh");
+    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("crm.records", 1, 1).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "crm.records", &lines[..10]).unwrap();
+
+    let metrics = Arc::new(crmdq_serve::Metrics::new());
+    let health = Arc::new(crmdq_serve::RunHealth::new(1000));
+    let opts = RunOptions {
+        brokers: Some(brokers.clone()),
+        until_caught_up: false,
+        telemetry: Some(crmdq_pipeline::run::Telemetry {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }),
+    };
+    let cancel = CancellationToken::new();
+    let task = {
+        let (p, w, cancel) = (p.clone(), w.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
+            run(&p, &w, &opts, &clock, cancel).await
+        })
+    };
+    let ready = |h: &crmdq_serve::RunHealth| {
+        h.assigned.load(Ordering::Relaxed) > 0
+            && h.stats_seen.load(Ordering::Relaxed)
+            && h.brokers_up.load(Ordering::Relaxed) > 0
+            && h.warehouse_ok.load(Ordering::Relaxed)
+    };
+    let written = |m: &crmdq_serve::Metrics| {
+        let text = m.encode();
+        text.lines()
+            .filter(|l| l.starts_with("crmdq_records_written_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    eventually("ready and 10 messages committed", || {
+        ready(&health) && written(&metrics) + dead(&metrics) == 10
+    })
+    .await;
+
+    cluster.broker_down(1).unwrap();
+    eventually("not ready while the broker is down", || !ready(&health)).await;
+    cluster.broker_up(1).unwrap();
+    eventually("ready again", || ready(&health)).await;
+    produce(&brokers, "crm.records", &lines[10..]).unwrap();
+    eventually("the rest committed", || {
+        written(&metrics) + dead(&metrics) == 15
+    })
+    .await;
+    cancel.cancel();
+    let s = task.await.unwrap().unwrap();
+    assert_eq!(s.messages, 15);
+    assert_eq!(written(&metrics), 13);
+    assert_eq!(dead(&metrics), 2);
+    let snap = w.snapshot().await.unwrap();
+    assert_eq!(snap.kafka.values().sum::<i64>(), 15);
+}
+
+fn dead(m: &crmdq_serve::Metrics) -> u64 {
+    m.encode()
+        .lines()
+        .filter(|l| l.starts_with("crmdq_dead_letters_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }

@@ -18,7 +18,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use crmdq_config::Pipeline;
 use crmdq_schema::{RecordType, dead_letter_schema, record_table_schema};
 use crmdq_warehouse::{
-    FileAdd, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError, register_table,
+    FileAdd, LiveSnapshot, LiveTable, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError,
+    register_table,
 };
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -119,38 +120,59 @@ pub async fn register_all(
     snap: &Snapshot,
     roster: RecordBatch,
 ) -> Result<(), ScoreError> {
-    for rt in RecordType::ALL {
-        register_table(
-            ctx,
-            w,
-            rt.as_str(),
-            record_table_schema(rt),
-            snap.files_of(rt.as_str()),
-        )
-        .map_err(q(rt.as_str()))?;
+    register_roster(ctx, roster)?;
+    for (name, schema) in table_schemas(w, ctx).await? {
+        register_table(ctx, w, &name, schema, snap.files_of(&name)).map_err(q(&name))?;
     }
-    register_table(
-        ctx,
-        w,
-        "dead_letters",
-        dead_letter_schema(),
-        snap.files_of("dead_letters"),
-    )
-    .map_err(q("dead_letters"))?;
+    Ok(())
+}
+
+/// Like [`register_all`], but every table takes its file list from `live` at each
+/// query, so commits made while a long-running reader (`serve`) is up become visible.
+pub async fn register_live(
+    ctx: &SessionContext,
+    live: &Arc<LiveSnapshot>,
+    roster: RecordBatch,
+) -> Result<(), ScoreError> {
+    register_roster(ctx, roster)?;
+    for (name, schema) in table_schemas(live.warehouse(), ctx).await? {
+        ctx.register_table(
+            name.as_str(),
+            Arc::new(LiveTable::new(live.clone(), &name, schema)),
+        )
+        .map_err(q(&name))?;
+    }
+    Ok(())
+}
+
+fn register_roster(ctx: &SessionContext, roster: RecordBatch) -> Result<(), ScoreError> {
     let schema = roster.schema();
     ctx.register_table(
         "roster",
         Arc::new(MemTable::try_new(schema, vec![vec![roster]]).map_err(q("roster"))?),
     )
     .map_err(q("roster"))?;
-    // Score tables: schema from planning the score queries (no execution).
-    let scoring = session();
-    register_scoring_inputs(&scoring, w, snap, ctx).await?;
-    for (name, _) in SCORE_TABLES {
-        let schema = score_file_schema(&scoring, name).await?;
-        register_table(ctx, w, name, schema, snap.files_of(name)).map_err(q(name))?;
-    }
     Ok(())
+}
+
+/// Every warehouse table a reader can query by name, with its file schema (without
+/// `dt`): the record tables, `dead_letters`, and the score tables (whose schema comes
+/// from planning the score queries; `from` must already hold `roster`).
+async fn table_schemas(
+    w: &Warehouse,
+    from: &SessionContext,
+) -> Result<Vec<(String, SchemaRef)>, ScoreError> {
+    let mut out: Vec<(String, SchemaRef)> = RecordType::ALL
+        .into_iter()
+        .map(|rt| (rt.as_str().to_string(), record_table_schema(rt)))
+        .collect();
+    out.push(("dead_letters".to_string(), dead_letter_schema()));
+    let scoring = session();
+    register_scoring_inputs(&scoring, w, &Snapshot::default(), from).await?;
+    for (name, _) in SCORE_TABLES {
+        out.push((name.to_string(), score_file_schema(&scoring, name).await?));
+    }
+    Ok(out)
 }
 
 async fn register_scoring_inputs(

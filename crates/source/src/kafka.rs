@@ -34,13 +34,52 @@ pub enum RebalanceEvent {
     Error(String),
 }
 
-/// Consumer context: seeds assignments from the commit log, reports rebalances.
+/// What librdkafka's statistics (every `statistics.interval.ms`) say about the broker
+/// side: each partition's high watermark and whether any broker connection is up.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerView {
+    /// (topic, partition) → high watermark (the offset the next produced message gets).
+    pub high_watermarks: BTreeMap<Tp, i64>,
+    /// Broker connections in state `UP` (bootstrap placeholders excluded).
+    pub brokers_up: usize,
+    /// Statistics received so far.
+    pub reports: u64,
+}
+
+/// The latest [`BrokerView`], shared between librdkafka's thread and the consumer loop.
+pub type BrokerViewSlot = Arc<std::sync::Mutex<BrokerView>>;
+
+/// Consumer context: seeds assignments from the commit log, reports rebalances, keeps
+/// the latest broker statistics.
 pub struct PositionedContext {
     positions: PositionFn,
     events: UnboundedSender<RebalanceEvent>,
+    view: BrokerViewSlot,
 }
 
-impl ClientContext for PositionedContext {}
+impl ClientContext for PositionedContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut high = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (id, p) in &t.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if *id >= 0 && p.hi_offset >= 0 {
+                    high.insert((topic.clone(), *id), p.hi_offset);
+                }
+            }
+        }
+        let up = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .count();
+        if let Ok(mut v) = self.view.lock() {
+            v.high_watermarks = high;
+            v.brokers_up = up;
+            v.reports += 1;
+        }
+    }
+}
 
 fn tps(tpl: &TopicPartitionList) -> Vec<Tp> {
     tpl.elements()
@@ -120,6 +159,8 @@ pub struct ConsumerSettings {
     pub topics: Vec<String>,
     /// librdkafka properties passed through (they override the defaults below).
     pub properties: BTreeMap<String, String>,
+    /// Receives the broker statistics.
+    pub view: BrokerViewSlot,
 }
 
 pub type CrmdqConsumer = StreamConsumer<PositionedContext>;
@@ -139,12 +180,17 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
-        .set("partition.assignment.strategy", "cooperative-sticky");
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "2000");
     for (k, v) in &s.properties {
         cfg.set(k, v);
     }
     let c: CrmdqConsumer = cfg
-        .create_with_context(PositionedContext { positions, events })
+        .create_with_context(PositionedContext {
+            positions,
+            events,
+            view: s.view.clone(),
+        })
         .map_err(|source| SourceError::Kafka {
             operation: "create consumer",
             source,

@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use log::{FileAdd, LogEntry, LogKind, Snapshot, SourcePosition};
 pub use sink::{RollReason, Sink, SinkLimits, SinkStats};
-pub use table::{CommittedTable, register_table};
+pub use table::{CommittedTable, LiveSnapshot, LiveTable, register_table};
 
 /// Name of the commit log folder inside a warehouse.
 pub const LOG_DIR: &str = "_crmdq_log";
@@ -140,6 +140,12 @@ impl Warehouse {
     /// Read the whole commit log.
     pub async fn snapshot(&self) -> Result<Snapshot, WarehouseError> {
         log::read_snapshot(self).await
+    }
+
+    /// Bring `snap` up to date with entries committed since it was taken (cheap when
+    /// nothing changed: one folder listing). Returns whether anything was new.
+    pub async fn refresh(&self, snap: &mut Snapshot) -> Result<bool, WarehouseError> {
+        log::refresh(self, snap).await
     }
 
     /// Append an entry to the commit log (create-if-absent; on a race, the next version).

@@ -150,7 +150,19 @@ async fn list_versions(w: &Warehouse) -> Result<Vec<u64>, WarehouseError> {
 
 pub(crate) async fn read_snapshot(w: &Warehouse) -> Result<Snapshot, WarehouseError> {
     let mut snap = Snapshot::default();
-    for v in list_versions(w).await? {
+    refresh(w, &mut snap).await?;
+    Ok(snap)
+}
+
+/// Fold in the entries written since `snap` was taken; true if there were any.
+/// Costs one listing of the log folder plus one read per new entry.
+pub(crate) async fn refresh(w: &Warehouse, snap: &mut Snapshot) -> Result<bool, WarehouseError> {
+    let newer: Vec<u64> = list_versions(w)
+        .await?
+        .into_iter()
+        .filter(|v| *v > snap.version)
+        .collect();
+    for &v in &newer {
         let p = entry_path(v);
         let bytes = w
             .store()
@@ -174,7 +186,7 @@ pub(crate) async fn read_snapshot(w: &Warehouse) -> Result<Snapshot, WarehouseEr
         e.version = v;
         snap.apply(&e);
     }
-    Ok(snap)
+    Ok(!newer.is_empty())
 }
 
 pub(crate) async fn commit(w: &Warehouse, mut entry: LogEntry) -> Result<u64, WarehouseError> {

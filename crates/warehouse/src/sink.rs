@@ -69,6 +69,9 @@ pub struct SinkStats {
     pub rows_written: u64,
     pub bytes_written: u64,
     pub commits: u64,
+    /// Rows and bytes of files named by successful commits.
+    pub committed_rows: u64,
+    pub committed_bytes: u64,
 }
 
 struct OpenFile {
@@ -286,6 +289,8 @@ impl Sink {
         match self.warehouse.commit(entry).await {
             Ok(v) => {
                 self.stats.commits += 1;
+                self.stats.committed_rows += files.iter().map(|f| f.rows).sum::<u64>();
+                self.stats.committed_bytes += files.iter().map(|f| f.bytes).sum::<u64>();
                 Ok(Some(v))
             }
             Err(e) => {

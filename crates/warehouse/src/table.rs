@@ -7,7 +7,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::config::TableParquetOptions;
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
@@ -19,7 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::SessionContext;
 
-use crate::{FileAdd, Warehouse};
+use crate::{FileAdd, Snapshot, Warehouse, WarehouseError};
 
 /// A committed table: file schema + `dt`, and the log's file list.
 #[derive(Debug)]
@@ -30,13 +30,18 @@ pub struct CommittedTable {
 }
 
 impl CommittedTable {
-    pub fn new(warehouse: &Warehouse, file_schema: SchemaRef, files: &[FileAdd]) -> Self {
+    /// The table schema: the file schema plus `dt`.
+    fn with_dt(file_schema: &SchemaRef) -> SchemaRef {
         let mut fields: Vec<Field> = file_schema
             .fields()
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new("dt", DataType::Utf8, false));
+        Arc::new(Schema::new(fields))
+    }
+
+    pub fn new(warehouse: &Warehouse, file_schema: SchemaRef, files: &[FileAdd]) -> Self {
         let files = files
             .iter()
             .map(|f| {
@@ -47,8 +52,8 @@ impl CommittedTable {
             })
             .collect();
         CommittedTable {
+            table_schema: Self::with_dt(&file_schema),
             file_schema,
-            table_schema: Arc::new(Schema::new(fields)),
             files,
         }
     }
@@ -99,6 +104,90 @@ impl TableProvider for CommittedTable {
                 .with_limit(limit)
                 .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// The warehouse's latest committed state, shared by long-running readers (`serve`):
+/// each [`current`](LiveSnapshot::current) call folds in entries committed since the last
+/// one, so a new commit becomes visible to the next query without a restart.
+#[derive(Debug)]
+pub struct LiveSnapshot {
+    warehouse: Warehouse,
+    snap: tokio::sync::Mutex<Arc<Snapshot>>,
+}
+
+impl LiveSnapshot {
+    pub async fn open(warehouse: Warehouse) -> Result<Arc<LiveSnapshot>, WarehouseError> {
+        let snap = warehouse.snapshot().await?;
+        Ok(Arc::new(LiveSnapshot {
+            warehouse,
+            snap: tokio::sync::Mutex::new(Arc::new(snap)),
+        }))
+    }
+
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The latest committed state (reads only log entries that are new since last time).
+    pub async fn current(&self) -> Result<Arc<Snapshot>, WarehouseError> {
+        let mut guard = self.snap.lock().await;
+        let mut next = Snapshot::clone(&guard);
+        if self.warehouse.refresh(&mut next).await? {
+            *guard = Arc::new(next);
+        }
+        Ok(guard.clone())
+    }
+}
+
+/// A committed table whose file list is taken from the [`LiveSnapshot`] at each scan.
+#[derive(Debug)]
+pub struct LiveTable {
+    live: Arc<LiveSnapshot>,
+    name: String,
+    file_schema: SchemaRef,
+    table_schema: SchemaRef,
+}
+
+impl LiveTable {
+    pub fn new(live: Arc<LiveSnapshot>, name: &str, file_schema: SchemaRef) -> Self {
+        LiveTable {
+            live,
+            name: name.to_string(),
+            table_schema: CommittedTable::with_dt(&file_schema),
+            file_schema,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.table_schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snap = self
+            .live
+            .current()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let table = CommittedTable::new(
+            &self.live.warehouse,
+            self.file_schema.clone(),
+            snap.files_of(&self.name),
+        );
+        table.scan(state, projection, filters, limit).await
     }
 }
 

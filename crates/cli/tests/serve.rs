@@ -1,0 +1,474 @@
+//! `crmdq serve` with real clients: the `psql` binary, Python `psycopg`, Python
+//! `prometheus_client`'s exposition parser, and plain HTTP for the JSON API.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::{http_get, parse_metrics};
+
+const NOW: &str = "2026-11-28T12:00:00Z";
+const USER: &str = "analyst";
+const PASSWORD: &str = "s3cret-pw";
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crmdq"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn ok(mut c: Command) -> Output {
+    let out = c.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn crmdq(args: &[&str]) -> Output {
+    let mut c = bin();
+    c.args(args);
+    ok(c)
+}
+
+fn ingest(w: &Path, input: &Path) {
+    let p = fixtures().join("pipeline.yaml");
+    crmdq(&[
+        "--now",
+        NOW,
+        "ingest",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+}
+
+fn score(w: &Path) {
+    let p = fixtures().join("pipeline.yaml");
+    crmdq(&[
+        "--now",
+        NOW,
+        "score",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+    ]);
+}
+
+fn sql_json(w: &Path, q: &str) -> Vec<Value> {
+    let out = crmdq(&[
+        "sql",
+        "--warehouse",
+        w.to_str().unwrap(),
+        "--format",
+        "json",
+        q,
+    ]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// True if `tool` is usable; in CI (`.ci/run` installs everything) a missing tool fails.
+fn have(tool: &str, probe: &mut Command) -> bool {
+    if probe.output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{tool} must be installed in CI (.ci/run installs it)"
+    );
+    eprintln!("SKIPPED: {tool} is not installed (run .ci/run to install it)");
+    false
+}
+
+struct Server {
+    child: Child,
+    pg: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: char) -> &'a str {
+    let i = s.find(start).unwrap() + start.len();
+    let rest = &s[i..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+fn serve(w: &Path, p: &Path, env: &[(&str, &str)]) -> Server {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--warehouse",
+            w.to_str().unwrap(),
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CRMDQ_SQL_USER")
+        .env_remove("CRMDQ_SQL_PASSWORD")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("serve printed its addresses").unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let pg = between(&line, "postgresql://", '/').parse().unwrap();
+    let http = between(&line, "http://", ' ').parse().unwrap();
+    Server { child, pg, http }
+}
+
+fn psql_with(srv: &Server, password: &str, args: &[&str]) -> Output {
+    Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            &srv.pg.ip().to_string(),
+            "-p",
+            &srv.pg.port().to_string(),
+            "-U",
+            USER,
+            "-d",
+            "crmdq",
+        ])
+        .args(args)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap()
+}
+
+fn psql(srv: &Server, q: &str) -> String {
+    let out = psql_with(srv, PASSWORD, &["-c", q]);
+    assert!(
+        out.status.success(),
+        "psql -c {q:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn api(srv: &Server, path: &str) -> Value {
+    let (code, body) = http_get(srv.http, path, Some((USER, PASSWORD)));
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn tools_present() -> bool {
+    have(
+        "psql (postgresql-client)",
+        Command::new("psql").arg("--version"),
+    ) && have(
+        "python3 psycopg and prometheus_client",
+        Command::new("python3").args(["-c", "import psycopg, prometheus_client"]),
+    )
+}
+
+#[test]
+fn psql_psycopg_metrics_and_api_against_a_live_warehouse() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("wh");
+    ingest(&w, &fixtures().join("small.ndjson"));
+    score(&w);
+    let srv = serve(
+        &w,
+        &fixtures().join("pipeline.yaml"),
+        &[("CRMDQ_SQL_USER", USER), ("CRMDQ_SQL_PASSWORD", PASSWORD)],
+    );
+
+    // Tables by name, the catalog psql browses with.
+    assert_eq!(psql(&srv, "SELECT count(*) FROM customer"), "4");
+    assert_eq!(psql(&srv, "SELECT count(*) FROM dead_letters"), "2");
+    let dt = psql(&srv, "\\dt");
+    for t in [
+        "customer",
+        "activity",
+        "service_ticket",
+        "opportunity",
+        "order",
+        "checkin",
+        "dead_letters",
+        "person_daily",
+        "team_daily",
+        "rule_daily",
+        "roster",
+    ] {
+        assert!(
+            dt.lines().any(|l| l.split('|').nth(1) == Some(t)),
+            "\\dt lacks {t}:\n{dt}"
+        );
+    }
+    let d = psql(&srv, "\\d person_daily");
+    for col in ["person_id", "completeness_rate", "score", "dt"] {
+        assert!(d.contains(col), "\\d person_daily lacks {col}:\n{d}");
+    }
+
+    // Scores over the wire equal `crmdq sql`'s.
+    let want: Vec<String> = sql_json(
+        &w,
+        "SELECT person_id, role, score FROM person_daily WHERE dt = '2026-11-26' ORDER BY person_id, role",
+    )
+    .iter()
+    .map(|r| format!("{}|{}|{}", r["person_id"].as_str().unwrap(), r["role"].as_str().unwrap(), r["score"]))
+    .collect();
+    let got = psql(
+        &srv,
+        "SELECT person_id, role, score FROM person_daily WHERE dt = '2026-11-26' ORDER BY person_id, role",
+    );
+    let got: Vec<String> = got
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let x: f64 = f[2].parse().unwrap();
+            format!("{}|{}|{}", f[0], f[1], serde_json::json!(x))
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Serving views: latest day, failing records with reasons.
+    assert_eq!(
+        psql(&srv, "SELECT DISTINCT dt FROM person_latest"),
+        "2026-11-27"
+    );
+    let failing = psql(
+        &srv,
+        "SELECT record_id, reasons FROM failing_records WHERE person_id = 'bob' AND dt = '2026-11-26' ORDER BY record_id, version",
+    );
+    assert!(failing.contains("c2|missing phone"), "{failing}");
+    assert!(failing.contains("failed age.type"), "{failing}");
+
+    // Read-only: writes are refused and change nothing.
+    for stmt in [
+        "INSERT INTO customer (record_id) VALUES ('x')",
+        "CREATE TABLE t (a INT)",
+        "DROP TABLE customer",
+        "DELETE FROM customer",
+        "COPY customer TO '/tmp/x.csv'",
+    ] {
+        let out = psql_with(&srv, PASSWORD, &["-c", stmt]);
+        assert!(!out.status.success(), "{stmt} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("read-only"), "{stmt}: {err}");
+    }
+    assert_eq!(psql(&srv, "SELECT count(*) FROM customer"), "4");
+
+    // psycopg (what Python BI scripts use) fetches the same scores.
+    let script = r#"
+import json, sys, psycopg
+host, port, user, pw = sys.argv[1:5]
+with psycopg.connect(host=host, port=port, user=user, password=pw, dbname="crmdq", connect_timeout=10) as conn:
+    rows = conn.execute("SELECT team_id, entries, score FROM team_daily WHERE dt = %s ORDER BY team_id", ("2026-11-26",)).fetchall()
+print(json.dumps([[t, int(e), float(s)] for t, e, s in rows]))
+"#;
+    let mut py = Command::new("python3");
+    py.args([
+        "-c",
+        script,
+        &srv.pg.ip().to_string(),
+        &srv.pg.port().to_string(),
+        USER,
+        PASSWORD,
+    ]);
+    let got: Value = serde_json::from_slice(&ok(py).stdout).unwrap();
+    let want: Vec<Value> = sql_json(
+        &w,
+        "SELECT team_id, entries, score FROM team_daily WHERE dt = '2026-11-26' ORDER BY team_id",
+    )
+    .iter()
+    .map(|r| serde_json::json!([r["team_id"], r["entries"], r["score"].as_f64().unwrap()]))
+    .collect();
+    assert_eq!(got, Value::Array(want));
+
+    // Health and metrics.
+    assert_eq!(http_get(srv.http, "/healthz", None).0, 200);
+    let (code, body) = http_get(srv.http, "/readyz", None);
+    assert_eq!(code, 200, "{body}");
+    let m = parse_metrics(&http_get(srv.http, "/metrics", None).1);
+    assert_eq!(m["crmdq_warehouse_rows{table=customer}"], 4.0);
+    assert_eq!(m["crmdq_warehouse_rows{table=dead_letters}"], 2.0);
+
+    // The JSON API: credentials required; pages; a person's rules and failing records.
+    assert_eq!(http_get(srv.http, "/api/v1/people", None).0, 401);
+    assert_eq!(
+        http_get(srv.http, "/api/v1/people", Some((USER, "wrong"))).0,
+        401
+    );
+    let people = api(&srv, "/api/v1/people?from=2026-11-26&limit=2");
+    assert_eq!(people["items"].as_array().unwrap().len(), 2);
+    assert_eq!(people["next_offset"], 2);
+    let all = api(&srv, "/api/v1/people?from=2026-11-26&to=2026-11-27");
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        sql_json(&w, "SELECT count(*) AS n FROM person_daily")[0]["n"]
+            .as_u64()
+            .unwrap() as usize
+    );
+    let rules = api(&srv, "/api/v1/people/amy/rules?from=2026-11-26");
+    assert!(
+        rules["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "late" && r["entries"] == 1),
+        "{rules}"
+    );
+    let failing = api(&srv, "/api/v1/people/bob/failing?date=2026-11-26");
+    let ids: Vec<&str> = failing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["record_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["c2", "c2"], "{failing}");
+    let (code, _) = http_get(
+        srv.http,
+        "/api/v1/people?from=yesterday",
+        Some((USER, PASSWORD)),
+    );
+    assert_eq!(code, 400);
+
+    // A commit made while the server runs is visible to the next query.
+    let more = dir.path().join("more.ndjson");
+    std::fs::write(
+        &more,
+        "{\"record_type\":\"customer\",\"record_id\":\"c9\",\"version\":1,\"entered_by\":\"amy\",\"team_id\":\"east\",\"event_time\":\"2026-11-26T09:00:00+08:00\",\"entered_at\":\"2026-11-26T09:05:00+08:00\",\"name\":\"N\",\"phone\":\"13912345678\",\"occupation\":\"teacher\",\"age\":40}\n",
+    )
+    .unwrap();
+    ingest(&w, &more);
+    assert_eq!(psql(&srv, "SELECT count(*) FROM customer"), "5");
+    let m = parse_metrics(&http_get(srv.http, "/metrics", None).1);
+    assert_eq!(m["crmdq_warehouse_rows{table=customer}"], 5.0);
+
+    // A wrong password is refused and logged; repeated failures lock the address out.
+    let out = psql_with(&srv, "wrong", &["-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.to_lowercase()
+            .contains("password authentication failed"),
+        "{err}"
+    );
+    // One failed API login and one failed SQL login so far; the default budget is 5 a minute.
+    for _ in 0..3 {
+        assert!(
+            !psql_with(&srv, "wrong", &["-c", "SELECT 1"])
+                .status
+                .success()
+        );
+    }
+    let out = psql_with(&srv, PASSWORD, &["-c", "SELECT 1"]);
+    assert!(
+        !out.status.success(),
+        "the right password got through a lockout"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too many failed logins"), "{err}");
+}
+
+#[test]
+fn serve_needs_credentials_unless_trust_is_asked_for_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("wh");
+    let p = fixtures().join("pipeline.yaml");
+    let base = [
+        "serve",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+        "--http-listen",
+        "127.0.0.1:0",
+    ];
+    // No credentials: refused with exit code 2 and a message naming the variables.
+    let out = bin()
+        .args(base)
+        .args(["--pg-listen", "127.0.0.1:0"])
+        .env_remove("CRMDQ_SQL_USER")
+        .env_remove("CRMDQ_SQL_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CRMDQ_SQL_PASSWORD"));
+    // Trust mode never on a non-loopback address.
+    let trust = dir.path().join("trust.yaml");
+    std::fs::write(
+        &trust,
+        format!(
+            "roster: {}\nserve:\n  trust: true\n",
+            fixtures().join("roster.csv").display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args([
+            "serve",
+            "--pipeline",
+            trust.to_str().unwrap(),
+            "--warehouse",
+            w.to_str().unwrap(),
+            "--pg-listen",
+            "0.0.0.0:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CRMDQ_SQL_USER")
+        .env_remove("CRMDQ_SQL_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    // Trust on loopback, asked for: serves an empty warehouse.
+    if !have(
+        "psql (postgresql-client)",
+        Command::new("psql").arg("--version"),
+    ) {
+        return;
+    }
+    let srv = serve(&w, &trust, &[]);
+    let started = Instant::now();
+    let out = loop {
+        let out = psql_with(&srv, "", &["-c", "SELECT count(*) FROM person_daily"]);
+        if out.status.success() || started.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+}

@@ -1,0 +1,179 @@
+//! crmdq-serve: the warehouse for BI tools and ops.
+//!
+//! - [`pg`]: a PostgreSQL wire-protocol SQL endpoint (database `crmdq`) over every table
+//!   and the serving views ([`views`]), read-only, password-authenticated.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` (Prometheus/OpenMetrics text) and the
+//!   JSON API ([`api`], documented in `schemas/openapi.yaml`).
+//! - [`metrics`]: the process's metrics, also updated by `crmdq run`.
+//!
+//! Every table takes its file list from the commit log at each query
+//! ([`crmdq_warehouse::LiveTable`]), so commits made while the server runs are visible
+//! to the next query; files not in the log are never read.
+
+pub mod api;
+pub mod http;
+pub mod metrics;
+pub mod pg;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crmdq_config::Pipeline;
+use crmdq_warehouse::{LiveSnapshot, Warehouse, WarehouseError};
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use http::{Health, RunHealth};
+pub use metrics::{CommitCounts, Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad configuration or usage (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS {path}: {message}")]
+    Tls { path: PathBuf, message: String },
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Score(#[from] crmdq_score::ScoreError),
+    #[error("setting up the SQL session: {0}")]
+    Session(#[from] DataFusionError),
+}
+
+/// Where `serve` listens (the pipeline's `serve` section, overridden by flags).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub pg_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub roster: Option<PathBuf>,
+}
+
+/// The read-only SQL session over the warehouse: every table by name, the scoring
+/// `entries` pool and the serving views, plus `pg_catalog`/`information_schema` for
+/// clients that browse. The default catalog is the database name, `crmdq`.
+pub async fn warehouse_session(
+    live: &Arc<LiveSnapshot>,
+    roster: Option<&Path>,
+) -> Result<SessionContext, ServeError> {
+    let cfg = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema(pg::DATABASE, "public")
+        .with_target_partitions(2);
+    let ctx = SessionContext::new_with_config(cfg);
+    let roster = crmdq_score::load_roster(roster).await?;
+    crmdq_score::register_live(&ctx, live, roster).await?;
+    for (name, body) in views::views() {
+        ctx.sql(&format!("CREATE VIEW {name} AS {body}")).await?;
+    }
+    setup_pg_catalog(&ctx, pg::DATABASE, EmptyContextProvider).map_err(|e| *e)?;
+    Ok(ctx)
+}
+
+/// Which credentials guard the SQL endpoint and the JSON API, after the security rules:
+/// a non-loopback bind needs credentials; without credentials, `serve.trust: true` is the
+/// only way to accept clients, and only on loopback.
+pub fn auth_for(p: &Pipeline, binds: &[SocketAddr]) -> Result<pg::Auth, ServeError> {
+    match (&p.sql_user, &p.sql_password) {
+        (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
+            Ok(pg::Auth::Password {
+                user: user.clone(),
+                password: password.clone(),
+            })
+        }
+        (Some(_), None) | (None, Some(_)) => Err(ServeError::Usage(
+            "set both CRMDQ_SQL_USER and CRMDQ_SQL_PASSWORD (or sql.user and sql.password in the pipeline file)"
+                .into(),
+        )),
+        _ => {
+            if let Some(a) = binds.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(ServeError::Usage(format!(
+                    "{a} is not a loopback address: set CRMDQ_SQL_USER and CRMDQ_SQL_PASSWORD (or sql.user/sql.password) before binding it"
+                )));
+            }
+            if p.serve.trust {
+                tracing::warn!("SQL endpoint in trust mode: any local client connects without a password");
+                Ok(pg::Auth::Trust)
+            } else {
+                Err(ServeError::Usage(
+                    "no SQL credentials: set CRMDQ_SQL_USER and CRMDQ_SQL_PASSWORD (or sql.user/sql.password in the pipeline file); `serve: {trust: true}` accepts local clients without a password"
+                        .into(),
+                ))
+            }
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Run the SQL endpoint and the HTTP server until `cancel` fires. `ready` is called with
+/// the bound addresses (useful with port 0) once both listen.
+pub async fn serve(
+    p: &Pipeline,
+    w: Warehouse,
+    opts: &ServeOptions,
+    cancel: CancellationToken,
+    ready: impl FnOnce(SocketAddr, SocketAddr),
+) -> Result<(), ServeError> {
+    let auth = auth_for(p, &[opts.pg_listen, opts.http_listen])?;
+    let tls = match &p.serve.tls {
+        Some((cert, key)) => Some(pg::tls_acceptor(cert, key)?),
+        None => None,
+    };
+    let live = LiveSnapshot::open(w).await?;
+    let ctx = Arc::new(warehouse_session(&live, opts.roster.as_deref()).await?);
+    let limiter = Arc::new(pg::LoginLimiter::new(p.serve.max_failed_logins));
+    let handlers = Arc::new(pg::Handlers::new(
+        ctx.clone(),
+        auth.clone(),
+        limiter.clone(),
+    ));
+    let pg_listener = bind(opts.pg_listen).await?;
+    let http_listener = bind(opts.http_listen).await?;
+    let pg_addr = pg_listener.local_addr().unwrap_or(opts.pg_listen);
+    let http_addr = http_listener.local_addr().unwrap_or(opts.http_listen);
+    let metrics = Arc::new(Metrics::new());
+    let state = http::AppState {
+        metrics,
+        health: Arc::new(Health::serve()),
+        live,
+        ctx: Some(ctx),
+        auth,
+        limiter,
+        freshness: Arc::default(),
+    };
+    tracing::info!(
+        sql = %pg_addr,
+        http = %http_addr,
+        tls = tls.is_some(),
+        database = pg::DATABASE,
+        "serving the warehouse"
+    );
+    ready(pg_addr, http_addr);
+    let pg_task = tokio::spawn(pg::accept_loop(
+        pg_listener,
+        handlers,
+        tls,
+        p.serve.max_connections,
+        cancel.clone(),
+    ));
+    http::serve_http(http_listener, state, cancel.clone()).await;
+    let _ = pg_task.await;
+    Ok(())
+}

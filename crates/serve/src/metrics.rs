@@ -1,0 +1,372 @@
+//! Prometheus metrics of a crmdq process, in the OpenMetrics text format.
+//!
+//! Counters are updated by `crmdq run` when a commit has made the data durable (so a
+//! buffer discarded on a rebalance never counts); gauges describing the warehouse
+//! (`crmdq_warehouse_rows`, `crmdq_warehouse_version`, freshness) are refreshed from the
+//! commit log at scrape time, in `run` and in `serve` alike.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordTypeLabel {
+    pub record_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabel {
+    pub record_type: String,
+    pub check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    pub table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// Every metric crmdq exports. Cheap to update (atomics); shared behind an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Messages received from Kafka, per topic (before any decoding).
+    pub consumed: Family<TopicLabel, Counter>,
+    /// Record rows committed to the warehouse, per record type.
+    pub written: Family<RecordTypeLabel, Counter>,
+    /// Dead letters committed, per reason code.
+    pub dead_letters: Family<ReasonLabel, Counter>,
+    /// Committed records failing each check (a record can fail several).
+    pub check_failures: Family<CheckLabel, Counter>,
+    /// Committed records missing a key field, per record type.
+    pub incomplete: Family<RecordTypeLabel, Counter>,
+    /// Committed records entered after their deadline, per record type.
+    pub late: Family<RecordTypeLabel, Counter>,
+    /// Files closed, per reason (`bytes`, `rows`, `age`, `writers`, `commit`).
+    pub files_rolled: Family<ReasonLabel, Counter>,
+    pub bytes_written: Counter,
+    pub rows_written: Counter,
+    pub commits: Counter,
+    pub commit_duration: Histogram,
+    /// Newest offset on the broker minus the next offset this process will read.
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Newest offset on the broker minus the next offset committed to the warehouse.
+    pub committed_lag: Family<PartitionLabel, Gauge>,
+    /// Now minus the newest committed event time.
+    pub freshness: Gauge<f64, AtomicU64>,
+    pub open_writers: Gauge,
+    pub rebalances: Family<KindLabel, Counter>,
+    /// Kafka client errors seen by the consumer loop (librdkafka retries them).
+    pub kafka_errors: Counter,
+    /// Warehouse writes that failed and were retried.
+    pub warehouse_errors: Counter,
+    /// Rows committed per warehouse table, from the commit log.
+    pub warehouse_rows: Family<TableLabel, Gauge>,
+    pub warehouse_files: Family<TableLabel, Gauge>,
+    /// Version of the newest commit-log entry.
+    pub warehouse_version: Gauge,
+    /// 1 while ready (see `/readyz`), else 0.
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("crmdq");
+        let consumed = Family::<TopicLabel, Counter>::default();
+        r.register(
+            "messages_consumed",
+            "Messages received from Kafka (before decoding)",
+            consumed.clone(),
+        );
+        let written = Family::<RecordTypeLabel, Counter>::default();
+        r.register(
+            "records_written",
+            "Record rows committed to the warehouse",
+            written.clone(),
+        );
+        let dead_letters = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "dead_letters",
+            "Dead letters committed to the warehouse, by reason",
+            dead_letters.clone(),
+        );
+        let check_failures = Family::<CheckLabel, Counter>::default();
+        r.register(
+            "check_failures",
+            "Committed records failing a check, by rule",
+            check_failures.clone(),
+        );
+        let incomplete = Family::<RecordTypeLabel, Counter>::default();
+        r.register(
+            "records_incomplete",
+            "Committed records missing a key field",
+            incomplete.clone(),
+        );
+        let late = Family::<RecordTypeLabel, Counter>::default();
+        r.register(
+            "records_late",
+            "Committed records entered after their deadline",
+            late.clone(),
+        );
+        let files_rolled = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "files_rolled",
+            "Parquet files closed, by reason",
+            files_rolled.clone(),
+        );
+        let bytes_written = Counter::default();
+        r.register_with_unit(
+            "written",
+            "Parquet bytes committed",
+            Unit::Bytes,
+            bytes_written.clone(),
+        );
+        let rows_written = Counter::default();
+        r.register(
+            "rows_written",
+            "Parquet rows committed (records and dead letters)",
+            rows_written.clone(),
+        );
+        let commits = Counter::default();
+        r.register(
+            "commits",
+            "Commit-log entries written by this process",
+            commits.clone(),
+        );
+        let commit_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        r.register_with_unit(
+            "commit_duration",
+            "Time to close files, fsync and write the commit-log entry",
+            Unit::Seconds,
+            commit_duration.clone(),
+        );
+        let consumer_lag = Family::<PartitionLabel, Gauge>::default();
+        r.register(
+            "consumer_lag_messages",
+            "High watermark minus the next offset this process reads",
+            consumer_lag.clone(),
+        );
+        let committed_lag = Family::<PartitionLabel, Gauge>::default();
+        r.register(
+            "committed_lag_messages",
+            "High watermark minus the next offset committed to the warehouse",
+            committed_lag.clone(),
+        );
+        let freshness = Gauge::<f64, AtomicU64>::default();
+        r.register_with_unit(
+            "freshness",
+            "Now minus the newest committed event time",
+            Unit::Seconds,
+            freshness.clone(),
+        );
+        let open_writers = Gauge::default();
+        r.register(
+            "open_writers",
+            "Parquet files open for writing",
+            open_writers.clone(),
+        );
+        let rebalances = Family::<KindLabel, Counter>::default();
+        r.register(
+            "rebalances",
+            "Consumer-group rebalances seen (assign / revoke)",
+            rebalances.clone(),
+        );
+        let kafka_errors = Counter::default();
+        r.register(
+            "kafka_errors",
+            "Kafka client errors seen by the consumer loop",
+            kafka_errors.clone(),
+        );
+        let warehouse_errors = Counter::default();
+        r.register(
+            "warehouse_errors",
+            "Warehouse writes that failed (consumption pauses and retries)",
+            warehouse_errors.clone(),
+        );
+        let warehouse_rows = Family::<TableLabel, Gauge>::default();
+        r.register(
+            "warehouse_rows",
+            "Rows committed per table, from the commit log",
+            warehouse_rows.clone(),
+        );
+        let warehouse_files = Family::<TableLabel, Gauge>::default();
+        r.register(
+            "warehouse_files",
+            "Files committed per table, from the commit log",
+            warehouse_files.clone(),
+        );
+        let warehouse_version = Gauge::default();
+        r.register(
+            "warehouse_version",
+            "Version of the newest commit-log entry",
+            warehouse_version.clone(),
+        );
+        let ready = Gauge::default();
+        r.register("ready", "1 while /readyz reports ready", ready.clone());
+        Metrics {
+            registry: r,
+            consumed,
+            written,
+            dead_letters,
+            check_failures,
+            incomplete,
+            late,
+            files_rolled,
+            bytes_written,
+            rows_written,
+            commits,
+            commit_duration,
+            consumer_lag,
+            committed_lag,
+            freshness,
+            open_writers,
+            rebalances,
+            kafka_errors,
+            warehouse_errors,
+            warehouse_rows,
+            warehouse_files,
+            warehouse_version,
+            ready,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Set the warehouse gauges from a commit-log snapshot.
+    pub fn observe_snapshot(&self, snap: &crmdq_warehouse::Snapshot) {
+        self.warehouse_version.set(snap.version as i64);
+        for (table, files) in &snap.tables {
+            let label = TableLabel {
+                table: table.clone(),
+            };
+            self.warehouse_rows
+                .get_or_create(&label)
+                .set(files.iter().map(|f| f.rows as i64).sum());
+            self.warehouse_files
+                .get_or_create(&label)
+                .set(files.len() as i64);
+        }
+    }
+
+    /// Add what one commit made durable.
+    pub fn observe_commit(&self, c: &CommitCounts) {
+        for (rt, n) in &c.records {
+            self.written
+                .get_or_create(&RecordTypeLabel {
+                    record_type: rt.clone(),
+                })
+                .inc_by(*n);
+        }
+        for (rt, n) in &c.incomplete {
+            self.incomplete
+                .get_or_create(&RecordTypeLabel {
+                    record_type: rt.clone(),
+                })
+                .inc_by(*n);
+        }
+        for (rt, n) in &c.late {
+            self.late
+                .get_or_create(&RecordTypeLabel {
+                    record_type: rt.clone(),
+                })
+                .inc_by(*n);
+        }
+        for ((rt, check), n) in &c.check_failures {
+            self.check_failures
+                .get_or_create(&CheckLabel {
+                    record_type: rt.clone(),
+                    check: check.clone(),
+                })
+                .inc_by(*n);
+        }
+        for (reason, n) in &c.dead_letters {
+            self.dead_letters
+                .get_or_create(&ReasonLabel {
+                    reason: reason.clone(),
+                })
+                .inc_by(*n);
+        }
+    }
+}
+
+/// What a batch of checked records contributes to the counters, held until its commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// record type → rows.
+    pub records: BTreeMap<String, u64>,
+    pub incomplete: BTreeMap<String, u64>,
+    pub late: BTreeMap<String, u64>,
+    /// (record type, check) → failing rows.
+    pub check_failures: BTreeMap<(String, String), u64>,
+    /// reason → dead letters.
+    pub dead_letters: BTreeMap<String, u64>,
+    /// Newest event time (µs since the epoch) among the records.
+    pub max_event_time_us: Option<i64>,
+}
+
+impl CommitCounts {
+    pub fn merge(&mut self, o: CommitCounts) {
+        for (k, v) in o.records {
+            *self.records.entry(k).or_default() += v;
+        }
+        for (k, v) in o.incomplete {
+            *self.incomplete.entry(k).or_default() += v;
+        }
+        for (k, v) in o.late {
+            *self.late.entry(k).or_default() += v;
+        }
+        for (k, v) in o.check_failures {
+            *self.check_failures.entry(k).or_default() += v;
+        }
+        for (k, v) in o.dead_letters {
+            *self.dead_letters.entry(k).or_default() += v;
+        }
+        self.max_event_time_us = self.max_event_time_us.max(o.max_event_time_us);
+    }
+
+    pub fn total_records(&self) -> u64 {
+        self.records.values().sum()
+    }
+
+    pub fn total_dead_letters(&self) -> u64 {
+        self.dead_letters.values().sum()
+    }
+}
