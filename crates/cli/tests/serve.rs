@@ -472,3 +472,78 @@ fn serve_needs_credentials_unless_trust_is_asked_for_on_loopback() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }
+
+/// With `serve.tls_cert`/`serve.tls_key`, psql connects with `sslmode=require` and the
+/// session is encrypted.
+#[test]
+fn sql_endpoint_over_tls() {
+    if !have(
+        "psql (postgresql-client)",
+        Command::new("psql").arg("--version"),
+    ) || !have("openssl", Command::new("openssl").arg("version"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let mut keygen = Command::new("openssl");
+    keygen
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    ok(keygen);
+    let p = dir.path().join("tls.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "serve:\n  tls_cert: {}\n  tls_key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let w = dir.path().join("wh");
+    let srv = serve(
+        &w,
+        &p,
+        &[("CRMDQ_SQL_USER", USER), ("CRMDQ_SQL_PASSWORD", PASSWORD)],
+    );
+    let out = Command::new("psql")
+        .arg(format!(
+            "host={} port={} user={USER} dbname=crmdq sslmode=require",
+            srv.pg.ip(),
+            srv.pg.port()
+        ))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM customer",
+            "-c",
+            "\\conninfo",
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with('0'), "{text}");
+    assert!(text.contains("SSL connection"), "{text}");
+}
