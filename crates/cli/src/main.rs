@@ -134,18 +134,24 @@ enum Command {
         #[arg(long)]
         roster: Option<PathBuf>,
     },
-    /// Evaluate the pipeline's alert rules (not yet implemented).
+    /// Evaluate the pipeline's alert rules for a business date and notify (and record)
+    /// what fires or resolves.
     Alerts {
         #[arg(long)]
         pipeline: PathBuf,
         #[arg(long)]
         warehouse: Option<PathBuf>,
+        /// Business date YYYY-MM-DD (default: the latest scored date).
         #[arg(long)]
         date: Option<String>,
+        /// Print what would fire; send nothing, record nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also POST every alert event (JSON) to this URL.
         #[arg(long)]
         webhook: Option<String>,
+        #[arg(long)]
+        roster: Option<PathBuf>,
     },
 }
 
@@ -191,6 +197,36 @@ fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_alerts(r: &crmdq_alerts::Report, dry_run: bool, rules: usize) {
+    let verb = if dry_run { "would notify" } else { "notified" };
+    println!(
+        "alerts for business date {}: {rules} rule(s), {} event(s) {verb}, {} still firing (already notified)",
+        r.date.as_deref().unwrap_or("-"),
+        r.events.len(),
+        r.still_firing.len()
+    );
+    for e in &r.events {
+        let to = e.receiver.as_deref().unwrap_or("no receiver");
+        let status = if dry_run {
+            String::new()
+        } else if e.delivered {
+            " [delivered]".to_string()
+        } else {
+            format!(
+                " [not delivered: {}]",
+                e.delivery_error.as_deref().unwrap_or("?")
+            )
+        };
+        println!("- to {to}{status}:\n  {}", e.message.replace('\n', "\n  "));
+    }
+    for (rule, subject) in &r.still_firing {
+        println!("- still firing: {rule} {subject}");
+    }
+    for (rule, why) in &r.skipped {
+        println!("- not evaluated: {rule}: {why}");
+    }
 }
 
 fn addr(v: &str, flag: &str) -> anyhow::Result<std::net::SocketAddr> {
@@ -397,6 +433,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for (t, n) in &s.rows {
                 println!("  {t}: {n} rows");
             }
+            if !p.alerts.rules.is_empty() {
+                // Evaluation after every scoring run, for the latest scored date.
+                let opts = crmdq_alerts::EvalOptions {
+                    date: None,
+                    dry_run: false,
+                    extra_webhook: None,
+                    now: clock.now(),
+                    live: crmdq_alerts::LiveInputs::default(),
+                    pipeline_only: false,
+                };
+                let r = crmdq_alerts::evaluate(&p, &w, roster.as_deref(), &opts).await?;
+                print_alerts(&r, false, p.alerts.rules.len());
+            }
         }
         Command::Sql {
             warehouse,
@@ -536,8 +585,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 r => r?,
             }
         }
-        Command::Alerts { .. } => {
-            anyhow::bail!("`crmdq alerts` is not implemented yet (tracked as the alerts issue)")
+        Command::Alerts {
+            pipeline,
+            warehouse,
+            date,
+            dry_run,
+            webhook,
+            roster,
+        } => {
+            let p = load(&pipeline, warehouse.as_ref())?;
+            let w = Warehouse::open(&p.warehouse.path)?;
+            let date = match date {
+                Some(d) => Some(
+                    d.parse()
+                        .map_err(|e| UsageError(format!("--date `{d}`: {e}")))?,
+                ),
+                None => None,
+            };
+            if let Some(u) = &webhook
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                return Err(UsageError(format!("--webhook `{u}` is not an http(s) URL")).into());
+            }
+            let roster = roster.or_else(|| p.roster.clone());
+            let opts = crmdq_alerts::EvalOptions {
+                date,
+                dry_run,
+                extra_webhook: webhook,
+                now: clock.now(),
+                live: crmdq_alerts::LiveInputs::default(),
+                pipeline_only: false,
+            };
+            let r = crmdq_alerts::evaluate(&p, &w, roster.as_deref(), &opts).await?;
+            print_alerts(&r, dry_run, p.alerts.rules.len());
         }
     }
     Ok(())

@@ -201,7 +201,123 @@ pub struct Pipeline {
     pub sql_user: Option<String>,
     pub sql_password: Option<String>,
     pub serve: ServeConfig,
+    pub alerts: AlertsConfig,
 }
+
+/// Alerting: rules, receivers and routes.
+#[derive(Debug, Clone, Default)]
+pub struct AlertsConfig {
+    pub min_entries: u64,
+    pub repeat_interval: Duration,
+    pub evaluate_every: Duration,
+    pub receivers: BTreeMap<String, Receiver>,
+    /// Receiver of pipeline-scope alerts.
+    pub pipeline_route: Option<String>,
+    /// Manager id (or `default`) → receiver of person- and team-scope alerts.
+    pub manager_routes: BTreeMap<String, String>,
+    pub rules: Vec<AlertRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverKind {
+    Webhook,
+    Alertmanager,
+    Slack,
+    Wecom,
+    Dingtalk,
+}
+
+/// Where notifications go.
+#[derive(Clone)]
+pub struct Receiver {
+    pub name: String,
+    pub kind: ReceiverKind,
+    /// Empty: disabled (alerts are still evaluated and recorded).
+    pub url: String,
+    /// Signing secret (webhook HMAC-SHA256, DingTalk signed URL).
+    pub secret: Option<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertScope {
+    Person,
+    Team,
+    Pipeline,
+}
+
+impl AlertScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertScope::Person => "person",
+            AlertScope::Team => "team",
+            AlertScope::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// When a rule fires.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertCondition {
+    Below(f64),
+    Above(f64),
+    /// Against the subject's own trailing baseline.
+    Drop {
+        days: u32,
+        stddevs: Option<f64>,
+        below_median: Option<f64>,
+        min_history: u32,
+        min_drop: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    pub name: String,
+    pub scope: AlertScope,
+    pub severity: String,
+    pub metric: String,
+    pub condition: AlertCondition,
+    pub min_entries: u64,
+    pub window: Duration,
+    pub topic: Option<String>,
+}
+
+/// Metrics a person- or team-scope rule may watch (columns of the score tables).
+pub const ALERT_SCORE_METRICS: [&str; 12] = [
+    "completeness_rate",
+    "validity_rate",
+    "timeliness_rate",
+    "score",
+    "entries",
+    "checkin_response_rate",
+    "satisfaction_rate",
+    "complaint_free_rate",
+    "win_rate",
+    "mean_satisfaction",
+    "complaint_rate",
+    "tickets",
+];
+
+/// Metrics a pipeline-scope rule may watch.
+pub const ALERT_PIPELINE_METRICS: [&str; 4] = [
+    "dead_letter_ratio",
+    "freshness_seconds",
+    "topic_silence_seconds",
+    "consumer_lag_messages",
+];
 
 /// Where and how `serve` (and `run --http-listen`) listen.
 #[derive(Debug, Clone)]
@@ -809,6 +925,7 @@ fn validate(
     }
 
     let serve = serve_config(raw.serve, &base, text, path)?;
+    let alerts = alerts_config(raw.alerts, text, path, env)?;
     Ok(Pipeline {
         file: path.to_path_buf(),
         name: raw.name.unwrap_or_else(|| "crmdq".into()),
@@ -829,6 +946,7 @@ fn validate(
         sql_user: raw.sql.user.or_else(|| env("CRMDQ_SQL_USER")),
         sql_password: raw.sql.password.or_else(|| env("CRMDQ_SQL_PASSWORD")),
         serve,
+        alerts,
     })
 }
 
@@ -896,6 +1014,190 @@ fn serve_config(
         max_failed_logins: raw.max_failed_logins.unwrap_or(defaults::MAX_FAILED_LOGINS),
         max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
         ready_max_lag: raw.ready_max_lag.unwrap_or(defaults::READY_MAX_LAG),
+    })
+}
+
+fn alerts_config(
+    raw: raw::RawAlerts,
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AlertsConfig, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::invalid(path, text, key, msg);
+    let min_entries = raw.alerts_min_entries();
+    let mut receivers = BTreeMap::new();
+    for (name, r) in raw.receivers {
+        let key = format!("alerts.receivers.{name}");
+        let kind = match r.kind.as_str() {
+            "webhook" => ReceiverKind::Webhook,
+            "alertmanager" => ReceiverKind::Alertmanager,
+            "slack" => ReceiverKind::Slack,
+            "wecom" => ReceiverKind::Wecom,
+            "dingtalk" => ReceiverKind::Dingtalk,
+            other => {
+                return Err(err(
+                    &format!("{key}.type"),
+                    format!(
+                        "`{other}` is not a receiver type (webhook, alertmanager, slack, wecom, dingtalk)"
+                    ),
+                ));
+            }
+        };
+        if !(r.url.is_empty() || r.url.starts_with("http://") || r.url.starts_with("https://")) {
+            return Err(err(
+                &format!("{key}.url"),
+                format!("`{}` is not an http(s) URL", r.url),
+            ));
+        }
+        let secret = match &r.secret_env {
+            None => None,
+            Some(var) => Some(env(var).ok_or_else(|| {
+                err(
+                    &format!("{key}.secret_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?),
+        };
+        receivers.insert(
+            name.clone(),
+            Receiver {
+                name: name.clone(),
+                kind,
+                url: r.url,
+                secret,
+                timeout: seconds(
+                    r.timeout_seconds,
+                    10.0,
+                    text,
+                    path,
+                    &format!("{key}.timeout_seconds"),
+                )?,
+                retries: r.retries.unwrap_or(3),
+            },
+        );
+    }
+    let known = |key: &str, name: &str| -> Result<(), ConfigError> {
+        if receivers.contains_key(name) {
+            Ok(())
+        } else {
+            Err(err(
+                key,
+                format!("no receiver named `{name}` in alerts.receivers"),
+            ))
+        }
+    };
+    if let Some(r) = &raw.routes.pipeline {
+        known("alerts.routes.pipeline", r)?;
+    }
+    for (m, r) in &raw.routes.managers {
+        known(&format!("alerts.routes.managers.{m}"), r)?;
+    }
+    let mut rules = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        let key = format!("alerts.rules[{i}]");
+        if !names.insert(r.name.clone()) {
+            return Err(err(
+                &format!("{key}.name"),
+                format!("duplicate rule name `{}`", r.name),
+            ));
+        }
+        let scope = match r.scope.as_str() {
+            "person" => AlertScope::Person,
+            "team" => AlertScope::Team,
+            "pipeline" => AlertScope::Pipeline,
+            other => {
+                return Err(err(
+                    &format!("{key}.scope"),
+                    format!("`{other}` is not a scope (person, team, pipeline)"),
+                ));
+            }
+        };
+        let metrics: &[&str] = if scope == AlertScope::Pipeline {
+            &ALERT_PIPELINE_METRICS
+        } else {
+            &ALERT_SCORE_METRICS
+        };
+        if !metrics.contains(&r.metric.as_str()) {
+            return Err(err(
+                &format!("{key}.metric"),
+                format!(
+                    "`{}` is not a {} metric ({})",
+                    r.metric,
+                    scope.as_str(),
+                    metrics.join(", ")
+                ),
+            ));
+        }
+        let severity = r.severity.unwrap_or_else(|| "warning".into());
+        if !["info", "warning", "critical"].contains(&severity.as_str()) {
+            return Err(err(
+                &format!("{key}.severity"),
+                format!("`{severity}` is not info, warning or critical"),
+            ));
+        }
+        let condition = match (r.below, r.above, r.drop) {
+            (Some(b), None, None) => AlertCondition::Below(b),
+            (None, Some(a), None) => AlertCondition::Above(a),
+            (None, None, Some(d)) => {
+                if scope == AlertScope::Pipeline {
+                    return Err(err(
+                        &format!("{key}.drop"),
+                        "pipeline-scope rules take `below` or `above`".into(),
+                    ));
+                }
+                if d.stddevs.is_none() == d.below_median.is_none() {
+                    return Err(err(
+                        &format!("{key}.drop"),
+                        "give exactly one of `stddevs` and `below_median`".into(),
+                    ));
+                }
+                AlertCondition::Drop {
+                    days: d.days.unwrap_or(14).max(1),
+                    stddevs: d.stddevs,
+                    below_median: d.below_median,
+                    min_history: d.min_history.unwrap_or(7),
+                    min_drop: d.min_drop.unwrap_or(0.1),
+                }
+            }
+            _ => {
+                return Err(err(
+                    &key,
+                    "give exactly one of `below`, `above` and `drop`".into(),
+                ));
+            }
+        };
+        rules.push(AlertRule {
+            name: r.name,
+            scope,
+            severity,
+            metric: r.metric,
+            condition,
+            min_entries: r.min_entries.unwrap_or(min_entries),
+            window: Duration::from_secs_f64(r.window_hours.unwrap_or(24.0).max(0.0) * 3600.0),
+            topic: r.topic,
+        });
+    }
+    Ok(AlertsConfig {
+        min_entries,
+        repeat_interval: seconds(
+            raw.repeat_interval_hours.map(|h| h * 3600.0),
+            24.0 * 3600.0,
+            text,
+            path,
+            "alerts.repeat_interval_hours",
+        )?,
+        evaluate_every: seconds(
+            raw.evaluate_every_seconds,
+            300.0,
+            text,
+            path,
+            "alerts.evaluate_every_seconds",
+        )?,
+        receivers,
+        pipeline_route: raw.routes.pipeline,
+        manager_routes: raw.routes.managers,
+        rules,
     })
 }
 

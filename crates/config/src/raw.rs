@@ -50,6 +50,91 @@ pub struct RawPipeline {
     /// The SQL endpoint and HTTP surfaces (`crmdq serve`, `crmdq run --http-listen`).
     #[serde(default)]
     pub serve: RawServe,
+    /// Alert rules, receivers and routes (`crmdq alerts`, after `score`, inside `run`).
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// A person or team with fewer entries on the day is never judged.
+    pub min_entries: Option<u64>,
+    /// A firing alert is notified again after this long while it keeps firing.
+    pub repeat_interval_hours: Option<f64>,
+    /// How often `run` evaluates the pipeline-health rules.
+    pub evaluate_every_seconds: Option<f64>,
+    #[serde(default)]
+    pub receivers: BTreeMap<String, RawReceiver>,
+    #[serde(default)]
+    pub routes: RawRoutes,
+    #[serde(default)]
+    pub rules: Vec<RawAlertRule>,
+}
+
+impl RawAlerts {
+    pub fn alerts_min_entries(&self) -> u64 {
+        self.min_entries.unwrap_or(5)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    /// `webhook`, `alertmanager`, `slack`, `wecom` or `dingtalk`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Endpoint URL (Alertmanager: its base URL). Empty: the receiver is disabled.
+    pub url: String,
+    /// Environment variable holding the signing secret (webhook HMAC, DingTalk sign).
+    pub secret_env: Option<String>,
+    pub timeout_seconds: Option<f64>,
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoutes {
+    /// Receiver of pipeline-scope alerts.
+    pub pipeline: Option<String>,
+    /// Receivers of person- and team-scope alerts, by the team's manager id; `default`
+    /// for managers not listed (and subjects without a manager).
+    #[serde(default)]
+    pub managers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRule {
+    pub name: String,
+    /// `person`, `team` or `pipeline`.
+    pub scope: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: Option<String>,
+    pub metric: String,
+    pub below: Option<f64>,
+    pub above: Option<f64>,
+    pub drop: Option<RawDrop>,
+    pub min_entries: Option<u64>,
+    /// Pipeline scope: the window of `dead_letter_ratio`.
+    pub window_hours: Option<f64>,
+    /// Pipeline scope: the topic of `topic_silence_seconds`.
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrop {
+    /// Trailing business days forming the subject's own baseline.
+    pub days: Option<u32>,
+    /// Fire when the value is more than this many standard deviations below the mean.
+    pub stddevs: Option<f64>,
+    /// Fire when the value is more than this below the baseline median.
+    pub below_median: Option<f64>,
+    /// Days of history (with enough entries) needed before the subject is judged.
+    pub min_history: Option<u32>,
+    /// Never fire for a drop smaller than this (a perfectly stable baseline has sd 0).
+    pub min_drop: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -319,6 +319,40 @@ pub fn record_table_schema(rt: RecordType) -> SchemaRef {
         .clone()
 }
 
+/// Schema of the Parquet files of `alerts/` (partitioned by the business date evaluated):
+/// one row per alert event (a firing notification, a repeat, a resolve). The current state
+/// of a (rule, subject) is its newest row.
+pub fn alerts_schema() -> SchemaRef {
+    static CACHE: OnceLock<SchemaRef> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+            let f = |n: &str| Field::new(n, DataType::Float64, true);
+            Arc::new(Schema::new(vec![
+                Field::new("evaluated_at", ts_type(), false),
+                s("rule", false),
+                s("scope", false),
+                s("subject", false),
+                s("severity", false),
+                s("state", false),
+                s("metric", false),
+                f("value"),
+                f("baseline"),
+                f("threshold"),
+                Field::new("entries", DataType::Int64, true),
+                s("team_id", true),
+                s("manager_id", true),
+                s("receiver", true),
+                Field::new("delivered", DataType::Boolean, false),
+                s("delivery_error", true),
+                s("message", false),
+                s("top_rules", true),
+                Field::new("example_records", list_of_strings(), false),
+            ]))
+        })
+        .clone()
+}
+
 /// Schema of the Parquet files of `dead_letters/` (partitioned by ingestion date).
 pub fn dead_letter_schema() -> SchemaRef {
     static CACHE: OnceLock<SchemaRef> = OnceLock::new();

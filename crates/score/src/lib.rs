@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
 use crmdq_config::Pipeline;
-use crmdq_schema::{RecordType, dead_letter_schema, record_table_schema};
+use crmdq_schema::{RecordType, alerts_schema, dead_letter_schema, record_table_schema};
 use crmdq_warehouse::{
     FileAdd, LiveSnapshot, LiveTable, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError,
     register_table,
@@ -167,6 +167,7 @@ async fn table_schemas(
         .map(|rt| (rt.as_str().to_string(), record_table_schema(rt)))
         .collect();
     out.push(("dead_letters".to_string(), dead_letter_schema()));
+    out.push(("alerts".to_string(), alerts_schema()));
     let scoring = session();
     register_scoring_inputs(&scoring, w, &Snapshot::default(), from).await?;
     for (name, _) in SCORE_TABLES {

@@ -43,6 +43,8 @@ pub enum LogKind {
     Ingest,
     /// Score tables replaced as a whole by the files of this entry.
     Score,
+    /// Alert events appended (`alerts` table).
+    Alerts,
 }
 
 /// One commit.

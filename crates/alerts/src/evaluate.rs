@@ -1,0 +1,483 @@
+//! What each rule observes for a business date: person and team rules read the score
+//! tables (the value on D and the subject's own trailing baseline), pipeline rules read
+//! the warehouse's ingestion times. Deciding is separate ([`Observation::firing`]) and
+//! pure, so it is tested without a warehouse.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use crmdq_config::{AlertCondition, AlertRule, AlertScope};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::SessionContext;
+use jiff::civil::Date;
+
+use crate::AlertError;
+
+/// One subject's numbers for one rule on one date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub subject: String,
+    pub team_id: Option<String>,
+    pub manager_id: Option<String>,
+    pub entries: Option<i64>,
+    pub value: Option<f64>,
+    /// Baseline statistics over the trailing window (drop rules).
+    pub mean: Option<f64>,
+    pub sd: Option<f64>,
+    pub median: Option<f64>,
+    /// Days of history in the baseline.
+    pub history: i64,
+}
+
+/// The verdict of a rule on an observation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub firing: bool,
+    /// The value the rule compares against (for a drop: mean − allowance, or median − x).
+    pub threshold: Option<f64>,
+    /// The subject's own baseline (drop rules).
+    pub baseline: Option<f64>,
+    /// How the threshold came about, in words.
+    pub basis: String,
+}
+
+impl Observation {
+    /// Apply `rule` (its entry minimum was applied when observing).
+    pub fn judge(&self, rule: &AlertRule) -> Verdict {
+        let Some(v) = self.value else {
+            return Verdict {
+                firing: false,
+                threshold: None,
+                baseline: None,
+                basis: "no value".into(),
+            };
+        };
+        match &rule.condition {
+            AlertCondition::Below(t) => Verdict {
+                firing: v < *t,
+                threshold: Some(*t),
+                baseline: None,
+                basis: format!("fires below {t}"),
+            },
+            AlertCondition::Above(t) => Verdict {
+                firing: v > *t,
+                threshold: Some(*t),
+                baseline: None,
+                basis: format!("fires above {t}"),
+            },
+            AlertCondition::Drop {
+                days,
+                stddevs,
+                below_median,
+                min_history,
+                min_drop,
+            } => {
+                if self.history < i64::from(*min_history) {
+                    return Verdict {
+                        firing: false,
+                        threshold: None,
+                        baseline: None,
+                        basis: format!("{} of {min_history} days of history needed", self.history),
+                    };
+                }
+                if let (Some(k), Some(mean)) = (stddevs, self.mean) {
+                    let sd = self.sd.unwrap_or(0.0);
+                    let allowance = (k * sd).max(*min_drop);
+                    let t = mean - allowance;
+                    Verdict {
+                        firing: v < t,
+                        threshold: Some(t),
+                        baseline: Some(mean),
+                        basis: format!(
+                            "{days}-day mean {mean:.3}, sd {sd:.3}; fires below mean − max({k}·sd, {min_drop}) = {t:.3}"
+                        ),
+                    }
+                } else if let (Some(x), Some(med)) = (below_median, self.median) {
+                    let t = med - x;
+                    Verdict {
+                        firing: v < t,
+                        threshold: Some(t),
+                        baseline: Some(med),
+                        basis: format!(
+                            "{days}-day median {med:.3}; fires below median − {x} = {t:.3}"
+                        ),
+                    }
+                } else {
+                    Verdict {
+                        firing: false,
+                        threshold: None,
+                        baseline: None,
+                        basis: "no baseline".into(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run `sql` with positional parameters and collect it.
+pub(crate) async fn query(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> Result<Vec<RecordBatch>, AlertError> {
+    let df = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| AlertError::query(sql, e))?
+        .with_param_values(params)
+        .map_err(|e| AlertError::query(sql, e))?;
+    df.collect().await.map_err(|e| AlertError::query(sql, e))
+}
+
+pub(crate) fn s(v: &str) -> ScalarValue {
+    ScalarValue::Utf8(Some(v.to_string()))
+}
+
+/// Column `name` of row `i` as text / f64 / i64 (None when null or absent).
+pub(crate) fn text(b: &RecordBatch, name: &str, i: usize) -> Option<String> {
+    let c = b.column_by_name(name)?;
+    if c.is_null(i) {
+        return None;
+    }
+    let c = arrow::compute::cast(c, &DataType::Utf8).ok()?;
+    Some(c.as_string::<i32>().value(i).to_string())
+}
+
+pub(crate) fn float(b: &RecordBatch, name: &str, i: usize) -> Option<f64> {
+    let c = b.column_by_name(name)?;
+    if c.is_null(i) {
+        return None;
+    }
+    let c = arrow::compute::cast(c, &DataType::Float64).ok()?;
+    Some(c.as_primitive::<Float64Type>().value(i))
+}
+
+pub(crate) fn int(b: &RecordBatch, name: &str, i: usize) -> Option<i64> {
+    let c = b.column_by_name(name)?;
+    if c.is_null(i) {
+        return None;
+    }
+    let c = arrow::compute::cast(c, &DataType::Int64).ok()?;
+    Some(c.as_primitive::<Int64Type>().value(i))
+}
+
+/// Person- or team-scope observations of `rule` on `date`.
+pub async fn observe_scores(
+    ctx: &SessionContext,
+    rule: &AlertRule,
+    date: Date,
+) -> Result<Vec<Observation>, AlertError> {
+    let (table, key) = match rule.scope {
+        AlertScope::Person => ("person_daily", "person_id"),
+        _ => ("team_daily", "team_id"),
+    };
+    let m = &rule.metric;
+    let days = match rule.condition {
+        AlertCondition::Drop { days, .. } => days,
+        _ => 1,
+    };
+    let from = date - jiff::Span::new().days(i64::from(days));
+    let manager = if rule.scope == AlertScope::Person {
+        "c.manager_id"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
+    let sql = format!(
+        "SELECT c.{key} AS subject, c.team_id, {manager} AS manager_id, c.entries, \
+           CAST(c.{m} AS DOUBLE) AS value, h.mean, h.sd, h.med, h.n \
+         FROM (SELECT * FROM {table} WHERE dt = $1 AND entries >= {min}) c \
+         LEFT JOIN (SELECT {key} AS k, AVG(CAST({m} AS DOUBLE)) AS mean, \
+             STDDEV_SAMP(CAST({m} AS DOUBLE)) AS sd, MEDIAN(CAST({m} AS DOUBLE)) AS med, \
+             COUNT({m}) AS n \
+           FROM {table} WHERE dt >= $2 AND dt < $1 AND entries >= {min} AND {m} IS NOT NULL \
+           GROUP BY {key}) h ON h.k = c.{key} \
+         ORDER BY subject",
+        min = rule.min_entries,
+    );
+    let batches = query(ctx, &sql, vec![s(&date.to_string()), s(&from.to_string())]).await?;
+    let team_managers = if rule.scope == AlertScope::Team {
+        team_managers(ctx, date).await?
+    } else {
+        BTreeMap::new()
+    };
+    let mut out: BTreeMap<String, Observation> = BTreeMap::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            let Some(subject) = text(b, "subject", i) else {
+                continue;
+            };
+            out.entry(subject.clone()).or_insert(Observation {
+                subject,
+                team_id: text(b, "team_id", i),
+                manager_id: text(b, "manager_id", i)
+                    .or_else(|| team_managers.get(&subject_key(b, i)).cloned()),
+                entries: int(b, "entries", i),
+                value: float(b, "value", i),
+                mean: float(b, "mean", i),
+                sd: float(b, "sd", i),
+                median: float(b, "med", i),
+                history: int(b, "n", i).unwrap_or(0),
+            });
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+fn subject_key(b: &RecordBatch, i: usize) -> String {
+    text(b, "subject", i).unwrap_or_default()
+}
+
+/// Each team's manager on `date`: the manager most of its scored members report to
+/// (ties: the smallest id).
+async fn team_managers(
+    ctx: &SessionContext,
+    date: Date,
+) -> Result<BTreeMap<String, String>, AlertError> {
+    let b = query(
+        ctx,
+        "SELECT team_id, manager_id, COUNT(*) AS n FROM person_daily \
+         WHERE dt = $1 AND team_id IS NOT NULL AND manager_id IS NOT NULL \
+         GROUP BY team_id, manager_id ORDER BY team_id, n DESC, manager_id",
+        vec![s(&date.to_string())],
+    )
+    .await?;
+    let mut out = BTreeMap::new();
+    for batch in &b {
+        for i in 0..batch.num_rows() {
+            if let (Some(t), Some(m)) = (text(batch, "team_id", i), text(batch, "manager_id", i)) {
+                out.entry(t).or_insert(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What only a running consumer knows.
+#[derive(Debug, Clone, Default)]
+pub struct LiveInputs {
+    /// Summed consumer lag over the assigned partitions.
+    pub consumer_lag: Option<i64>,
+}
+
+fn one_ts(batches: &[RecordBatch]) -> Option<i64> {
+    let b = batches.first()?;
+    let c = b.column(0);
+    if b.num_rows() == 0 || c.is_null(0) {
+        return None;
+    }
+    Some(c.as_primitive::<TimestampMicrosecondType>().value(0))
+}
+
+/// The pipeline-scope observation of `rule` at `now` (µs), or None when it cannot be
+/// evaluated here (consumer lag outside `run`).
+pub async fn observe_pipeline(
+    ctx: &SessionContext,
+    rule: &AlertRule,
+    pipeline: &str,
+    now_us: i64,
+    live: &LiveInputs,
+) -> Result<Option<Observation>, AlertError> {
+    let obs = |value: Option<f64>, entries: Option<i64>, subject: String| Observation {
+        subject,
+        team_id: None,
+        manager_id: None,
+        entries,
+        value,
+        mean: None,
+        sd: None,
+        median: None,
+        history: 0,
+    };
+    let ts = |us: i64| ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()));
+    match rule.metric.as_str() {
+        "dead_letter_ratio" => {
+            let since = now_us - rule.window.as_micros() as i64;
+            let b = query(
+                ctx,
+                "SELECT (SELECT COUNT(*) FROM dead_letters WHERE dq_ingested_at > $1) AS dl, \
+                        (SELECT COUNT(*) FROM all_deliveries WHERE dq_ingested_at > $1) AS rec",
+                vec![ts(since)],
+            )
+            .await?;
+            let dl = b.first().and_then(|b| int(b, "dl", 0)).unwrap_or(0);
+            let rec = b.first().and_then(|b| int(b, "rec", 0)).unwrap_or(0);
+            let n = dl + rec;
+            if n < rule.min_entries as i64 {
+                return Ok(Some(obs(None, Some(n), pipeline.to_string())));
+            }
+            Ok(Some(obs(
+                Some(dl as f64 / n as f64),
+                Some(n),
+                pipeline.to_string(),
+            )))
+        }
+        "freshness_seconds" => {
+            let b = query(ctx, "SELECT MAX(event_time) FROM all_deliveries", vec![]).await?;
+            let v = one_ts(&b).map(|us| (now_us - us) as f64 / 1e6);
+            Ok(Some(obs(v, None, pipeline.to_string())))
+        }
+        "topic_silence_seconds" => {
+            let (filter, params, subject) = match &rule.topic {
+                Some(t) => (
+                    " WHERE src_topic = $1",
+                    vec![s(t)],
+                    format!("{pipeline}/{t}"),
+                ),
+                None => ("", vec![], pipeline.to_string()),
+            };
+            let sql = format!(
+                "SELECT MAX(t) FROM (SELECT dq_ingested_at AS t, src_topic FROM all_deliveries \
+                   UNION ALL SELECT dq_ingested_at AS t, src_topic FROM dead_letters){filter}"
+            );
+            let b = query(ctx, &sql, params).await?;
+            let v = one_ts(&b).map(|us| (now_us - us) as f64 / 1e6);
+            Ok(Some(obs(v, None, subject)))
+        }
+        "consumer_lag_messages" => Ok(live
+            .consumer_lag
+            .map(|l| obs(Some(l as f64), None, pipeline.to_string()))),
+        _ => Ok(None),
+    }
+}
+
+/// The rules that cost the subject most on D, as "rule ×n" (at most 3), and up to 3
+/// example record ids of its failing entries.
+pub async fn explain(
+    ctx: &SessionContext,
+    scope: AlertScope,
+    subject: &str,
+    date: Date,
+) -> Result<(Option<String>, Vec<String>), AlertError> {
+    let (who_rules, who_entries) = match scope {
+        AlertScope::Person => ("person_id = $1", "entered_by = $1"),
+        AlertScope::Team => ("team_id = $1", "team_id = $1"),
+        AlertScope::Pipeline => return Ok((None, Vec::new())),
+    };
+    let d = s(&date.to_string());
+    let b = query(
+        ctx,
+        &format!(
+            "SELECT rule, CAST(SUM(entries) AS BIGINT) AS n FROM rule_daily WHERE {who_rules} AND dt = $2 \
+             GROUP BY rule ORDER BY n DESC, rule LIMIT 3"
+        ),
+        vec![s(subject), d.clone()],
+    )
+    .await?;
+    let mut rules = Vec::new();
+    for batch in &b {
+        for i in 0..batch.num_rows() {
+            if let (Some(r), Some(n)) = (text(batch, "rule", i), int(batch, "n", i)) {
+                rules.push(format!("{r} ×{n}"));
+            }
+        }
+    }
+    let b = query(
+        ctx,
+        &format!(
+            "SELECT record_id FROM entries WHERE {who_entries} AND dt = $2 \
+             AND (NOT dq_complete OR NOT dq_valid OR NOT dq_on_time) ORDER BY record_id LIMIT 3"
+        ),
+        vec![s(subject), d],
+    )
+    .await?;
+    let mut ids = Vec::new();
+    for batch in &b {
+        for i in 0..batch.num_rows() {
+            if let Some(id) = text(batch, "record_id", i) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(((!rules.is_empty()).then(|| rules.join(", ")), ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rule(condition: AlertCondition) -> AlertRule {
+        AlertRule {
+            name: "r".into(),
+            scope: AlertScope::Person,
+            severity: "warning".into(),
+            metric: "completeness_rate".into(),
+            condition,
+            min_entries: 5,
+            window: Duration::from_hours(24),
+            topic: None,
+        }
+    }
+
+    fn obs(value: f64, mean: f64, sd: f64, history: i64) -> Observation {
+        Observation {
+            subject: "p".into(),
+            team_id: None,
+            manager_id: None,
+            entries: Some(10),
+            value: Some(value),
+            mean: Some(mean),
+            sd: Some(sd),
+            median: Some(mean),
+            history,
+        }
+    }
+
+    fn drop_rule(k: f64) -> AlertRule {
+        rule(AlertCondition::Drop {
+            days: 14,
+            stddevs: Some(k),
+            below_median: None,
+            min_history: 7,
+            min_drop: 0.1,
+        })
+    }
+
+    #[test]
+    fn thresholds() {
+        let r = rule(AlertCondition::Below(0.9));
+        assert!(obs(0.89, 0.0, 0.0, 0).judge(&r).firing);
+        assert!(!obs(0.9, 0.0, 0.0, 0).judge(&r).firing);
+        let r = rule(AlertCondition::Above(0.05));
+        assert!(obs(0.06, 0.0, 0.0, 0).judge(&r).firing);
+        assert!(!obs(0.05, 0.0, 0.0, 0).judge(&r).firing);
+    }
+
+    #[test]
+    fn drop_against_own_baseline() {
+        let r = drop_rule(3.0);
+        // mean 0.9, sd 0.05: allowance max(0.15, 0.1) = 0.15 → threshold 0.75.
+        let v = obs(0.74, 0.9, 0.05, 14).judge(&r);
+        assert!(v.firing);
+        assert!((v.threshold.unwrap() - 0.75).abs() < 1e-12);
+        assert_eq!(v.baseline, Some(0.9));
+        assert!(!obs(0.76, 0.9, 0.05, 14).judge(&r).firing);
+        // A perfectly stable baseline (sd 0) does not make every wobble an alert.
+        assert!(!obs(0.95, 1.0, 0.0, 14).judge(&r).firing);
+        assert!(obs(0.89, 1.0, 0.0, 14).judge(&r).firing);
+        // Too little history: never judged.
+        assert!(!obs(0.1, 0.9, 0.05, 6).judge(&r).firing);
+    }
+
+    #[test]
+    fn drop_below_median() {
+        let r = rule(AlertCondition::Drop {
+            days: 14,
+            stddevs: None,
+            below_median: Some(0.2),
+            min_history: 3,
+            min_drop: 0.1,
+        });
+        assert!(obs(0.69, 0.9, 0.0, 5).judge(&r).firing);
+        assert!(!obs(0.71, 0.9, 0.0, 5).judge(&r).firing);
+    }
+
+    #[test]
+    fn no_value_never_fires() {
+        let mut o = obs(0.0, 0.9, 0.0, 14);
+        o.value = None;
+        assert!(!o.judge(&drop_rule(3.0)).firing);
+    }
+}
