@@ -64,6 +64,9 @@ impl AlertError {
 pub struct AlertEvent {
     pub evaluated_at: String,
     pub evaluated_at_us: i64,
+    /// Evaluation sequence number: events are ordered by it (commit order), so a clock
+    /// that goes backwards (a re-run with `--now`) cannot reorder the state.
+    pub seq: i64,
     /// Business date evaluated.
     pub dt: String,
     pub rule: String,
@@ -121,6 +124,8 @@ pub struct Report {
 /// (state, when the last firing notification was sent, µs) per (rule, subject).
 type State = BTreeMap<(String, String), (String, i64)>;
 
+/// The alert state, and the last sequence number used.
+
 async fn session(w: &Warehouse, roster: Option<&Path>) -> Result<SessionContext, AlertError> {
     let snap = w.snapshot().await?;
     let ctx = crmdq_score::session();
@@ -136,16 +141,18 @@ async fn session(w: &Warehouse, roster: Option<&Path>) -> Result<SessionContext,
     Ok(ctx)
 }
 
-async fn read_state(ctx: &SessionContext) -> Result<State, AlertError> {
+async fn read_state(ctx: &SessionContext) -> Result<(State, i64), AlertError> {
     let b = evaluate::query(
         ctx,
-        "SELECT rule, subject, state, CAST(evaluated_at AS BIGINT) AS at FROM alerts ORDER BY evaluated_at",
+        "SELECT rule, subject, state, CAST(evaluated_at AS BIGINT) AS at, seq FROM alerts ORDER BY seq",
         vec![],
     )
     .await?;
     let mut st = State::new();
+    let mut last_seq = 0;
     for batch in &b {
         for i in 0..batch.num_rows() {
+            last_seq = last_seq.max(evaluate::int(batch, "seq", i).unwrap_or(0));
             let (Some(rule), Some(subject), Some(state), Some(at)) = (
                 evaluate::text(batch, "rule", i),
                 evaluate::text(batch, "subject", i),
@@ -163,7 +170,7 @@ async fn read_state(ctx: &SessionContext) -> Result<State, AlertError> {
             st.insert(key, (state, last_fire));
         }
     }
-    Ok(st)
+    Ok((st, last_seq))
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -248,7 +255,7 @@ pub async fn evaluate(
     let today = opts.now.to_zoned(p.time_zone.clone()).date();
     let dt = date.unwrap_or(today);
     report.date = Some(dt.to_string());
-    let state = read_state(&ctx).await?;
+    let (state, last_seq) = read_state(&ctx).await?;
     let now_us = opts.now.as_microsecond();
     let evaluated_at = opts.now.to_string();
     let repeat_us = p.alerts.repeat_interval.as_micros() as i64;
@@ -303,6 +310,7 @@ pub async fn evaluate(
             let mut e = AlertEvent {
                 evaluated_at: evaluated_at.clone(),
                 evaluated_at_us: now_us,
+                seq: last_seq + 1,
                 dt: dt.to_string(),
                 rule: rule.name.clone(),
                 scope: rule.scope.as_str().to_string(),
@@ -394,10 +402,11 @@ pub fn events_batch(events: &[AlertEvent]) -> Result<RecordBatch, AlertError> {
         }),
     );
     let examples: ArrayRef = Arc::new(examples.finish());
-    let examples = arrow::compute::cast(&examples, schema.field(18).data_type())
+    let examples = arrow::compute::cast(&examples, schema.field(19).data_type())
         .map_err(|e| AlertError::Encode(e.to_string()))?;
     let cols: Vec<ArrayRef> = vec![
         ts,
+        Arc::new(events.iter().map(|e| e.seq).collect::<Int64Array>()),
         str_col(&|e| e.rule.clone()),
         str_col(&|e| e.scope.clone()),
         str_col(&|e| e.subject.clone()),

@@ -96,8 +96,8 @@ const SECRET: &str = "team-lead-secret";
 
 /// 30 days of customer entries from 2026-10-01. `anomalies`: on day 20 `b.collapse`
 /// leaves occupation empty in 8 of 10 entries (day 21 recovers), and on days 20–25 team
-/// north's `c.late` enters everything three days late. `d.few` makes 3 entries a day,
-/// alternately all complete and all incomplete (too few to ever be judged).
+/// north's `c.late` enters everything three days late. `d.few` makes 3 entries a day
+/// (too few to ever be judged), all incomplete on day 20.
 fn data(dir: &Path, anomalies: bool) -> (std::path::PathBuf, std::path::PathBuf) {
     let roster = dir.join("roster.csv");
     std::fs::write(
@@ -124,7 +124,7 @@ fn data(dir: &Path, anomalies: bool) -> (std::path::PathBuf, std::path::PathBuf)
                 n += 1;
                 let incomplete = match person {
                     "b.collapse" => anomalies && day == 20 && i < 8,
-                    "d.few" => day % 2 == 0,
+                    "d.few" => anomalies && day == 20,
                     _ => false,
                 };
                 let late = anomalies && person == "c.late" && (20..=25).contains(&day);
@@ -184,15 +184,34 @@ alerts:
     p
 }
 
-const ENV: [(&str, &str); 1] = [("CRMDQ_TEST_ALERT_SECRET", SECRET)];
-
 /// Ingest and score the month, then evaluate business dates 15..=30, each "the next
-/// morning at 10:30" Shanghai time. Returns each day's `crmdq alerts` output.
-fn month(dir: &Path, anomalies: bool, recv: SocketAddr) -> (std::path::PathBuf, Vec<String>) {
+/// morning at 10:30" Shanghai time. With `shipped`, the rules are those of
+/// `pipelines/crm.yaml`, its webhooks pointed at the receiver. Returns each day's output.
+fn month(
+    dir: &Path,
+    anomalies: bool,
+    recv: SocketAddr,
+    shipped: bool,
+) -> (std::path::PathBuf, Vec<String>) {
     let (input, roster) = data(dir, anomalies);
-    let p = pipeline(dir, &roster, recv);
+    let p = if shipped {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/crm.yaml")
+    } else {
+        pipeline(dir, &roster, recv)
+    };
     let w = dir.join("wh");
-    let (ps, ws) = (p.to_str().unwrap(), w.to_str().unwrap());
+    let (ps, ws, rs) = (
+        p.to_str().unwrap(),
+        w.to_str().unwrap(),
+        roster.to_str().unwrap(),
+    );
+    let leads = format!("http://{recv}/leads");
+    let ops = format!("http://{recv}/ops");
+    let env = [
+        ("CRMDQ_TEST_ALERT_SECRET", SECRET),
+        ("CRMDQ_ALERT_WEBHOOK", leads.as_str()),
+        ("CRMDQ_OPS_WEBHOOK", ops.as_str()),
+    ];
     ok(
         &[
             "--now",
@@ -204,7 +223,7 @@ fn month(dir: &Path, anomalies: bool, recv: SocketAddr) -> (std::path::PathBuf, 
             ws,
             input.to_str().unwrap(),
         ],
-        &ENV,
+        &env,
     );
     ok(
         &[
@@ -215,8 +234,10 @@ fn month(dir: &Path, anomalies: bool, recv: SocketAddr) -> (std::path::PathBuf, 
             ps,
             "--warehouse",
             ws,
+            "--roster",
+            rs,
         ],
-        &[("CRMDQ_TEST_ALERT_SECRET", SECRET)],
+        &env,
     );
     let start: jiff::civil::Date = "2026-10-01".parse().unwrap();
     let mut outs = Vec::new();
@@ -232,10 +253,12 @@ fn month(dir: &Path, anomalies: bool, recv: SocketAddr) -> (std::path::PathBuf, 
                 ps,
                 "--warehouse",
                 ws,
+                "--roster",
+                rs,
                 "--date",
                 &d.to_string(),
             ],
-            &ENV,
+            &env,
         );
         outs.push(String::from_utf8(out.stdout).unwrap());
     }
@@ -250,7 +273,7 @@ fn events(w: &Path) -> Vec<Value> {
             w.to_str().unwrap(),
             "--format",
             "json",
-            "SELECT dt, rule, subject, state, receiver, delivered, manager_id FROM alerts ORDER BY evaluated_at, rule, subject",
+            "SELECT dt, rule, subject, state, receiver, delivered, manager_id FROM alerts ORDER BY seq, rule, subject",
         ],
         &[],
     );
@@ -266,7 +289,7 @@ fn a_stable_month_fires_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (recv, hits) = receiver(&[]);
     // Note: `score` also evaluates (for the latest date), like every scoring run.
-    let (w, outs) = month(dir.path(), false, recv);
+    let (w, outs) = month(dir.path(), false, recv, false);
     assert!(events(&w).is_empty(), "{:?}", events(&w));
     assert!(hits.lock().unwrap().is_empty());
     assert!(
@@ -279,7 +302,7 @@ fn a_stable_month_fires_nothing() {
 fn a_collapse_fires_once_to_the_manager_and_resolves_and_a_breach_repeats_per_interval() {
     let dir = tempfile::tempdir().unwrap();
     let (recv, hits) = receiver(&["/north"]);
-    let (w, _outs) = month(dir.path(), true, recv);
+    let (w, _outs) = month(dir.path(), true, recv, false);
     let ev: Vec<(String, String, String, String, String)> = events(&w)
         .iter()
         .map(|e| {
@@ -392,7 +415,55 @@ fn a_collapse_fires_once_to_the_manager_and_resolves_and_a_breach_repeats_per_in
     let north: Vec<&Hit> = hits.iter().filter(|h| h.path == "/north").collect();
     assert_eq!(north.len(), 6 + 1, "{north:#?}");
     assert_eq!(north[0].body, north[1].body);
-    // d.few (3 entries a day, wildly varying) never fired; nothing went to ops.
+    // d.few (3 entries a day, collapsing on day 20 too) never fired; nothing went to ops.
     assert!(hits.iter().all(|h| h.body["subject"] != "d.few"));
     assert!(hits.iter().all(|h| h.path != "/ops"));
+}
+
+/// The default rules shipped in `pipelines/crm.yaml`: silent on a clean month; on the
+/// collapse, the assistant's completeness alert reaches the team leads' webhook once and
+/// resolves the next day.
+#[test]
+fn the_shipped_rules_are_silent_on_a_clean_month_and_catch_the_collapse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hits) = receiver(&[]);
+    let (w, _) = month(dir.path(), false, recv, true);
+    assert!(events(&w).is_empty(), "{:?}", events(&w));
+    assert!(hits.lock().unwrap().is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let (w, _) = month(dir.path(), true, recv, true);
+    let b: Vec<(String, String, String)> = events(&w)
+        .iter()
+        .filter(|e| e["subject"] == "b.collapse")
+        .map(|e| {
+            (
+                e["dt"].as_str().unwrap().to_string(),
+                e["rule"].as_str().unwrap().to_string(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        b,
+        [
+            (
+                "2026-10-20".into(),
+                "completeness_drop".into(),
+                "firing".into()
+            ),
+            (
+                "2026-10-21".into(),
+                "completeness_drop".into(),
+                "resolved".into()
+            ),
+        ]
+    );
+    let hits = hits.lock().unwrap().clone();
+    assert!(
+        hits.iter()
+            .any(|h| h.path == "/leads" && h.body["subject"] == "b.collapse")
+    );
+    assert!(hits.iter().all(|h| h.body["subject"] != "d.few"));
+    assert!(hits.iter().all(|h| h.path != "/ops"), "{hits:#?}");
 }

@@ -330,6 +330,8 @@ pub fn alerts_schema() -> SchemaRef {
             let f = |n: &str| Field::new(n, DataType::Float64, true);
             Arc::new(Schema::new(vec![
                 Field::new("evaluated_at", ts_type(), false),
+                // Evaluation sequence number (commit order), independent of clocks.
+                Field::new("seq", DataType::Int64, false),
                 s("rule", false),
                 s("scope", false),
                 s("subject", false),
