@@ -124,8 +124,6 @@ pub struct Report {
 /// (state, when the last firing notification was sent, µs) per (rule, subject).
 type State = BTreeMap<(String, String), (String, i64)>;
 
-/// The alert state, and the last sequence number used.
-
 async fn session(w: &Warehouse, roster: Option<&Path>) -> Result<SessionContext, AlertError> {
     let snap = w.snapshot().await?;
     let ctx = crmdq_score::session();
@@ -141,6 +139,7 @@ async fn session(w: &Warehouse, roster: Option<&Path>) -> Result<SessionContext,
     Ok(ctx)
 }
 
+/// The alert state, and the last sequence number used.
 async fn read_state(ctx: &SessionContext) -> Result<(State, i64), AlertError> {
     let b = evaluate::query(
         ctx,
