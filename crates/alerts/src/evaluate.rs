@@ -347,12 +347,31 @@ pub async fn observe_pipeline(
 pub async fn explain(
     ctx: &SessionContext,
     scope: AlertScope,
+    metric: &str,
     subject: &str,
     date: Date,
 ) -> Result<(Option<String>, Vec<String>), AlertError> {
+    // The rules behind the metric that dropped (all rules for composite metrics).
+    let (relevant, failing) = match metric {
+        "completeness_rate" => ("rule LIKE 'missing.%'", "NOT dq_complete"),
+        "validity_rate" => (
+            "rule NOT LIKE 'missing.%' AND rule <> 'late'",
+            "NOT dq_valid",
+        ),
+        "timeliness_rate" => ("rule = 'late'", "NOT dq_on_time"),
+        _ => (
+            "TRUE",
+            "(NOT dq_complete OR NOT dq_valid OR NOT dq_on_time)",
+        ),
+    };
     let (who_rules, who_entries) = match scope {
         AlertScope::Person => ("person_id = $1", "entered_by = $1"),
-        AlertScope::Team => ("team_id = $1", "team_id = $1"),
+        // A team's entries: those of the people scored in it on D (the roster team,
+        // or for people off the roster their record team), as rule_daily counts them.
+        AlertScope::Team => (
+            "team_id = $1",
+            "entered_by IN (SELECT person_id FROM person_daily WHERE team_id = $1 AND dt = $2)",
+        ),
         AlertScope::Pipeline => return Ok((None, Vec::new())),
     };
     let d = s(&date.to_string());
@@ -360,7 +379,7 @@ pub async fn explain(
         ctx,
         &format!(
             "SELECT rule, CAST(SUM(entries) AS BIGINT) AS n FROM rule_daily WHERE {who_rules} AND dt = $2 \
-             GROUP BY rule ORDER BY n DESC, rule LIMIT 3"
+             AND {relevant} GROUP BY rule ORDER BY n DESC, rule LIMIT 3"
         ),
         vec![s(subject), d.clone()],
     )
@@ -376,8 +395,8 @@ pub async fn explain(
     let b = query(
         ctx,
         &format!(
-            "SELECT record_id FROM entries WHERE {who_entries} AND dt = $2 \
-             AND (NOT dq_complete OR NOT dq_valid OR NOT dq_on_time) ORDER BY record_id LIMIT 3"
+            "SELECT DISTINCT record_id FROM entries WHERE {who_entries} AND dt = $2 \
+             AND {failing} ORDER BY record_id LIMIT 3"
         ),
         vec![s(subject), d],
     )

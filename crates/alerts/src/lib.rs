@@ -302,7 +302,7 @@ pub async fn evaluate(
             };
             let Some(st) = fire else { continue };
             let (top_rules, examples) = if st == "firing" {
-                evaluate::explain(&ctx, rule.scope, &o.subject, dt).await?
+                evaluate::explain(&ctx, rule.scope, &rule.metric, &o.subject, dt).await?
             } else {
                 (None, Vec::new())
             };

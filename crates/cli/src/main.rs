@@ -201,8 +201,13 @@ fn print(batches: &[RecordBatch], format: Format) -> anyhow::Result<()> {
 
 fn print_alerts(r: &crmdq_alerts::Report, dry_run: bool, rules: usize) {
     let verb = if dry_run { "would notify" } else { "notified" };
+    let rules = if rules > 0 {
+        format!("{rules} rule(s), ")
+    } else {
+        String::new()
+    };
     println!(
-        "alerts for business date {}: {rules} rule(s), {} event(s) {verb}, {} still firing (already notified)",
+        "alerts for business date {}: {rules}{} event(s) {verb}, {} still firing (already notified)",
         r.date.as_deref().unwrap_or("-"),
         r.events.len(),
         r.still_firing.len()
@@ -287,8 +292,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&r.people, Format::Table)?;
             println!("\nDead letters by reason:");
             print(&r.dead_letters, Format::Table)?;
+            println!("\nAlerts (the shipped rules, dry run):");
+            print_alerts(&r.alerts, true, 0);
             println!("\nWarehouse: {}", r.dir.display());
             println!("Try next:");
+            println!(
+                "  crmdq alerts --pipeline {} --dry-run --date <YYYY-MM-DD>",
+                r.dir
+                    .parent()
+                    .unwrap_or(&r.dir)
+                    .join("pipeline.yaml")
+                    .display()
+            );
+            println!(
+                "  CRMDQ_SQL_USER=me CRMDQ_SQL_PASSWORD=pw crmdq serve --pipeline {}   # then: psql -h 127.0.0.1 -p 5433 -U me -d crmdq",
+                r.dir
+                    .parent()
+                    .unwrap_or(&r.dir)
+                    .join("pipeline.yaml")
+                    .display()
+            );
             println!(
                 "  crmdq sql --warehouse {} \"SELECT * FROM person_daily WHERE person_id = 'chen.jing' ORDER BY dt\"",
                 r.dir.display()

@@ -29,6 +29,8 @@ pub struct DemoReport {
     pub teams: Vec<RecordBatch>,
     pub people: Vec<RecordBatch>,
     pub dead_letters: Vec<RecordBatch>,
+    /// The shipped alert rules on the latest scored day (dry run).
+    pub alerts: crmdq_alerts::Report,
 }
 
 /// Produce `lines` to `topic` (keyed by line number) and wait until all are acknowledged.
@@ -132,6 +134,22 @@ pub async fn demo(
     let people = ctx.sql(PEOPLE_SQL).await?.collect().await?;
     let dead_letters = ctx.sql("SELECT reason, COUNT(*) AS messages FROM dead_letters GROUP BY reason ORDER BY messages DESC").await?.collect().await?;
     drop(cluster);
+    // What the shipped alert rules say about the latest scored day (nothing is sent).
+    let alerts = crmdq_alerts::evaluate(
+        &p,
+        &w,
+        p.roster.as_deref(),
+        &crmdq_alerts::EvalOptions {
+            date: None,
+            dry_run: true,
+            extra_webhook: None,
+            now: clock.now(),
+            live: crmdq_alerts::LiveInputs::default(),
+            pipeline_only: false,
+        },
+    )
+    .await
+    .map_err(|e| PipelineError::Other(e.to_string()))?;
     Ok(DemoReport {
         dir: p.warehouse.path.clone(),
         produced: lines.len(),
@@ -139,6 +157,7 @@ pub async fn demo(
         teams,
         people,
         dead_letters,
+        alerts,
     })
 }
 

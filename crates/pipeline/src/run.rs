@@ -397,6 +397,36 @@ fn end_offsets(c: &CrmdqConsumer, topics: &[String]) -> Result<BTreeMap<Tp, i64>
     Ok(out)
 }
 
+/// Evaluate the pipeline-scope alert rules (with the live consumer lag) in the background.
+fn spawn_health_alerts(
+    p: &Pipeline,
+    w: &Warehouse,
+    lag: i64,
+    now: jiff::Timestamp,
+) -> tokio::task::JoinHandle<()> {
+    let (p, w) = (p.clone(), w.clone());
+    tokio::spawn(async move {
+        let opts = crmdq_alerts::EvalOptions {
+            date: None,
+            dry_run: false,
+            extra_webhook: None,
+            now,
+            live: crmdq_alerts::LiveInputs {
+                consumer_lag: Some(lag),
+            },
+            pipeline_only: true,
+        };
+        match crmdq_alerts::evaluate(&p, &w, p.roster.as_deref(), &opts).await {
+            Ok(r) => {
+                for e in &r.events {
+                    tracing::warn!(rule = %e.rule, state = %e.state, "{}", e.message);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pipeline-health alert evaluation failed"),
+        }
+    })
+}
+
 /// Consume until `cancel` fires (or, with `until_caught_up`, until caught up).
 pub async fn run(
     p: &Pipeline,
@@ -457,6 +487,14 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();
+    // Pipeline-health alert rules, evaluated periodically off the consumer loop.
+    let health_rules = p
+        .alerts
+        .rules
+        .iter()
+        .any(|r| r.scope == crmdq_config::AlertScope::Pipeline);
+    let mut last_alerts = Instant::now();
+    let mut alerts_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut assigned_once = false;
     loop {
         tokio::select! {
@@ -475,6 +513,14 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 lp.update_gauges();
+                if health_rules
+                    && last_alerts.elapsed() >= p.alerts.evaluate_every
+                    && alerts_task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished)
+                {
+                    last_alerts = Instant::now();
+                    let lag = lp.health.lag.load(Ordering::Relaxed);
+                    alerts_task = Some(spawn_health_alerts(p, w, lag, clock.now()));
+                }
                 lp.sink.roll_aged().await?;
                 if last_commit.elapsed() >= kc.commit_interval || lp.sink.needs_commit() {
                     lp.commit().await?;
@@ -491,6 +537,9 @@ pub async fn run(
         }
     }
     lp.commit().await?;
+    if let Some(t) = alerts_task {
+        let _ = t.await;
+    }
     let summary = lp.summary.clone();
     drop(lp);
     consumer.unsubscribe();

@@ -208,3 +208,54 @@ fn dead(m: &crmdq_serve::Metrics) -> u64 {
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum()
 }
+
+/// `run` evaluates the pipeline-health rules periodically, with the live consumer lag,
+/// and records what fires in the warehouse's `alerts` table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_evaluates_pipeline_health_rules_periodically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixtures().join("pipeline.yaml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + "alerts:\n  evaluate_every_seconds: 0.2\n  receivers:\n    ops: { type: webhook, url: '' }\n  routes: { pipeline: ops }\n  rules:\n    - { name: lag_seen, scope: pipeline, metric: consumer_lag_messages, above: -1 }\n";
+    let mut p = Pipeline::from_str_at(&text, &path, &|_| None).unwrap();
+    p.warehouse.path = dir.path().join("wh");
+    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("crm.records", 1, 1).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    produce(&cluster.bootstrap_servers(), "crm.records", &lines).unwrap();
+    let opts = RunOptions {
+        brokers: Some(cluster.bootstrap_servers()),
+        until_caught_up: true,
+        telemetry: None,
+    };
+    let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
+    run(&p, &w, &opts, &clock, CancellationToken::new())
+        .await
+        .unwrap();
+    let ctx = query::session(&w, None).await.unwrap();
+    let b = ctx
+        .sql("SELECT rule, subject, state, delivered, delivery_error FROM alerts")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let b = arrow::compute::concat_batches(&b[0].schema(), &b).unwrap();
+    assert_eq!(b.num_rows(), 1, "fires once, then stays firing silently");
+    let col = |n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
+    assert_eq!(col("rule"), "lag_seen");
+    assert_eq!(col("subject"), "fixture");
+    assert_eq!(col("state"), "firing");
+    assert!(col("delivery_error").contains("disabled"));
+}
