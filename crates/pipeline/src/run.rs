@@ -91,7 +91,11 @@ struct Loop<'a> {
     /// Newest committed event time (µs).
     newest_event_us: Option<i64>,
     view: BrokerViewSlot,
+    /// After a warehouse failure: when to probe again, and the current backoff.
+    stalled: Option<(Instant, Duration)>,
 }
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 impl Loop<'_> {
     async fn on_message(
@@ -270,6 +274,83 @@ impl Loop<'_> {
         }
     }
 
+    /// Seek `tp` back to `next` and accept only exactly `next` until it arrives.
+    fn seek_back(&mut self, tp: &Tp, next: i64) {
+        self.parts
+            .insert(tp.clone(), PartState { next, strict: true });
+        let off = if next == 0 {
+            rdkafka::Offset::Beginning
+        } else {
+            rdkafka::Offset::Offset(next)
+        };
+        if let Err(e) = self.consumer.seek(&tp.0, tp.1, off, Duration::from_secs(5)) {
+            tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "seek failed");
+        }
+    }
+
+    /// A warehouse write failed: drop everything uncommitted (it will be re-read from
+    /// Kafka), seek every partition back to its committed position, and stop consuming
+    /// until the warehouse takes writes again. Nothing is committed past what is durable.
+    fn stall(&mut self, e: &crmdq_warehouse::WarehouseError) {
+        let backoff = self
+            .stalled
+            .map_or(Duration::from_secs(1), |(_, b)| (b * 2).min(MAX_BACKOFF));
+        self.metrics.warehouse_errors.inc();
+        self.health.set_warehouse(Err(e.to_string()));
+        tracing::error!(
+            error = %e,
+            retry_in_seconds = backoff.as_secs_f64(),
+            "warehouse write failed: consumption paused, uncommitted data discarded (it will be re-read)"
+        );
+        self.sink.discard();
+        let _ = self.decoder.finish();
+        self.buffered = false;
+        self.pending = CommitCounts::default();
+        let parts: Vec<(Tp, i64)> = self
+            .parts
+            .keys()
+            .map(|tp| (tp.clone(), self.committed.get(tp).copied().unwrap_or(0)))
+            .collect();
+        for (tp, next) in parts {
+            self.seek_back(&tp, next);
+        }
+        self.stalled = Some((Instant::now() + backoff, backoff));
+    }
+
+    /// While stalled: probe the warehouse when the backoff has passed; resume if it takes
+    /// writes.
+    async fn retry_stalled(&mut self) {
+        let Some((at, backoff)) = self.stalled else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        match self.warehouse.probe_writable().await {
+            Ok(()) => {
+                tracing::info!("warehouse writable again: consumption resumes");
+                self.health.set_warehouse(Ok(()));
+                self.stalled = None;
+            }
+            Err(e) => {
+                let backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::error!(error = %e, retry_in_seconds = backoff.as_secs_f64(), "warehouse still not writable");
+                self.stalled = Some((Instant::now() + backoff, backoff));
+            }
+        }
+    }
+
+    /// Route a step's result: retryable warehouse failures stall, others end the run.
+    fn check(&mut self, r: Result<(), PipelineError>) -> Result<(), PipelineError> {
+        match r {
+            Err(PipelineError::Warehouse(e)) if e.is_retryable() => {
+                self.stall(&e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     fn forget_partition(&self, tp: &Tp) {
         let label = PartitionLabel {
             topic: tp.0.clone(),
@@ -327,16 +408,7 @@ impl Loop<'_> {
                 for tp in retained {
                     let next = snap.kafka.get(&tp).copied().unwrap_or(0);
                     self.committed.insert(tp.clone(), next);
-                    self.parts
-                        .insert(tp.clone(), PartState { next, strict: true });
-                    let off = if next == 0 {
-                        rdkafka::Offset::Beginning
-                    } else {
-                        rdkafka::Offset::Offset(next)
-                    };
-                    if let Err(e) = self.consumer.seek(&tp.0, tp.1, off, Duration::from_secs(5)) {
-                        tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "seek after revocation failed");
-                    }
+                    self.seek_back(&tp, next);
                 }
             }
             RebalanceEvent::Error(e) => tracing::warn!(error = %e, "rebalance problem"),
@@ -484,6 +556,7 @@ pub async fn run(
         last_stats: SinkStats::default(),
         newest_event_us: None,
         view,
+        stalled: None,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();
@@ -504,8 +577,11 @@ pub async fn run(
                 assigned_once |= matches!(ev, RebalanceEvent::Assigned(_));
                 lp.on_rebalance(ev).await?;
             }
-            m = consumer.recv() => match m {
-                Ok(m) => lp.on_message(&m).await?,
+            m = consumer.recv(), if lp.stalled.is_none() => match m {
+                Ok(m) => {
+                    let r = lp.on_message(&m).await;
+                    lp.check(r)?;
+                }
                 Err(e) => {
                     lp.metrics.kafka_errors.inc();
                     tracing::warn!(error = %e, "kafka consume error (librdkafka retries)");
@@ -521,9 +597,17 @@ pub async fn run(
                     let lag = lp.health.lag.load(Ordering::Relaxed);
                     alerts_task = Some(spawn_health_alerts(p, w, lag, clock.now()));
                 }
-                lp.sink.roll_aged().await?;
-                if last_commit.elapsed() >= kc.commit_interval || lp.sink.needs_commit() {
-                    lp.commit().await?;
+                if lp.stalled.is_some() {
+                    lp.retry_stalled().await;
+                    continue;
+                }
+                let r = lp.sink.roll_aged().await.map_err(PipelineError::from);
+                lp.check(r)?;
+                if lp.stalled.is_none()
+                    && (last_commit.elapsed() >= kc.commit_interval || lp.sink.needs_commit())
+                {
+                    let r = lp.commit().await;
+                    lp.check(r)?;
                     last_commit = Instant::now();
                 }
                 if let Some(t) = &targets {

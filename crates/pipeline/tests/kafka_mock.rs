@@ -259,3 +259,109 @@ async fn run_evaluates_pipeline_health_rules_periodically() {
     assert_eq!(col("state"), "firing");
     assert!(col("delivery_error").contains("disabled"));
 }
+
+fn counter(m: &crmdq_serve::Metrics, name: &str) -> u64 {
+    m.encode()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The warehouse becomes unwritable mid-stream (its commit log replaced by a file):
+/// consumption pauses, `/readyz`'s warehouse check fails, nothing is committed past what
+/// is durable; once writable again the run resumes by itself, and every produced
+/// (partition, offset) is in the warehouse exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_warehouse_pauses_consumption_and_loses_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
+    p.warehouse.path = dir.path().join("wh");
+    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("crm.records", 2, 1).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "crm.records", &lines[..8]).unwrap();
+    let metrics = Arc::new(crmdq_serve::Metrics::new());
+    let health = Arc::new(crmdq_serve::RunHealth::new(1000));
+    let opts = RunOptions {
+        brokers: Some(brokers.clone()),
+        until_caught_up: false,
+        telemetry: Some(crmdq_pipeline::run::Telemetry {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }),
+    };
+    let cancel = CancellationToken::new();
+    let task = {
+        let (p, w, cancel) = (p.clone(), w.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
+            run(&p, &w, &opts, &clock, cancel).await
+        })
+    };
+    let committed = |m: &crmdq_serve::Metrics| {
+        counter(m, "crmdq_records_written_total{") + counter(m, "crmdq_dead_letters_total{")
+    };
+    eventually("8 messages committed", || committed(&metrics) == 8).await;
+
+    // Break the warehouse: the commit log folder becomes a file.
+    let log = p.warehouse.path.join(crmdq_warehouse::LOG_DIR);
+    let aside = p.warehouse.path.join("log.aside");
+    std::fs::rename(&log, &aside).unwrap();
+    std::fs::write(&log, b"not a folder").unwrap();
+    produce(&brokers, "crm.records", &lines[8..]).unwrap();
+    eventually("the failure noticed", || {
+        counter(&metrics, "crmdq_warehouse_errors_total") >= 1
+            && !health.warehouse_ok.load(Ordering::Relaxed)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(committed(&metrics), 8, "nothing committed while unwritable");
+    assert!(!health.warehouse_ok.load(Ordering::Relaxed));
+
+    // Writable again: it resumes by itself.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&aside, &log).unwrap();
+    eventually("resumed and everything committed", || {
+        committed(&metrics) == 15 && health.warehouse_ok.load(Ordering::Relaxed)
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+
+    // Offset accounting: every produced (partition, offset) exactly once.
+    let ctx = query::session(&w, None).await.unwrap();
+    let union = [
+        "customer",
+        "activity",
+        "service_ticket",
+        "opportunity",
+        "order",
+        "checkin",
+        "dead_letters",
+    ]
+    .map(|t| format!("SELECT src_partition, src_offset FROM \"{t}\""))
+    .join(" UNION ALL ");
+    let b = ctx
+        .sql(&format!(
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT (src_partition, src_offset)) AS d FROM ({union})"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(one_i64(&b), 15);
+    assert_eq!(b[0].column(1).as_primitive::<Int64Type>().value(0), 15);
+    let snap = w.snapshot().await.unwrap();
+    assert_eq!(snap.kafka.values().sum::<i64>(), 15);
+}

@@ -142,6 +142,19 @@ impl Warehouse {
         log::read_snapshot(self).await
     }
 
+    /// Whether the warehouse takes a durable write now (a probe file in the log folder,
+    /// written, fsynced and removed).
+    pub async fn probe_writable(&self) -> Result<(), WarehouseError> {
+        let rel = format!("{LOG_DIR}/.probe-{}", std::process::id());
+        self.put_durable(&rel, bytes::Bytes::from_static(b"probe"))
+            .await?;
+        let _ = self
+            .store
+            .delete(&object_store::path::Path::from(rel.as_str()))
+            .await;
+        Ok(())
+    }
+
     /// Bring `snap` up to date with entries committed since it was taken (cheap when
     /// nothing changed: one folder listing). Returns whether anything was new.
     pub async fn refresh(&self, snap: &mut Snapshot) -> Result<bool, WarehouseError> {
