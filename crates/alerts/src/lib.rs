@@ -124,10 +124,14 @@ pub struct Report {
 /// (state, when the last firing notification was sent, µs) per (rule, subject).
 type State = BTreeMap<(String, String), (String, i64)>;
 
-async fn session(w: &Warehouse, roster: Option<&Path>) -> Result<SessionContext, AlertError> {
+async fn session(
+    p: &Pipeline,
+    w: &Warehouse,
+    roster: Option<&Path>,
+) -> Result<SessionContext, AlertError> {
     let snap = w.snapshot().await?;
     let ctx = crmdq_score::session();
-    let roster = crmdq_score::load_roster(roster).await?;
+    let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
     crmdq_score::register_all(&ctx, w, &snap, roster).await?;
     for (name, body) in crmdq_score::sql::views() {
         if name == "all_deliveries" || name == "entries" {
@@ -241,7 +245,7 @@ pub async fn evaluate(
     roster: Option<&Path>,
     opts: &EvalOptions,
 ) -> Result<Report, AlertError> {
-    let ctx = session(w, roster).await?;
+    let ctx = session(p, w, roster).await?;
     let mut report = Report::default();
     let latest = evaluate::query(&ctx, "SELECT MAX(dt) AS d FROM person_daily", vec![])
         .await?

@@ -11,6 +11,7 @@ pub mod cnid;
 pub mod lateness;
 pub mod phone;
 pub mod pii;
+pub mod reference;
 pub mod udf;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ use crmdq_schema::{
 };
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 use jiff::Timestamp;
@@ -46,6 +49,8 @@ pub enum CheckError {
         #[source]
         source: Box<datafusion::error::DataFusionError>,
     },
+    #[error("reference table `{name}`: {message}")]
+    Reference { name: String, message: String },
     #[error("phone region `{0}` is unknown to libphonenumber")]
     PhoneRegion(String),
     #[error("evaluating check `{name}` on {record_type}: {source}")]
@@ -89,6 +94,14 @@ impl Checker {
     pub fn compile(p: &Pipeline) -> Result<Checker, CheckError> {
         let rules = PhoneRules::new(&p.phone_region)
             .ok_or_else(|| CheckError::PhoneRegion(p.phone_region.clone()))?;
+        let mut references = BTreeMap::new();
+        for (name, path) in &p.reference_tables {
+            let t = reference::load_csv(path).map_err(|message| CheckError::Reference {
+                name: name.clone(),
+                message,
+            })?;
+            references.insert(name.clone(), t);
+        }
         let mut types = BTreeMap::new();
         for rt in RecordType::ALL {
             let cfg = p.record_type(rt);
@@ -149,6 +162,14 @@ impl Checker {
                     source: Box::new(e),
                 };
                 let expr = ctx.parse_sql_expr(&sql, &df_schema).map_err(err)?;
+                // Some functions (COALESCE, NVL…) only have a physical form once simplified.
+                let expr = ExprSimplifier::new(
+                    SimplifyContext::builder()
+                        .with_schema(Arc::new(df_schema.clone()))
+                        .build(),
+                )
+                .simplify(expr)
+                .map_err(err)?;
                 let expr = ctx.create_physical_expr(expr, &df_schema).map_err(err)?;
                 Ok(CompiledCheck {
                     name: name.to_string(),
@@ -168,7 +189,13 @@ impl Checker {
                 }
             }
             for u in p.user_checks.iter().filter(|u| u.record_type == rt) {
-                failed.push(compile(&u.name, format!("({}) IS FALSE", u.sql))?);
+                let sql = reference::expand(&u.sql, &references).map_err(|message| {
+                    CheckError::Reference {
+                        name: u.name.clone(),
+                        message,
+                    }
+                })?;
+                failed.push(compile(&u.name, format!("({sql}) IS FALSE"))?);
             }
             let lateness = Lateness::new(
                 p.time_zone.clone(),

@@ -352,14 +352,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let started = std::time::Instant::now();
-            let s = crmdq_pipeline::ingest::ingest(
+            let s = match crmdq_pipeline::ingest::ingest(
                 &p,
                 &w,
                 &inputs,
                 shared_clock.clone(),
                 &mut progress,
             )
-            .await?;
+            .await
+            {
+                Err(crmdq_pipeline::PipelineError::Source(
+                    crmdq_source::SourceError::Mapping { message },
+                )) => {
+                    return Err(UsageError(format!("{}: {message}", pipeline.display())).into());
+                }
+                r => r?,
+            };
             if let Some(b) = bar {
                 b.finish_and_clear();
             }

@@ -148,8 +148,26 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone)]
 pub struct CsvOptions {
     pub delimiter: u8,
+    pub quote: u8,
     pub has_header: bool,
     pub record_type: Option<RecordType>,
+}
+
+/// How a file input's own columns become the contract's fields.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMapping {
+    /// (field, SQL expression over the input's columns), in file order. The pseudo column
+    /// `_line` is the input line number.
+    pub fields: Vec<(String, String)>,
+    /// Input values that mean missing (trimmed, exact), NULL before mapping.
+    pub placeholders: BTreeSet<String>,
+    pub keep_unmapped: bool,
+}
+
+impl SourceMapping {
+    pub fn is_active(&self) -> bool {
+        !self.fields.is_empty() || !self.placeholders.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -189,9 +207,15 @@ pub struct Pipeline {
     pub phone_region: String,
     pub kafka: Option<KafkaConfig>,
     pub csv: CsvOptions,
+    pub mapping: SourceMapping,
     pub max_message_bytes: usize,
     pub warehouse: WarehouseConfig,
     pub roster: Option<PathBuf>,
+    /// Roster column → SQL expression over the roster file's own columns (empty: the file
+    /// has the contract's columns).
+    pub roster_mapping: BTreeMap<String, String>,
+    /// Reference tables for user checks: name → CSV path.
+    pub reference_tables: BTreeMap<String, PathBuf>,
     pub pii: PiiPolicy,
     pub record_types: BTreeMap<RecordType, RecordTypeConfig>,
     pub checks: CheckParams,
@@ -203,6 +227,17 @@ pub struct Pipeline {
     pub serve: ServeConfig,
     pub alerts: AlertsConfig,
 }
+
+/// The roster's columns (contract section 4).
+pub const ROSTER_COLUMNS: [&str; 7] = [
+    "person_id",
+    "name",
+    "role",
+    "team_id",
+    "manager_id",
+    "valid_from",
+    "valid_to",
+];
 
 /// Alerting: rules, receivers and routes.
 #[derive(Debug, Clone, Default)]
@@ -634,8 +669,19 @@ fn validate(
                     .map_err(|e| err("source.csv.record_type", e.to_string()))
             })
             .transpose()?;
+        let quote = match raw.source.csv.quote.as_deref() {
+            None => b'"',
+            Some(q) if q.len() == 1 => q.as_bytes()[0],
+            Some(q) => {
+                return Err(err(
+                    "source.csv.quote",
+                    format!("`{q}` is not a single byte"),
+                ));
+            }
+        };
         CsvOptions {
             delimiter,
+            quote,
             has_header: raw.source.csv.has_header.unwrap_or(true),
             record_type,
         }
@@ -924,6 +970,33 @@ fn validate(
         scorecards.insert(role, weights);
     }
 
+    let mapping = SourceMapping {
+        fields: mapping_fields(&raw.source.mapping, text, path)?,
+        placeholders: raw
+            .source
+            .placeholders
+            .iter()
+            .map(|v| v.trim().to_string())
+            .collect(),
+        keep_unmapped: raw.source.keep_unmapped.unwrap_or(true),
+    };
+    let (roster, roster_mapping) = match raw.roster {
+        None => (None, BTreeMap::new()),
+        Some(raw::RawRoster::Path(p)) => (Some(base.join(p)), BTreeMap::new()),
+        Some(raw::RawRoster::Mapped { path: p, mapping }) => {
+            for k in mapping.keys() {
+                if !ROSTER_COLUMNS.contains(&k.as_str()) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        text,
+                        &format!("roster.mapping.{k}"),
+                        format!("not a roster column ({})", ROSTER_COLUMNS.join(", ")),
+                    ));
+                }
+            }
+            (Some(base.join(p)), mapping)
+        }
+    };
     let serve = serve_config(raw.serve, &base, text, path)?;
     let alerts = alerts_config(raw.alerts, text, path, env)?;
     Ok(Pipeline {
@@ -934,9 +1007,16 @@ fn validate(
         phone_region,
         kafka,
         csv,
+        mapping,
         max_message_bytes,
         warehouse,
-        roster: raw.roster.map(|r| base.join(r)),
+        roster,
+        roster_mapping,
+        reference_tables: raw
+            .reference_tables
+            .into_iter()
+            .map(|(k, v)| (k, base.join(v.path)))
+            .collect(),
         pii: PiiPolicy { modes, hash_key },
         record_types,
         checks,
@@ -948,6 +1028,30 @@ fn validate(
         serve,
         alerts,
     })
+}
+
+/// The mapping in the order the file lists it (YAML maps keep order in the text; the
+/// raw map is sorted, so recover the order from the text positions of the keys).
+fn mapping_fields(
+    raw: &BTreeMap<String, String>,
+    text: &str,
+    path: &Path,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut v: Vec<(usize, String, String)> = Vec::new();
+    for (k, sql) in raw {
+        if sql.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                text,
+                &format!("source.mapping.{k}"),
+                "empty expression",
+            ));
+        }
+        let line = locate(text, &format!("source.mapping.{k}")).unwrap_or(usize::MAX);
+        v.push((line, k.clone(), sql.clone()));
+    }
+    v.sort();
+    Ok(v.into_iter().map(|(_, k, s)| (k, s)).collect())
 }
 
 fn socket_addr(

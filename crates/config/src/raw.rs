@@ -24,7 +24,10 @@ pub struct RawPipeline {
     #[serde(default)]
     pub warehouse: RawWarehouse,
     /// Roster file (CSV or Parquet), relative to the pipeline file's folder.
-    pub roster: Option<String>,
+    pub roster: Option<RawRoster>,
+    /// Reference tables for user checks: name → `{path}` (CSV with a header).
+    #[serde(default)]
+    pub reference_tables: BTreeMap<String, RawReference>,
     /// How personally identifiable fields are written.
     #[serde(default)]
     pub pii: RawPii,
@@ -137,6 +140,25 @@ pub struct RawDrop {
     pub min_drop: Option<f64>,
 }
 
+/// The roster: a path to a roster CSV in the contract's columns, or `{path, mapping}`
+/// deriving those columns from another table by SQL expressions.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRoster {
+    Path(String),
+    Mapped {
+        path: String,
+        #[serde(default)]
+        mapping: BTreeMap<String, String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReference {
+    pub path: String,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawServe {
@@ -166,6 +188,15 @@ pub struct RawSource {
     pub csv: RawCsv,
     /// Messages larger than this many bytes become `too_large` dead letters. Default 16 MiB.
     pub max_message_bytes: Option<u64>,
+    /// Contract field → SQL expression over the input's own columns (file inputs).
+    #[serde(default)]
+    pub mapping: BTreeMap<String, String>,
+    /// Input values that mean "missing" (compared after trimming), replaced by NULL before
+    /// the mapping.
+    #[serde(default)]
+    pub placeholders: Vec<String>,
+    /// With a mapping, keep the input's unmapped columns (they land in `extra`). Default true.
+    pub keep_unmapped: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -194,6 +225,8 @@ pub struct RawCsv {
     pub has_header: Option<bool>,
     /// Record type of CSV rows without a record_type column.
     pub record_type: Option<String>,
+    /// Quote character, one byte. Default `"`.
+    pub quote: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

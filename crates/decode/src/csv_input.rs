@@ -24,8 +24,21 @@ pub enum CsvRow {
 /// Iterate the data rows of a CSV stream. `skip_through_line` skips rows whose (1-based)
 /// line number is at or below it (resume after a committed position).
 pub fn rows<R: Read>(reader: R, delimiter: u8, has_header: bool) -> impl Iterator<Item = CsvRow> {
+    rows_with(reader, delimiter, b'"', has_header, false)
+}
+
+/// [`rows`] with a quote character, and optionally empty cells kept as empty strings
+/// (a source mapping needs every column of the header).
+pub fn rows_with<R: Read>(
+    reader: R,
+    delimiter: u8,
+    quote: u8,
+    has_header: bool,
+    keep_empty: bool,
+) -> impl Iterator<Item = CsvRow> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delimiter)
+        .quote(quote)
         .has_headers(false)
         .flexible(true)
         .from_reader(reader);
@@ -88,7 +101,7 @@ pub fn rows<R: Read>(reader: R, delimiter: u8, has_header: bool) -> impl Iterato
                         line,
                     });
                 };
-                if !text.is_empty() {
+                if keep_empty || !text.is_empty() {
                     obj.insert(name.clone(), Value::String(text.to_string()));
                 }
             }

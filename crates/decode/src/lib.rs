@@ -10,6 +10,7 @@
 mod builders;
 mod coerce;
 pub mod csv_input;
+pub mod mapping;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

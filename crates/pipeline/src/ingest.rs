@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crmdq_check::Checker;
 use crmdq_config::Pipeline;
+use crmdq_decode::mapping::Mapper;
 use crmdq_decode::{Decoded, Decoder, SourcePos, csv_input};
 use crmdq_source::SourceError;
 use crmdq_source::file::{self, InputFormat, Lines};
@@ -95,6 +96,90 @@ fn send(decoder: &mut Decoder, chunk: &mut Chunk, tx: &ChunkSender) -> bool {
     tx.blocking_send(Ok(full)).is_ok()
 }
 
+/// Rows mapped per evaluation of the source mapping.
+const MAP_ROWS: usize = 4096;
+
+/// Rows waiting for the source mapping (`source.mapping`, `source.placeholders`).
+struct MappedRows {
+    mapper: Option<Mapper>,
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    raws: Vec<Vec<u8>>,
+    positions: Vec<SourcePos>,
+}
+
+impl MappedRows {
+    fn new(p: &Pipeline) -> MappedRows {
+        MappedRows {
+            mapper: p.mapping.is_active().then(|| Mapper::new(&p.mapping)),
+            rows: Vec::new(),
+            raws: Vec::new(),
+            positions: Vec::new(),
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.mapper.is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn push(
+        &mut self,
+        obj: serde_json::Map<String, serde_json::Value>,
+        raw: Vec<u8>,
+        pos: SourcePos,
+    ) {
+        self.rows.push(obj);
+        self.raws.push(raw);
+        self.positions.push(pos);
+    }
+
+    /// Map the waiting rows into the decoder; a row whose mapping fails is a dead letter.
+    fn flush(
+        &mut self,
+        decoder: &mut Decoder,
+        implied: Option<crmdq_schema::RecordType>,
+        now: jiff::Timestamp,
+    ) -> Result<(), SourceError> {
+        let Some(mapper) = self.mapper.as_mut() else {
+            return Ok(());
+        };
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<i64> = self
+            .positions
+            .iter()
+            .map(|p| match p {
+                SourcePos::File { line, .. } => *line,
+                SourcePos::Kafka { offset, .. } => *offset,
+            })
+            .collect();
+        let mapped = mapper
+            .map(std::mem::take(&mut self.rows), &lines)
+            .map_err(|message| SourceError::Mapping { message })?;
+        for ((m, raw), pos) in mapped
+            .into_iter()
+            .zip(self.raws.drain(..))
+            .zip(self.positions.drain(..))
+        {
+            match m {
+                Ok(obj) => decoder.push_object(obj, &raw, &pos, implied, now),
+                Err(detail) => decoder.push_dead(
+                    &raw,
+                    crmdq_schema::DeadLetterReason::MappingFailed,
+                    &detail,
+                    &pos,
+                    now,
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Read and decode one file in chunks of [`BATCH_ROWS`], skipping committed lines.
 /// Runs on a blocking thread so decoding overlaps checking and Parquet encoding.
 fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
@@ -113,6 +198,7 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
     };
     match job.format {
         InputFormat::Ndjson => {
+            let mut mapped = MappedRows::new(p);
             let mut lines = Lines::new(reader, &job.key);
             while let Some((line, bytes)) = lines.next_line()? {
                 chunk.bytes_read += bytes.len() as u64 + 1;
@@ -124,19 +210,46 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                     path: path_arc.clone(),
                     line,
                 };
-                decoder.push_json(Some(bytes), &pos, None, now);
+                let object = if mapped.active() {
+                    match serde_json::from_slice::<serde_json::Value>(bytes) {
+                        Ok(serde_json::Value::Object(m)) => Some(m),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                match object {
+                    Some(obj) => {
+                        mapped.push(obj, bytes.to_vec(), pos);
+                        if mapped.len() >= MAP_ROWS {
+                            mapped.flush(&mut decoder, None, now)?;
+                        }
+                    }
+                    // Not an object (or no mapping): the decoder says what it is.
+                    None => decoder.push_json(Some(bytes), &pos, None, now),
+                }
                 chunk.last_line = line;
                 chunk.lines += 1;
-                if decoder.len() >= BATCH_ROWS {
+                if decoder.len() + mapped.len() >= BATCH_ROWS {
+                    mapped.flush(&mut decoder, None, now)?;
                     if !send(&mut decoder, &mut chunk, tx) {
                         return Ok(()); // the writer stopped; its error is reported there
                     }
                     now = job.clock.now();
                 }
             }
+            mapped.flush(&mut decoder, None, now)?;
         }
         InputFormat::Csv => {
-            for row in csv_input::rows(reader, p.csv.delimiter, p.csv.has_header) {
+            let mut mapped = MappedRows::new(p);
+            let rows = csv_input::rows_with(
+                reader,
+                p.csv.delimiter,
+                p.csv.quote,
+                p.csv.has_header,
+                mapped.active(),
+            );
+            for row in rows {
                 let line = match &row {
                     csv_input::CsvRow::Object { line, .. }
                     | csv_input::CsvRow::Broken { line, .. } => *line,
@@ -151,7 +264,14 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                 };
                 match row {
                     csv_input::CsvRow::Object { obj, raw, .. } => {
-                        decoder.push_object(obj, &raw, &pos, p.csv.record_type, now);
+                        if mapped.active() {
+                            mapped.push(obj, raw, pos);
+                            if mapped.len() >= MAP_ROWS {
+                                mapped.flush(&mut decoder, p.csv.record_type, now)?;
+                            }
+                        } else {
+                            decoder.push_object(obj, &raw, &pos, p.csv.record_type, now);
+                        }
                     }
                     csv_input::CsvRow::Broken {
                         raw,
@@ -164,13 +284,15 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                 }
                 chunk.last_line = line;
                 chunk.lines += 1;
-                if decoder.len() >= BATCH_ROWS {
+                if decoder.len() + mapped.len() >= BATCH_ROWS {
+                    mapped.flush(&mut decoder, p.csv.record_type, now)?;
                     if !send(&mut decoder, &mut chunk, tx) {
                         return Ok(());
                     }
                     now = job.clock.now();
                 }
             }
+            mapped.flush(&mut decoder, p.csv.record_type, now)?;
         }
     }
     send(&mut decoder, &mut chunk, tx);

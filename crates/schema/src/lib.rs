@@ -398,10 +398,12 @@ pub enum DeadLetterReason {
     BadVersion,
     /// The message exceeds the configured maximum size.
     TooLarge,
+    /// A `source.mapping` expression failed on this row (detail names the field).
+    MappingFailed,
 }
 
 impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 12] = [
+    pub const ALL: [DeadLetterReason; 13] = [
         DeadLetterReason::InvalidUtf8,
         DeadLetterReason::InvalidJson,
         DeadLetterReason::NotAnObject,
@@ -414,6 +416,7 @@ impl DeadLetterReason {
         DeadLetterReason::BadEnteredAt,
         DeadLetterReason::BadVersion,
         DeadLetterReason::TooLarge,
+        DeadLetterReason::MappingFailed,
     ];
 
     pub fn code(self) -> &'static str {
@@ -430,6 +433,7 @@ impl DeadLetterReason {
             DeadLetterReason::BadEnteredAt => "bad_entered_at",
             DeadLetterReason::BadVersion => "bad_version",
             DeadLetterReason::TooLarge => "too_large",
+            DeadLetterReason::MappingFailed => "mapping_failed",
         }
     }
 }
@@ -509,6 +513,9 @@ mod tests {
                     ("previous_stage", DataType::Utf8),
                     ("amount", DataType::Float64),
                     ("currency", DataType::Utf8),
+                    // Added by crmdq (schemas/README.md): when a deal closed, what it sold.
+                    ("closed_at", ts_type()),
+                    ("product", DataType::Utf8),
                 ],
             ),
             (

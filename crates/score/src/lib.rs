@@ -112,6 +112,108 @@ pub async fn load_roster(path: Option<&Path>) -> Result<RecordBatch, ScoreError>
     roster::load_csv(path)
 }
 
+/// The roster for a pipeline: `path` (the pipeline's roster unless overridden), derived
+/// through the pipeline's `roster.mapping` when `path` is the pipeline's own roster.
+pub async fn load_pipeline_roster(
+    p: &Pipeline,
+    path: Option<&Path>,
+) -> Result<RecordBatch, ScoreError> {
+    match path {
+        Some(path) if !p.roster_mapping.is_empty() && p.roster.as_deref() == Some(path) => {
+            load_roster_mapped(path, &p.roster_mapping).await
+        }
+        _ => load_roster(path).await,
+    }
+}
+
+/// A roster derived from another table (CSV with a header): each roster column is a SQL
+/// expression over that table's columns (e.g. `team_id: manager`, `role: "'sales_rep'"`).
+pub async fn load_roster_mapped(
+    path: &Path,
+    mapping: &BTreeMap<String, String>,
+) -> Result<RecordBatch, ScoreError> {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::{DataType, Field};
+    let bad = |line: u64, message: String| ScoreError::Roster {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .from_path(path)
+        .map_err(|e| bad(0, e.to_string()))?;
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| bad(1, e.to_string()))?
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let mut cols: Vec<Vec<Option<String>>> = vec![Vec::new(); headers.len()];
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| bad(i as u64 + 2, e.to_string()))?;
+        for (c, col) in cols.iter_mut().enumerate() {
+            let v = rec.get(c).unwrap_or("").trim();
+            col.push((!v.is_empty()).then(|| v.to_string()));
+        }
+    }
+    let schema = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|h| Field::new(h, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = cols
+        .into_iter()
+        .map(|c| Arc::new(c.into_iter().collect::<StringArray>()) as ArrayRef)
+        .collect();
+    let src = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(0, e.to_string()))?;
+    let mut cfg = SessionConfig::new();
+    cfg.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(cfg);
+    ctx.register_table(
+        "roster_source",
+        Arc::new(MemTable::try_new(schema, vec![vec![src]]).map_err(|e| bad(0, e.to_string()))?),
+    )
+    .map_err(|e| bad(0, e.to_string()))?;
+    let expr = |c: &str, default: &str| mapping.get(c).map_or(default.to_string(), Clone::clone);
+    let sql = format!(
+        "SELECT person_id, name, COALESCE(role, 'unknown') AS role, team_id, manager_id, valid_from, valid_to FROM (\
+           SELECT CAST({} AS VARCHAR) AS person_id, CAST({} AS VARCHAR) AS name, CAST({} AS VARCHAR) AS role, \
+             CAST({} AS VARCHAR) AS team_id, CAST({} AS VARCHAR) AS manager_id, \
+             CAST({} AS DATE) AS valid_from, CAST({} AS DATE) AS valid_to FROM roster_source) \
+         WHERE person_id IS NOT NULL",
+        expr("person_id", "person_id"),
+        expr("name", "NULL"),
+        expr("role", "NULL"),
+        expr("team_id", "NULL"),
+        expr("manager_id", "NULL"),
+        expr("valid_from", "NULL"),
+        expr("valid_to", "NULL"),
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(|e| bad(0, format!("roster.mapping: {e}")))?
+        .collect()
+        .await
+        .map_err(|e| bad(0, format!("roster.mapping: {e}")))?;
+    let out_schema = roster::roster_schema();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let all = if batches.is_empty() {
+        return Ok(RecordBatch::new_empty(out_schema));
+    } else {
+        arrow::compute::concat_batches(&batches[0].schema(), &batches)
+            .map_err(|e| bad(0, e.to_string()))?
+    };
+    for (i, f) in out_schema.fields().iter().enumerate() {
+        columns.push(
+            arrow::compute::cast(all.column(i), f.data_type())
+                .map_err(|e| bad(0, e.to_string()))?,
+        );
+    }
+    RecordBatch::try_new(out_schema, columns).map_err(|e| bad(0, e.to_string()))
+}
+
 /// Register every record table, `dead_letters`, the score tables and `roster` in `ctx`,
 /// from the snapshot's committed files.
 pub async fn register_all(
@@ -266,7 +368,7 @@ pub async fn score(
     committed_at: String,
 ) -> Result<ScoreSummary, ScoreError> {
     let snap = w.snapshot().await?;
-    let roster = load_roster(roster_path).await?;
+    let roster = load_pipeline_roster(p, roster_path).await?;
     let ctx = session();
     for rt in RecordType::ALL {
         register_table(

@@ -65,6 +65,7 @@ pub struct ServeOptions {
 /// `entries` pool and the serving views, plus `pg_catalog`/`information_schema` for
 /// clients that browse. The default catalog is the database name, `crmdq`.
 pub async fn warehouse_session(
+    p: &Pipeline,
     live: &Arc<LiveSnapshot>,
     roster: Option<&Path>,
 ) -> Result<SessionContext, ServeError> {
@@ -73,7 +74,7 @@ pub async fn warehouse_session(
         .with_default_catalog_and_schema(pg::DATABASE, "public")
         .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(cfg);
-    let roster = crmdq_score::load_roster(roster).await?;
+    let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
     crmdq_score::register_live(&ctx, live, roster).await?;
     for (name, body) in views::views() {
         ctx.sql(&format!("CREATE VIEW {name} AS {body}")).await?;
@@ -137,7 +138,7 @@ pub async fn serve(
         None => None,
     };
     let live = LiveSnapshot::open(w).await?;
-    let ctx = Arc::new(warehouse_session(&live, opts.roster.as_deref()).await?);
+    let ctx = Arc::new(warehouse_session(p, &live, opts.roster.as_deref()).await?);
     let limiter = Arc::new(pg::LoginLimiter::new(p.serve.max_failed_logins));
     let handlers = Arc::new(pg::Handlers::new(
         ctx.clone(),

@@ -23,6 +23,9 @@ pub enum SourceError {
         "{path}: unsupported input format (expected .ndjson, .jsonl, .json or .csv, optionally .gz)"
     )]
     Format { path: String },
+    /// The source mapping cannot be compiled against the input's columns.
+    #[error("{message}")]
+    Mapping { message: String },
     #[error("kafka: {operation}: {source}")]
     Kafka {
         operation: &'static str,
