@@ -107,6 +107,20 @@ pub struct EvalOptions {
     pub pipeline_only: bool,
 }
 
+impl EvalOptions {
+    /// Every rule, for the latest scored date, notifying and recording.
+    pub fn latest(now: jiff::Timestamp) -> EvalOptions {
+        EvalOptions {
+            date: None,
+            dry_run: false,
+            extra_webhook: None,
+            now,
+            live: LiveInputs::default(),
+            pipeline_only: false,
+        }
+    }
+}
+
 /// What an evaluation found and did.
 #[derive(Debug, Clone, Default)]
 pub struct Report {

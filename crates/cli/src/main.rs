@@ -296,21 +296,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_alerts(&r.alerts, true, 0);
             println!("\nWarehouse: {}", r.dir.display());
             println!("Try next:");
+            let pipeline = r.dir.parent().unwrap_or(&r.dir).join("pipeline.yaml");
+            let pipeline = pipeline.display();
+            println!("  crmdq alerts --pipeline {pipeline} --dry-run --date <YYYY-MM-DD>");
             println!(
-                "  crmdq alerts --pipeline {} --dry-run --date <YYYY-MM-DD>",
-                r.dir
-                    .parent()
-                    .unwrap_or(&r.dir)
-                    .join("pipeline.yaml")
-                    .display()
-            );
-            println!(
-                "  CRMDQ_SQL_USER=me CRMDQ_SQL_PASSWORD=pw crmdq serve --pipeline {}   # then: psql -h 127.0.0.1 -p 5433 -U me -d crmdq",
-                r.dir
-                    .parent()
-                    .unwrap_or(&r.dir)
-                    .join("pipeline.yaml")
-                    .display()
+                "  CRMDQ_SQL_USER=me CRMDQ_SQL_PASSWORD=pw crmdq serve --pipeline {pipeline}   # then: psql -h 127.0.0.1 -p 5433 -U me -d crmdq"
             );
             println!(
                 "  crmdq sql --warehouse {} \"SELECT * FROM person_daily WHERE person_id = 'chen.jing' ORDER BY dt\"",
@@ -466,14 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if !p.alerts.rules.is_empty() {
                 // Evaluation after every scoring run, for the latest scored date.
-                let opts = crmdq_alerts::EvalOptions {
-                    date: None,
-                    dry_run: false,
-                    extra_webhook: None,
-                    now: clock.now(),
-                    live: crmdq_alerts::LiveInputs::default(),
-                    pipeline_only: false,
-                };
+                let opts = crmdq_alerts::EvalOptions::latest(clock.now());
                 let r = crmdq_alerts::evaluate(&p, &w, roster.as_deref(), &opts).await?;
                 print_alerts(&r, false, p.alerts.rules.len());
             }
@@ -643,9 +626,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 date,
                 dry_run,
                 extra_webhook: webhook,
-                now: clock.now(),
-                live: crmdq_alerts::LiveInputs::default(),
-                pipeline_only: false,
+                ..crmdq_alerts::EvalOptions::latest(clock.now())
             };
             let r = crmdq_alerts::evaluate(&p, &w, roster.as_deref(), &opts).await?;
             print_alerts(&r, dry_run, p.alerts.rules.len());

@@ -31,19 +31,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn sql(w: &Path, q: &str) -> Vec<Value> {
-    let out = run(&[
-        "sql",
-        "--warehouse",
-        w.to_str().unwrap(),
-        "--format",
-        "json",
-        q,
-    ]);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::sql(w, q)
 }
 
 fn ingest(w: &Path, inputs: &[&Path]) -> String {

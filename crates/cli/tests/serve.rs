@@ -68,22 +68,6 @@ fn score(w: &Path) {
     ]);
 }
 
-fn sql_json(w: &Path, q: &str) -> Vec<Value> {
-    let out = crmdq(&[
-        "sql",
-        "--warehouse",
-        w.to_str().unwrap(),
-        "--format",
-        "json",
-        q,
-    ]);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// True if `tool` is usable; in CI (`.ci/run` installs everything) a missing tool fails.
 fn have(tool: &str, probe: &mut Command) -> bool {
     if probe.output().is_ok_and(|o| o.status.success()) {
@@ -237,7 +221,7 @@ fn psql_psycopg_metrics_and_api_against_a_live_warehouse() {
     }
 
     // Scores over the wire equal `crmdq sql`'s.
-    let want: Vec<String> = sql_json(
+    let want: Vec<String> = common::sql(
         &w,
         "SELECT person_id, role, score FROM person_daily WHERE dt = '2026-11-26' ORDER BY person_id, role",
     )
@@ -302,7 +286,7 @@ print(json.dumps([[t, int(e), float(s)] for t, e, s in rows]))
         PASSWORD,
     ]);
     let got: Value = serde_json::from_slice(&ok(py).stdout).unwrap();
-    let want: Vec<Value> = sql_json(
+    let want: Vec<Value> = common::sql(
         &w,
         "SELECT team_id, entries, score FROM team_daily WHERE dt = '2026-11-26' ORDER BY team_id",
     )
@@ -331,7 +315,7 @@ print(json.dumps([[t, int(e), float(s)] for t, e, s in rows]))
     let all = api(&srv, "/api/v1/people?from=2026-11-26&to=2026-11-27");
     assert_eq!(
         all["items"].as_array().unwrap().len(),
-        sql_json(&w, "SELECT count(*) AS n FROM person_daily")[0]["n"]
+        common::sql(&w, "SELECT count(*) AS n FROM person_daily")[0]["n"]
             .as_u64()
             .unwrap() as usize
     );

@@ -140,12 +140,8 @@ pub async fn demo(
         &w,
         p.roster.as_deref(),
         &crmdq_alerts::EvalOptions {
-            date: None,
             dry_run: true,
-            extra_webhook: None,
-            now: clock.now(),
-            live: crmdq_alerts::LiveInputs::default(),
-            pipeline_only: false,
+            ..crmdq_alerts::EvalOptions::latest(clock.now())
         },
     )
     .await

@@ -479,14 +479,11 @@ fn spawn_health_alerts(
     let (p, w) = (p.clone(), w.clone());
     tokio::spawn(async move {
         let opts = crmdq_alerts::EvalOptions {
-            date: None,
-            dry_run: false,
-            extra_webhook: None,
-            now,
             live: crmdq_alerts::LiveInputs {
                 consumer_lag: Some(lag),
             },
             pipeline_only: true,
+            ..crmdq_alerts::EvalOptions::latest(now)
         };
         match crmdq_alerts::evaluate(&p, &w, p.roster.as_deref(), &opts).await {
             Ok(r) => {

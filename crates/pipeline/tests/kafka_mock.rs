@@ -130,83 +130,32 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 /// meanwhile by itself once the broker is back. The metrics count committed data only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_broker_and_metrics_count_committed_data() {
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
-    p.warehouse.path = dir.path().join("wh");
-    let w = Warehouse::open(&p.warehouse.path).unwrap();
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("crm.records", 1, 1).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let brokers = cluster.bootstrap_servers();
-    produce(&brokers, "crm.records", &lines[..10]).unwrap();
-
-    let metrics = Arc::new(crmdq_serve::Metrics::new());
-    let health = Arc::new(crmdq_serve::RunHealth::new(1000));
-    let opts = RunOptions {
-        brokers: Some(brokers.clone()),
-        until_caught_up: false,
-        telemetry: Some(crmdq_pipeline::run::Telemetry {
-            metrics: metrics.clone(),
-            health: health.clone(),
-        }),
-    };
-    let cancel = CancellationToken::new();
-    let task = {
-        let (p, w, cancel) = (p.clone(), w.clone(), cancel.clone());
-        tokio::spawn(async move {
-            let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
-            run(&p, &w, &opts, &clock, cancel).await
-        })
-    };
+    let r = start_run(1, 10);
     let ready = |h: &crmdq_serve::RunHealth| {
         h.assigned.load(Ordering::Relaxed) > 0
             && h.stats_seen.load(Ordering::Relaxed)
             && h.brokers_up.load(Ordering::Relaxed) > 0
             && h.warehouse_ok.load(Ordering::Relaxed)
     };
-    let written = |m: &crmdq_serve::Metrics| {
-        let text = m.encode();
-        text.lines()
-            .filter(|l| l.starts_with("crmdq_records_written_total{"))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
-    };
     eventually("ready and 10 messages committed", || {
-        ready(&health) && written(&metrics) + dead(&metrics) == 10
+        ready(&r.health) && committed(&r.metrics) == 10
     })
     .await;
-
-    cluster.broker_down(1).unwrap();
-    eventually("not ready while the broker is down", || !ready(&health)).await;
-    cluster.broker_up(1).unwrap();
-    eventually("ready again", || ready(&health)).await;
-    produce(&brokers, "crm.records", &lines[10..]).unwrap();
-    eventually("the rest committed", || {
-        written(&metrics) + dead(&metrics) == 15
-    })
-    .await;
-    cancel.cancel();
-    let s = task.await.unwrap().unwrap();
+    r.cluster.broker_down(1).unwrap();
+    eventually("not ready while the broker is down", || !ready(&r.health)).await;
+    r.cluster.broker_up(1).unwrap();
+    eventually("ready again", || ready(&r.health)).await;
+    produce(&r.brokers, "crm.records", &r.lines[10..]).unwrap();
+    eventually("the rest committed", || committed(&r.metrics) == 15).await;
+    r.cancel.cancel();
+    let s = r.task.await.unwrap().unwrap();
     assert_eq!(s.messages, 15);
-    assert_eq!(written(&metrics), 13);
-    assert_eq!(dead(&metrics), 2);
-    let snap = w.snapshot().await.unwrap();
+    assert_eq!(counter(&r.metrics, "crmdq_records_written_total{"), 13);
+    assert_eq!(counter(&r.metrics, "crmdq_dead_letters_total{"), 2);
+    let snap = r.w.snapshot().await.unwrap();
     assert_eq!(snap.kafka.values().sum::<i64>(), 15);
-}
-
-fn dead(m: &crmdq_serve::Metrics) -> u64 {
-    m.encode()
-        .lines()
-        .filter(|l| l.starts_with("crmdq_dead_letters_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
 }
 
 /// `run` evaluates the pipeline-health rules periodically, with the live consumer lag,
@@ -274,72 +223,39 @@ fn counter(m: &crmdq_serve::Metrics, name: &str) -> u64 {
 /// (partition, offset) is in the warehouse exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_warehouse_pauses_consumption_and_loses_nothing() {
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
-    p.warehouse.path = dir.path().join("wh");
-    let w = Warehouse::open(&p.warehouse.path).unwrap();
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("crm.records", 2, 1).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let brokers = cluster.bootstrap_servers();
-    produce(&brokers, "crm.records", &lines[..8]).unwrap();
-    let metrics = Arc::new(crmdq_serve::Metrics::new());
-    let health = Arc::new(crmdq_serve::RunHealth::new(1000));
-    let opts = RunOptions {
-        brokers: Some(brokers.clone()),
-        until_caught_up: false,
-        telemetry: Some(crmdq_pipeline::run::Telemetry {
-            metrics: metrics.clone(),
-            health: health.clone(),
-        }),
-    };
-    let cancel = CancellationToken::new();
-    let task = {
-        let (p, w, cancel) = (p.clone(), w.clone(), cancel.clone());
-        tokio::spawn(async move {
-            let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
-            run(&p, &w, &opts, &clock, cancel).await
-        })
-    };
-    let committed = |m: &crmdq_serve::Metrics| {
-        counter(m, "crmdq_records_written_total{") + counter(m, "crmdq_dead_letters_total{")
-    };
-    eventually("8 messages committed", || committed(&metrics) == 8).await;
+    let r = start_run(2, 8);
+    let (p, w, metrics, health) = (&r.p, &r.w, &r.metrics, &r.health);
+    eventually("8 messages committed", || committed(metrics) == 8).await;
 
     // Break the warehouse: the commit log folder becomes a file.
     let log = p.warehouse.path.join(crmdq_warehouse::LOG_DIR);
     let aside = p.warehouse.path.join("log.aside");
     std::fs::rename(&log, &aside).unwrap();
     std::fs::write(&log, b"not a folder").unwrap();
-    produce(&brokers, "crm.records", &lines[8..]).unwrap();
+    produce(&r.brokers, "crm.records", &r.lines[8..]).unwrap();
     eventually("the failure noticed", || {
-        counter(&metrics, "crmdq_warehouse_errors_total") >= 1
+        counter(metrics, "crmdq_warehouse_errors_total") >= 1
             && !health.warehouse_ok.load(Ordering::Relaxed)
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(committed(&metrics), 8, "nothing committed while unwritable");
+    assert_eq!(committed(metrics), 8, "nothing committed while unwritable");
     assert!(!health.warehouse_ok.load(Ordering::Relaxed));
 
     // Writable again: it resumes by itself.
     std::fs::remove_file(&log).unwrap();
     std::fs::rename(&aside, &log).unwrap();
     eventually("resumed and everything committed", || {
-        committed(&metrics) == 15 && health.warehouse_ok.load(Ordering::Relaxed)
+        committed(metrics) == 15 && health.warehouse_ok.load(Ordering::Relaxed)
     })
     .await;
-    cancel.cancel();
-    task.await.unwrap().unwrap();
+    r.cancel.cancel();
+    r.task.await.unwrap().unwrap();
 
     // Offset accounting: every produced (partition, offset) exactly once.
-    let ctx = query::session(&w, None).await.unwrap();
+    let ctx = query::session(w, None).await.unwrap();
     let union = [
         "customer",
         "activity",
@@ -364,4 +280,74 @@ async fn an_unwritable_warehouse_pauses_consumption_and_loses_nothing() {
     assert_eq!(b[0].column(1).as_primitive::<Int64Type>().value(0), 15);
     let snap = w.snapshot().await.unwrap();
     assert_eq!(snap.kafka.values().sum::<i64>(), 15);
+}
+
+/// A `run` consuming the fixture from an in-process mock cluster, in the background, with
+/// its metrics and readiness in reach.
+struct Running {
+    _dir: tempfile::TempDir,
+    p: Pipeline,
+    w: Warehouse,
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: String,
+    lines: Vec<String>,
+    metrics: std::sync::Arc<crmdq_serve::Metrics>,
+    health: std::sync::Arc<crmdq_serve::RunHealth>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<
+        Result<crmdq_pipeline::run::RunSummary, crmdq_pipeline::PipelineError>,
+    >,
+}
+
+/// Start it with the first `first` fixture lines produced to `partitions` partitions.
+fn start_run(partitions: i32, first: usize) -> Running {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
+    p.warehouse.path = dir.path().join("wh");
+    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("crm.records", partitions, 1).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "crm.records", &lines[..first]).unwrap();
+    let metrics = Arc::new(crmdq_serve::Metrics::new());
+    let health = Arc::new(crmdq_serve::RunHealth::new(1000));
+    let opts = RunOptions {
+        brokers: Some(brokers.clone()),
+        until_caught_up: false,
+        telemetry: Some(crmdq_pipeline::run::Telemetry {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }),
+    };
+    let cancel = CancellationToken::new();
+    let task = {
+        let (p, w, cancel) = (p.clone(), w.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
+            run(&p, &w, &opts, &clock, cancel).await
+        })
+    };
+    Running {
+        _dir: dir,
+        p,
+        w,
+        cluster,
+        brokers,
+        lines,
+        metrics,
+        health,
+        cancel,
+        task,
+    }
+}
+
+/// Record rows plus dead letters the metrics say were committed.
+fn committed(m: &crmdq_serve::Metrics) -> u64 {
+    counter(m, "crmdq_records_written_total{") + counter(m, "crmdq_dead_letters_total{")
 }

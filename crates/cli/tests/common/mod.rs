@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: a minimal HTTP client and Prometheus's own
-//! exposition parser (Python `prometheus_client`).
+//! exposition parser (Python `prometheus_client`), and `crmdq sql` as JSON rows.
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -87,4 +88,29 @@ print(json.dumps(out))
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `crmdq sql --format json` over warehouse `w`: one JSON object per row.
+pub fn sql(w: &std::path::Path, q: &str) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_crmdq"))
+        .args([
+            "sql",
+            "--warehouse",
+            w.to_str().unwrap(),
+            "--format",
+            "json",
+            q,
+        ])
+        .output()
+        .expect("run crmdq sql");
+    assert!(
+        out.status.success(),
+        "crmdq sql {q:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
