@@ -3,31 +3,15 @@
 //! killed mid-write, and the warehouse read back by an independent Parquet reader.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
+use common::{NOW, fixtures, run};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crmdq"))
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-const NOW: &str = "2026-11-28T12:00:00Z";
-
-fn run(args: &[&str]) -> Output {
-    let out = bin().args(args).output().expect("run crmdq");
-    assert!(
-        out.status.success(),
-        "crmdq {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn sql(w: &Path, q: &str) -> Vec<Value> {
@@ -35,31 +19,11 @@ fn sql(w: &Path, q: &str) -> Vec<Value> {
 }
 
 fn ingest(w: &Path, inputs: &[&Path]) -> String {
-    let p = fixtures().join("pipeline.yaml");
-    let mut args = vec![
-        "--now",
-        NOW,
-        "ingest",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-    ];
-    args.extend(inputs.iter().map(|i| i.to_str().unwrap()));
-    String::from_utf8(run(&args).stdout).unwrap()
+    common::ingest(w, inputs)
 }
 
 fn score(w: &Path) {
-    let p = fixtures().join("pipeline.yaml");
-    run(&[
-        "--now",
-        NOW,
-        "score",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-    ]);
+    common::score(w);
 }
 
 fn close(a: &Value, b: &Value) -> bool {

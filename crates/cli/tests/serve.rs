@@ -12,7 +12,6 @@ use serde_json::Value;
 mod common;
 use common::{http_get, parse_metrics};
 
-const NOW: &str = "2026-11-28T12:00:00Z";
 const USER: &str = "analyst";
 const PASSWORD: &str = "s3cret-pw";
 
@@ -35,37 +34,12 @@ fn ok(mut c: Command) -> Output {
     out
 }
 
-fn crmdq(args: &[&str]) -> Output {
-    let mut c = bin();
-    c.args(args);
-    ok(c)
-}
-
 fn ingest(w: &Path, input: &Path) {
-    let p = fixtures().join("pipeline.yaml");
-    crmdq(&[
-        "--now",
-        NOW,
-        "ingest",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ]);
+    common::ingest(w, &[input]);
 }
 
 fn score(w: &Path) {
-    let p = fixtures().join("pipeline.yaml");
-    crmdq(&[
-        "--now",
-        NOW,
-        "score",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-    ]);
+    common::score(w);
 }
 
 /// True if `tool` is usable; in CI (`.ci/run` installs everything) a missing tool fails.

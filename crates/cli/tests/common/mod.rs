@@ -114,3 +114,53 @@ pub fn sql(w: &std::path::Path, q: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+pub const NOW: &str = "2026-11-28T12:00:00Z";
+
+pub fn fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// Run crmdq; it must succeed.
+pub fn run(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_crmdq"))
+        .args(args)
+        .output()
+        .expect("run crmdq");
+    assert!(
+        out.status.success(),
+        "crmdq {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Ingest `inputs` with the fixture pipeline at the fixed clock; returns the output.
+pub fn ingest(w: &std::path::Path, inputs: &[&std::path::Path]) -> String {
+    let p = fixtures().join("pipeline.yaml");
+    let mut args = vec![
+        "--now",
+        NOW,
+        "ingest",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+    ];
+    args.extend(inputs.iter().map(|i| i.to_str().unwrap()));
+    String::from_utf8(run(&args).stdout).unwrap()
+}
+
+pub fn score(w: &std::path::Path) {
+    let p = fixtures().join("pipeline.yaml");
+    run(&[
+        "--now",
+        NOW,
+        "score",
+        "--pipeline",
+        p.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+    ]);
+}
