@@ -96,7 +96,7 @@ impl Checker {
             .ok_or_else(|| CheckError::PhoneRegion(p.phone_region.clone()))?;
         let mut references = BTreeMap::new();
         for (name, path) in &p.reference_tables {
-            let t = reference::load_csv(path).map_err(|message| CheckError::Reference {
+            let t = reference::load(path).map_err(|message| CheckError::Reference {
                 name: name.clone(),
                 message,
             })?;

@@ -15,6 +15,43 @@ pub struct RefTable {
     pub columns: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// Load a reference table: Parquet by extension, else CSV with a header.
+pub fn load(path: &Path) -> Result<RefTable, String> {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        load_parquet(path)
+    } else {
+        load_csv(path)
+    }
+}
+
+/// Load a Parquet reference table (every column, as text; nulls skipped).
+pub fn load_parquet(path: &Path) -> Result<RefTable, String> {
+    use arrow::array::{Array, AsArray};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| bad(&e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| bad(&e))?
+        .build()
+        .map_err(|e| bad(&e))?;
+    let mut t = RefTable::default();
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(&e))?;
+        for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+            let text = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| bad(&e))?;
+            let text = text.as_string::<i32>();
+            let set = t.columns.entry(field.name().clone()).or_default();
+            for i in 0..text.len() {
+                if text.is_valid(i) {
+                    set.insert(text.value(i).to_string());
+                }
+            }
+        }
+    }
+    Ok(t)
+}
+
 /// Load a CSV reference table (header row; empty cells skipped).
 pub fn load_csv(path: &Path) -> Result<RefTable, String> {
     let mut rdr = csv::ReaderBuilder::new()
@@ -86,6 +123,35 @@ pub fn expand(sql: &str, tables: &BTreeMap<String, RefTable>) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parquet_and_csv_tables_load_alike() {
+        use arrow::array::{Int64Array, RecordBatch, StringArray};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("p.csv");
+        std::fs::write(&csv, "product,price\nGTX Pro,4821\nMG Special,55\n").unwrap();
+        let pq = dir.path().join("p.parquet");
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "product",
+                Arc::new(StringArray::from(vec!["GTX Pro", "MG Special"])) as _,
+            ),
+            ("price", Arc::new(Int64Array::from(vec![4821, 55])) as _),
+        ])
+        .unwrap();
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&pq).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let (a, b) = (load(&csv).unwrap(), load(&pq).unwrap());
+        assert_eq!(a.columns, b.columns);
+        assert!(a.columns["price"].contains("4821"));
+    }
 
     #[test]
     fn subqueries_become_literal_lists() {

@@ -153,6 +153,13 @@ pub struct CsvOptions {
     pub record_type: Option<RecordType>,
 }
 
+/// A declared file-input format (`source.format`), overriding the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclaredFormat {
+    Csv,
+    Ndjson,
+}
+
 /// How a file input's own columns become the contract's fields.
 #[derive(Debug, Clone, Default)]
 pub struct SourceMapping {
@@ -207,6 +214,8 @@ pub struct Pipeline {
     pub phone_region: String,
     pub kafka: Option<KafkaConfig>,
     pub csv: CsvOptions,
+    /// `source.format`: None = by file name.
+    pub input_format: Option<DeclaredFormat>,
     pub mapping: SourceMapping,
     pub max_message_bytes: usize,
     pub warehouse: WarehouseConfig,
@@ -970,6 +979,19 @@ fn validate(
         scorecards.insert(role, weights);
     }
 
+    let input_format = match raw.source.format.as_deref() {
+        None => None,
+        Some("csv") => Some(DeclaredFormat::Csv),
+        Some("ndjson" | "jsonl" | "json") => Some(DeclaredFormat::Ndjson),
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                path,
+                text,
+                "source.format",
+                format!("`{other}` is not csv or ndjson"),
+            ));
+        }
+    };
     let mapping = SourceMapping {
         fields: mapping_fields(&raw.source.mapping, text, path)?,
         placeholders: raw
@@ -1007,6 +1029,7 @@ fn validate(
         phone_region,
         kafka,
         csv,
+        input_format,
         mapping,
         max_message_bytes,
         warehouse,

@@ -188,6 +188,8 @@ pub struct RawSource {
     pub csv: RawCsv,
     /// Messages larger than this many bytes become `too_large` dead letters. Default 16 MiB.
     pub max_message_bytes: Option<u64>,
+    /// Format of file inputs, `csv` or `ndjson` (default: from the file name).
+    pub format: Option<String>,
     /// Contract field → SQL expression over the input's own columns (file inputs).
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,

@@ -312,7 +312,11 @@ pub async fn ingest(
     let mut summary = IngestSummary::default();
     let writer = format!("crmdq ingest (pid {})", std::process::id());
     for input in inputs {
-        let format = file::detect_format(input)?;
+        let format = match p.input_format {
+            Some(crmdq_config::DeclaredFormat::Csv) => InputFormat::Csv,
+            Some(crmdq_config::DeclaredFormat::Ndjson) => InputFormat::Ndjson,
+            None => file::detect_format(input)?,
+        };
         let canonical = input.canonicalize().map_err(|source| SourceError::Io {
             path: input.display().to_string(),
             source,
