@@ -155,6 +155,11 @@ impl Warehouse {
         Ok(())
     }
 
+    /// The newest commit-log version (0 when nothing was committed yet).
+    pub async fn latest_version(&self) -> Result<u64, WarehouseError> {
+        log::latest_version(self).await
+    }
+
     /// Bring `snap` up to date with entries committed since it was taken (cheap when
     /// nothing changed: one folder listing). Returns whether anything was new.
     pub async fn refresh(&self, snap: &mut Snapshot) -> Result<bool, WarehouseError> {

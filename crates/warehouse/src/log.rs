@@ -150,6 +150,11 @@ async fn list_versions(w: &Warehouse) -> Result<Vec<u64>, WarehouseError> {
     Ok(v)
 }
 
+/// The newest log version (0 for an empty log): one folder listing.
+pub(crate) async fn latest_version(w: &Warehouse) -> Result<u64, WarehouseError> {
+    Ok(list_versions(w).await?.last().copied().unwrap_or(0))
+}
+
 pub(crate) async fn read_snapshot(w: &Warehouse) -> Result<Snapshot, WarehouseError> {
     let mut snap = Snapshot::default();
     refresh(w, &mut snap).await?;

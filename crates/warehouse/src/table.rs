@@ -129,11 +129,13 @@ impl LiveSnapshot {
         &self.warehouse
     }
 
-    /// The latest committed state (reads only log entries that are new since last time).
+    /// The latest committed state: one folder listing when nothing changed; otherwise the
+    /// new log entries only are read and folded into a copy.
     pub async fn current(&self) -> Result<Arc<Snapshot>, WarehouseError> {
         let mut guard = self.snap.lock().await;
-        let mut next = Snapshot::clone(&guard);
-        if self.warehouse.refresh(&mut next).await? {
+        if self.warehouse.latest_version().await? > guard.version {
+            let mut next = Snapshot::clone(&guard);
+            self.warehouse.refresh(&mut next).await?;
             *guard = Arc::new(next);
         }
         Ok(guard.clone())
