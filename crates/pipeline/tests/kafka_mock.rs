@@ -384,7 +384,9 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
         "x".repeat(BIG)
     );
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let hostile: Vec<(Option<&[u8]>, Option<&[u8]>)> = vec![
+    // (payload, key)
+    type Message<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+    let hostile: Vec<Message<'_>> = vec![
         (Some(big.as_bytes()), None),
         (Some(&[0xff, 0xfe, b'{', 0x80]), None),
         (Some(deep.as_bytes()), None),
