@@ -352,6 +352,9 @@ fn committed(m: &crmdq_serve::Metrics) -> u64 {
     counter(m, "crmdq_records_written_total{") + counter(m, "crmdq_dead_letters_total{")
 }
 
+/// A Kafka message to produce: (payload, key).
+type Message<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Bad input never stops the stream: a large (900 KB) message, invalid UTF-8, JSON nested 10,000
 /// levels deep, a null value, a 0-byte value and a key without a value, interleaved with
 /// the fixture's records, each become a dead letter (or a record) with its position;
@@ -384,8 +387,6 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
         "x".repeat(BIG)
     );
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    // (payload, key)
-    type Message<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
     let hostile: Vec<Message<'_>> = vec![
         (Some(big.as_bytes()), None),
         (Some(&[0xff, 0xfe, b'{', 0x80]), None),
