@@ -476,13 +476,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
                 .into());
             }
-            let roster = match (roster, pipeline) {
-                (Some(r), _) => Some(r),
-                (None, Some(p)) => load(&p, None)?.roster,
-                (None, None) => None,
-            };
             let w = Warehouse::open(&warehouse)?;
-            let ctx = crmdq_pipeline::query::session(&w, roster.as_deref()).await?;
+            // With a pipeline, its roster (derived through roster.mapping if it has one).
+            let roster = match pipeline {
+                Some(p) => {
+                    let p = load(&p, None)?;
+                    let path = roster.or_else(|| p.roster.clone());
+                    crmdq_score::load_pipeline_roster(&p, path.as_deref()).await?
+                }
+                None => crmdq_score::load_roster(roster.as_deref()).await?,
+            };
+            let ctx = crmdq_pipeline::query::session_with_roster(&w, roster).await?;
             let opts = datafusion::execution::context::SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)

@@ -238,6 +238,7 @@ print(json.dumps({
   "won": sum(r["deal_stage"] == "Won" for r in rows),
   "closed": len(closed),
   "teams": collections.Counter(manager.get(r["sales_agent"], "<null>") for r in rows),
+  "roster": [len(manager), len(set(manager.values()))],
 }))
 "#,
         &[&dir_in],

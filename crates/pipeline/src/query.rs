@@ -14,9 +14,17 @@ pub async fn session(
     w: &Warehouse,
     roster: Option<&Path>,
 ) -> Result<SessionContext, PipelineError> {
+    session_with_roster(w, crmdq_score::load_roster(roster).await?).await
+}
+
+/// A session over the warehouse's committed files with a loaded roster (e.g. from
+/// [`crmdq_score::load_pipeline_roster`], which applies the pipeline's roster mapping).
+pub async fn session_with_roster(
+    w: &Warehouse,
+    roster: RecordBatch,
+) -> Result<SessionContext, PipelineError> {
     let snap = w.snapshot().await?;
     let ctx = crmdq_score::session();
-    let roster = crmdq_score::load_roster(roster).await?;
     crmdq_score::register_all(&ctx, w, &snap, roster).await?;
     Ok(ctx)
 }
