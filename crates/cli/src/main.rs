@@ -591,7 +591,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let root = w.root().to_path_buf();
             let r = crmdq_serve::serve(&p, w, &opts, token, |pg, http| {
                 println!(
-                    "serving {}: SQL on postgresql://{pg}/{} , HTTP on http://{http} (/healthz, /readyz, /metrics, /api/v1)",
+                    "serving {}: SQL on postgresql://{pg}/{}, HTTP on http://{http} (/healthz, /readyz, /metrics, /api/v1)",
                     root.display(),
                     crmdq_serve::pg::DATABASE
                 );
