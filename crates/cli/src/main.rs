@@ -14,6 +14,20 @@ use crmdq_config::Pipeline;
 use crmdq_pipeline::{Clock, FixedClock, SystemClock};
 use crmdq_warehouse::Warehouse;
 
+/// `println!` that ends the process quietly when stdout is closed (`crmdq … | head`)
+/// instead of panicking; other write errors are reported on stderr.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("crmdq: writing to stdout: {e}");
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "crmdq",

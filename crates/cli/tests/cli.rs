@@ -511,3 +511,26 @@ impl Drop for GzFile {
         }
     }
 }
+
+/// Output piped into a reader that stops early (`crmdq … | head -1`): the process ends
+/// quietly, it does not panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let p = fixtures().join("pipeline.yaml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crmdq"))
+        .args([
+            "check-config",
+            "--verbose",
+            "--pipeline",
+            p.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}
