@@ -17,6 +17,24 @@ fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// The fixture's NDJSON lines.
+fn fixture_lines() -> Vec<String> {
+    std::fs::read_to_string(fixtures().join("small.ndjson"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The fixture pipeline with a fresh warehouse in a temporary folder.
+fn fixture_pipeline() -> (tempfile::TempDir, Pipeline, Warehouse) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
+    p.warehouse.path = dir.path().join("wh");
+    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    (dir, p, w)
+}
+
 fn one_f64(b: &[RecordBatch]) -> f64 {
     b[0].column(0).as_primitive::<Float64Type>().value(0)
 }
@@ -27,19 +45,12 @@ fn one_i64(b: &[RecordBatch]) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
-    p.warehouse.path = dir.path().join("wh");
-    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let (_dir, p, w) = fixture_pipeline();
     let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
 
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("crm.records", 2, 1).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = fixture_lines();
     produce(&cluster.bootstrap_servers(), "crm.records", &lines).unwrap();
 
     let opts = RunOptions {
@@ -171,11 +182,7 @@ async fn run_evaluates_pipeline_health_rules_periodically() {
     let w = Warehouse::open(&p.warehouse.path).unwrap();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("crm.records", 1, 1).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = fixture_lines();
     produce(&cluster.bootstrap_servers(), "crm.records", &lines).unwrap();
     let opts = RunOptions {
         brokers: Some(cluster.bootstrap_servers()),
@@ -302,17 +309,10 @@ struct Running {
 /// Start it with the first `first` fixture lines produced to `partitions` partitions.
 fn start_run(partitions: i32, first: usize) -> Running {
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
-    p.warehouse.path = dir.path().join("wh");
-    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let (dir, p, w) = fixture_pipeline();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("crm.records", partitions, 1).unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = fixture_lines();
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, "crm.records", &lines[..first]).unwrap();
     let metrics = Arc::new(crmdq_serve::Metrics::new());
@@ -366,10 +366,7 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
     const BIG: usize = 900 * 1024;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Pipeline::load(&fixtures().join("pipeline.yaml")).unwrap();
-    p.warehouse.path = dir.path().join("wh");
-    let w = Warehouse::open(&p.warehouse.path).unwrap();
+    let (_dir, p, w) = fixture_pipeline();
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("crm.records", 1, 1).unwrap();
     let producer: BaseProducer = rdkafka::ClientConfig::new()
@@ -377,11 +374,7 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
         .set("message.max.bytes", "20000000")
         .create()
         .unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(fixtures().join("small.ndjson"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = fixture_lines();
     let big = format!(
         "{{\"record_type\":\"customer\",\"record_id\":\"big\",\"entered_by\":\"amy\",\"event_time\":\"2026-11-26 09:00:00\",\"entered_at\":\"2026-11-26 10:00:00\",\"note\":\"{}\"}}",
         "x".repeat(BIG)
