@@ -143,6 +143,8 @@ pub struct KafkaConfig {
     pub topics: BTreeMap<String, Option<RecordType>>,
     pub properties: BTreeMap<String, String>,
     pub commit_interval: Duration,
+    /// Dead letters are also produced to this topic (at least once).
+    pub dead_letter_topic: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -640,6 +642,15 @@ fn validate(
                     "at least one topic is required".into(),
                 ));
             }
+            let dead_letter_topic = match k.dead_letter_topic {
+                Some(t) if t.trim().is_empty() || topics.contains_key(&t) => {
+                    return Err(err(
+                        "source.kafka.dead_letter_topic",
+                        format!("`{t}` must be a topic name that is not consumed by this pipeline"),
+                    ));
+                }
+                other => other,
+            };
             Some(KafkaConfig {
                 bootstrap_servers: k
                     .bootstrap_servers
@@ -654,6 +665,7 @@ fn validate(
                     path,
                     "source.kafka.commit_interval_seconds",
                 )?,
+                dead_letter_topic,
             })
         }
     };

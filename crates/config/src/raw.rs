@@ -216,6 +216,9 @@ pub struct RawKafka {
     pub properties: BTreeMap<String, String>,
     /// How often `run` commits what it has buffered, in seconds. Default 5.
     pub commit_interval_seconds: Option<f64>,
+    /// Also produce every dead letter (its raw bytes, with the reason and source position
+    /// as headers) to this topic, at least once. Unset: the warehouse table only.
+    pub dead_letter_topic: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -21,6 +21,8 @@ pub struct StepCounts {
     pub by_reason: BTreeMap<String, u64>,
     /// Per type and per rule, for the metrics (counted once the step is committed).
     pub detail: CommitCounts,
+    /// The step's dead letters as written (for the optional dead-letter topic).
+    pub dead_letter_batch: Option<RecordBatch>,
 }
 
 /// What a checked batch of `rt` adds to the metrics.
@@ -139,6 +141,7 @@ pub async fn process(
             )
         }));
         write_split(sink, "dead_letters", "dead_letters", &dl, groups).await?;
+        counts.dead_letter_batch = Some(dl);
     }
     Ok(counts)
 }

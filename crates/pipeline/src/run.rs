@@ -66,6 +66,19 @@ struct PartState {
     next: i64,
     /// After a seek: accept only exactly `next` until it arrives.
     strict: bool,
+    /// librdkafka reset the position (offset out of range): accept the next message
+    /// wherever it is, and account for the jump.
+    reset: bool,
+}
+
+impl PartState {
+    fn at(next: i64) -> Self {
+        PartState {
+            next,
+            strict: false,
+            reset: false,
+        }
+    }
 }
 
 struct Loop<'a> {
@@ -93,6 +106,9 @@ struct Loop<'a> {
     view: BrokerViewSlot,
     /// After a warehouse failure: when to probe again, and the current backoff.
     stalled: Option<(Instant, Duration)>,
+    /// The optional dead-letter topic, and the dead letters buffered for it.
+    dlq: Option<kafka::DeadLetterTopic>,
+    pending_dlq: Vec<arrow::array::RecordBatch>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -105,10 +121,16 @@ impl Loop<'_> {
         let tp = (m.topic().to_string(), m.partition());
         let offset = m.offset();
         let committed = self.committed.get(&tp).copied().unwrap_or(0);
-        let st = self.parts.entry(tp.clone()).or_insert(PartState {
-            next: committed,
-            strict: false,
-        });
+        let st = self
+            .parts
+            .entry(tp.clone())
+            .or_insert(PartState::at(committed));
+        if st.reset {
+            let expected = st.next;
+            *st = PartState::at(offset);
+            self.after_reset(&tp, expected, offset);
+        }
+        let st = self.parts.get_mut(&tp).expect("just inserted");
         if offset < st.next || (st.strict && offset != st.next) {
             self.summary.skipped += 1;
             return Ok(());
@@ -129,6 +151,7 @@ impl Loop<'_> {
         };
         self.decoder
             .push_json(m.payload(), &pos, implied, self.clock.now());
+
         self.buffered = true;
         self.summary.messages += 1;
         if self.decoder.len() >= BATCH_ROWS {
@@ -149,6 +172,11 @@ impl Loop<'_> {
             self.summary.records += c.records;
             self.summary.dead_letters += c.dead_letters;
             self.pending.merge(c.detail);
+            if self.dlq.is_some()
+                && let Some(dl) = c.dead_letter_batch
+            {
+                self.pending_dlq.push(dl);
+            }
         }
         Ok(())
     }
@@ -160,7 +188,7 @@ impl Loop<'_> {
         let advanced: BTreeMap<Tp, i64> = self
             .parts
             .iter()
-            .filter(|(tp, s)| self.committed.get(*tp).is_none_or(|c| s.next > *c))
+            .filter(|(tp, s)| self.committed.get(*tp) != Some(&s.next))
             .map(|(tp, s)| (tp.clone(), s.next))
             .collect();
         if advanced.is_empty() && !self.buffered {
@@ -168,12 +196,15 @@ impl Loop<'_> {
         }
         let sources = advanced
             .iter()
-            .map(|((topic, partition), next)| SourcePosition::Kafka {
-                topic: topic.clone(),
-                partition: *partition,
+            .map(|(tp, next)| SourcePosition::Kafka {
+                topic: tp.0.clone(),
+                partition: tp.1,
                 next_offset: *next,
+                // Behind the last committed position only after an offset reset.
+                reset: self.committed.get(tp).is_some_and(|c| next < c),
             })
             .collect();
+        self.copy_dead_letters().await;
         let started = Instant::now();
         if let Err(e) = self
             .sink
@@ -201,6 +232,63 @@ impl Loop<'_> {
             tracing::warn!(error = %e, "kafka offset commit failed (warehouse commit succeeded)");
         }
         Ok(())
+    }
+
+    /// librdkafka moved `tp` from `expected` to `offset` after "offset out of range": say
+    /// so loudly and count it. Offsets jumped over are gone from the broker (retention);
+    /// a move backwards means the topic was re-created or truncated, and what follows is
+    /// read as new messages.
+    fn after_reset(&self, tp: &Tp, expected: i64, offset: i64) {
+        let label = PartitionLabel {
+            topic: tp.0.clone(),
+            partition: tp.1.to_string(),
+        };
+        if offset > expected {
+            let lost = offset - expected;
+            self.metrics
+                .offsets_skipped
+                .get_or_create(&label)
+                .inc_by(lost.unsigned_abs());
+            tracing::error!(
+                topic = %tp.0, partition = tp.1, expected, resumed_at = offset, skipped = lost,
+                "offset reset: {lost} messages were removed from the broker before crmdq read them; they are not in the warehouse"
+            );
+        } else if offset < expected {
+            tracing::error!(
+                topic = %tp.0, partition = tp.1, expected, resumed_at = offset,
+                "offset reset moved backwards: the topic was re-created or truncated; reading from offset {offset} as new messages"
+            );
+        }
+    }
+
+    /// Copy the buffered dead letters to the dead-letter topic (before the warehouse
+    /// commit, so a crash in between re-reads and re-sends them: at least once). A copy
+    /// that fails is logged and counted; the warehouse's `dead_letters` stays complete.
+    async fn copy_dead_letters(&mut self) {
+        let batches = std::mem::take(&mut self.pending_dlq);
+        let Some(dlq) = &self.dlq else {
+            return;
+        };
+        let copies: Vec<kafka::DeadLetterCopy> =
+            batches.iter().flat_map(dead_letter_copies).collect();
+        if copies.is_empty() {
+            return;
+        }
+        match dlq.send(&copies).await {
+            Ok(n) => {
+                self.metrics.dead_letter_topic_produced.inc_by(n);
+            }
+            Err((failed, e)) => {
+                self.metrics
+                    .dead_letter_topic_produced
+                    .inc_by(copies.len() as u64 - failed);
+                self.metrics.dead_letter_topic_errors.inc_by(failed);
+                tracing::error!(
+                    topic = dlq.topic(), failed, error = %e,
+                    "dead letters not copied to the dead-letter topic (they are in the warehouse's dead_letters table)"
+                );
+            }
+        }
     }
 
     /// Add the sink's counters since the last call to the metrics.
@@ -276,8 +364,14 @@ impl Loop<'_> {
 
     /// Seek `tp` back to `next` and accept only exactly `next` until it arrives.
     fn seek_back(&mut self, tp: &Tp, next: i64) {
-        self.parts
-            .insert(tp.clone(), PartState { next, strict: true });
+        self.parts.insert(
+            tp.clone(),
+            PartState {
+                next,
+                strict: true,
+                reset: false,
+            },
+        );
         let off = if next == 0 {
             rdkafka::Offset::Beginning
         } else {
@@ -306,6 +400,7 @@ impl Loop<'_> {
         let _ = self.decoder.finish();
         self.buffered = false;
         self.pending = CommitCounts::default();
+        self.pending_dlq.clear();
         let parts: Vec<(Tp, i64)> = self
             .parts
             .keys()
@@ -366,6 +461,7 @@ impl Loop<'_> {
             RebalanceEvent::Assigned(_) => "assign",
             RebalanceEvent::Revoked(_) => "revoke",
             RebalanceEvent::Error(_) => "error",
+            RebalanceEvent::OffsetReset { .. } => "offset_reset",
         };
         self.metrics
             .rebalances
@@ -379,13 +475,7 @@ impl Loop<'_> {
                     tracing::info!(topic = %tp.0, partition = tp.1, start = ?start, "partition assigned");
                     let next = start.unwrap_or(0);
                     self.committed.insert(tp.clone(), next);
-                    self.parts.insert(
-                        tp,
-                        PartState {
-                            next,
-                            strict: false,
-                        },
-                    );
+                    self.parts.insert(tp, PartState::at(next));
                 }
             }
             RebalanceEvent::Revoked(parts) => {
@@ -397,6 +487,7 @@ impl Loop<'_> {
                 let _ = self.decoder.finish();
                 self.buffered = false;
                 self.pending = CommitCounts::default();
+                self.pending_dlq.clear();
                 for tp in &parts {
                     self.parts.remove(tp);
                     self.committed.remove(tp);
@@ -412,12 +503,80 @@ impl Loop<'_> {
                 }
             }
             RebalanceEvent::Error(e) => tracing::warn!(error = %e, "rebalance problem"),
+            RebalanceEvent::OffsetReset { tp, detail } => {
+                self.metrics
+                    .offset_resets
+                    .get_or_create(&PartitionLabel {
+                        topic: tp.0.clone(),
+                        partition: tp.1.to_string(),
+                    })
+                    .inc();
+                tracing::error!(topic = %tp.0, partition = tp.1, "offset out of range, position reset: {detail}");
+                if let Some(st) = self.parts.get_mut(&tp) {
+                    st.reset = true;
+                }
+            }
         }
         self.health
             .assigned
             .store(self.parts.len(), Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The dead-letter topic copies of a written dead-letter batch: raw bytes, with the reason,
+/// detail and source position as headers (`crmdq.reason`, `crmdq.detail`,
+/// `crmdq.src_topic`, `crmdq.src_partition`, `crmdq.src_offset`).
+fn dead_letter_copies(b: &arrow::array::RecordBatch) -> Vec<kafka::DeadLetterCopy> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, Int64Type};
+    let raw = b
+        .column_by_name("raw")
+        .map(|c| c.as_binary::<i32>().clone());
+    let text = |name: &str| b.column_by_name(name).map(|c| c.as_string::<i32>().clone());
+    let (reason, detail, topic) = (text("reason"), text("detail"), text("src_topic"));
+    let partition = b
+        .column_by_name("src_partition")
+        .map(|c| c.as_primitive::<Int32Type>().clone());
+    let offset = b
+        .column_by_name("src_offset")
+        .map(|c| c.as_primitive::<Int64Type>().clone());
+    (0..b.num_rows())
+        .map(|i| {
+            let mut headers = Vec::new();
+            let mut put = |k: &'static str, v: Option<String>| {
+                if let Some(v) = v {
+                    headers.push((k, v));
+                }
+            };
+            let s = |a: &Option<arrow::array::StringArray>| {
+                a.as_ref()
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i).to_string())
+            };
+            put("crmdq.reason", s(&reason));
+            put("crmdq.detail", s(&detail));
+            put("crmdq.src_topic", s(&topic));
+            put(
+                "crmdq.src_partition",
+                partition
+                    .as_ref()
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i).to_string()),
+            );
+            put(
+                "crmdq.src_offset",
+                offset
+                    .as_ref()
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i).to_string()),
+            );
+            kafka::DeadLetterCopy {
+                payload: raw.as_ref().map_or_else(Vec::new, |r| r.value(i).to_vec()),
+                headers,
+            }
+        })
+        .collect()
 }
 
 /// Read the committed Kafka positions from the log on a separate thread (usable from
@@ -554,6 +713,15 @@ pub async fn run(
         newest_event_us: None,
         view,
         stalled: None,
+        dlq: match &kc.dead_letter_topic {
+            Some(t) => Some(kafka::DeadLetterTopic::new(
+                &settings.bootstrap_servers,
+                &kc.properties,
+                t,
+            )?),
+            None => None,
+        },
+        pending_dlq: Vec::new(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use crmdq_config::Pipeline;
 use crmdq_pipeline::demo::produce;
@@ -308,11 +308,22 @@ struct Running {
 
 /// Start it with the first `first` fixture lines produced to `partitions` partitions.
 fn start_run(partitions: i32, first: usize) -> Running {
+    start_run_with(fixture_lines(), partitions, first, |_| {})
+}
+
+/// Start it with the first `first` of `lines` produced to `partitions` partitions, the
+/// pipeline adjusted by `tune`.
+fn start_run_with(
+    lines: Vec<String>,
+    partitions: i32,
+    first: usize,
+    tune: impl FnOnce(&mut Pipeline),
+) -> Running {
     use std::sync::Arc;
-    let (dir, p, w) = fixture_pipeline();
+    let (dir, mut p, w) = fixture_pipeline();
+    tune(&mut p);
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("crm.records", partitions, 1).unwrap();
-    let lines = fixture_lines();
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, "crm.records", &lines[..first]).unwrap();
     let metrics = Arc::new(crmdq_serve::Metrics::new());
@@ -476,4 +487,265 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
         (col(0), col(1), col(2), col(3)),
         (produced, produced, 0, produced - 1)
     );
+}
+
+/// Every (partition, offset) in the warehouse's record tables and dead letters, with how
+/// many rows carry it.
+async fn positions(w: &Warehouse) -> std::collections::BTreeMap<(i32, i64), i64> {
+    let ctx = query::session(w, None).await.unwrap();
+    let union = [
+        "customer",
+        "activity",
+        "service_ticket",
+        "opportunity",
+        "order",
+        "checkin",
+        "dead_letters",
+    ]
+    .map(|t| format!("SELECT src_partition, src_offset FROM \"{t}\""))
+    .join(" UNION ALL ");
+    let b = ctx
+        .sql(&format!(
+            "SELECT src_partition, src_offset, COUNT(*) AS n FROM ({union}) GROUP BY 1, 2"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for b in &b {
+        for i in 0..b.num_rows() {
+            out.insert(
+                (
+                    b.column(0)
+                        .as_primitive::<arrow::datatypes::Int32Type>()
+                        .value(i),
+                    b.column(1).as_primitive::<Int64Type>().value(i),
+                ),
+                b.column(2).as_primitive::<Int64Type>().value(i),
+            );
+        }
+    }
+    out
+}
+
+/// (lost, doubled) of the warehouse against what each partition's high watermark says
+/// was produced: every offset below it must be there exactly once.
+async fn lost_and_doubled(w: &Warehouse, brokers: &str, partitions: i32) -> (i64, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let got = positions(w).await;
+    let (mut lost, mut doubled) = (0, 0);
+    for part in 0..partitions {
+        let (_, high) = probe
+            .fetch_watermarks("crm.records", part, std::time::Duration::from_secs(10))
+            .unwrap();
+        for off in 0..high {
+            match got.get(&(part, off)).copied().unwrap_or(0) {
+                0 => lost += 1,
+                n => doubled += n - 1,
+            }
+        }
+    }
+    let stray = got.keys().filter(|(p, _)| *p >= partitions).count() as i64;
+    (lost, doubled + stray)
+}
+
+/// `person_daily` as text rows, for comparing two warehouses' scores.
+async fn person_scores(p: &Pipeline, w: &Warehouse) -> Vec<String> {
+    crmdq_score::score(p, w, p.roster.as_deref(), "2026-11-28T12:00:00Z".into())
+        .await
+        .unwrap();
+    let ctx = query::session(w, None).await.unwrap();
+    let b = ctx
+        .sql(
+            "SELECT concat_ws(' ', dt, person_id, role, team_id, entries, completeness_rate, \
+             validity_rate, timeliness_rate, score) AS line FROM person_daily ORDER BY line",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    b.iter()
+        .flat_map(|b| {
+            let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+            let c = c.as_string::<i32>().clone();
+            (0..c.len()).map(move |i| c.value(i).to_string())
+        })
+        .collect()
+}
+
+/// The fixture's lines `times` times over (600 messages for 40): same records, each copy
+/// with its own position.
+fn many_lines(times: usize) -> Vec<String> {
+    let one = fixture_lines();
+    (0..times).flat_map(|_| one.clone()).collect()
+}
+
+/// librdkafka's mock-cluster fault injection while `run` consumes: fetch and offset-commit
+/// requests failing, slow round trips, and the broker down and up again. Every produced
+/// offset ends up in the warehouse exactly once and the scores equal a clean run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_broker_faults_lose_and_double_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr as E};
+    let lines = many_lines(40);
+    let total = lines.len() as u64;
+    let r = start_run_with(lines.clone(), 3, 150, |_| {});
+    eventually("the first 150 committed", || committed(&r.metrics) == 150).await;
+
+    // Fetches fail (retriable errors), offset commits fail, round trips get slow.
+    r.cluster.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[
+            E::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            E::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+            E::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        ],
+    );
+    r.cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[
+            E::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+            E::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            E::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        ],
+    );
+    r.cluster
+        .broker_round_trip_time(1, std::time::Duration::from_millis(300))
+        .unwrap();
+    produce(&r.brokers, "crm.records", &lines[150..300]).unwrap();
+    eventually("300 committed through the faults", || {
+        committed(&r.metrics) == 300
+    })
+    .await;
+
+    // The broker goes down while more is produced… (queued in the producer until it is up)
+    r.cluster
+        .broker_round_trip_time(1, std::time::Duration::ZERO)
+        .unwrap();
+    r.cluster.broker_down(1).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    r.cluster.broker_up(1).unwrap();
+    produce(&r.brokers, "crm.records", &lines[300..]).unwrap();
+    eventually("everything committed after the broker came back", || {
+        committed(&r.metrics) == total
+    })
+    .await;
+    r.cancel.cancel();
+    let s = r.task.await.unwrap().unwrap();
+    assert_eq!(s.records + s.dead_letters, total, "{s:?}");
+    assert_eq!(lost_and_doubled(&r.w, &r.brokers, 3).await, (0, 0));
+
+    // The same messages, no faults: the same scores.
+    let clean = start_run_with(lines, 3, total as usize, |_| {});
+    eventually("the clean run committed everything", || {
+        committed(&clean.metrics) == total
+    })
+    .await;
+    clean.cancel.cancel();
+    clean.task.await.unwrap().unwrap();
+    let want = person_scores(&clean.p, &clean.w).await;
+    assert!(!want.is_empty());
+    assert_eq!(person_scores(&r.p, &r.w).await, want);
+}
+
+/// Dead letters are also produced to the dead-letter topic, raw bytes with the reason and
+/// source position as headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_copied_to_the_dead_letter_topic() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let r = start_run_with(fixture_lines(), 1, 0, |p| {
+        p.kafka.as_mut().unwrap().dead_letter_topic = Some("crm.dead".into());
+    });
+    r.cluster.create_topic("crm.dead", 1, 1).unwrap();
+    produce(&r.brokers, "crm.records", &r.lines).unwrap();
+    eventually("15 committed", || committed(&r.metrics) == 15).await;
+    r.cancel.cancel();
+    r.task.await.unwrap().unwrap();
+    assert_eq!(
+        counter(&r.metrics, "crmdq_dead_letter_topic_produced_total"),
+        2
+    );
+
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &r.brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["crm.dead"]).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while got.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(std::time::Duration::from_millis(200)) {
+            let h = m.headers().unwrap().detach();
+            let header = |k: &str| {
+                h.iter()
+                    .find(|x| x.key == k)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).to_string())
+            };
+            got.push((
+                header("crmdq.reason").unwrap(),
+                header("crmdq.src_offset").unwrap().parse::<i64>().unwrap(),
+                m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            ));
+        }
+    }
+    got.sort();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let lines = fixture_lines();
+    for (reason, offset, payload) in &got {
+        assert!(!reason.is_empty());
+        assert_eq!(payload, lines[*offset as usize].as_bytes(), "{reason}");
+    }
+}
+
+/// A commit log that is ahead of the topic (the topic was deleted and re-created): the
+/// broker answers "offset out of range", librdkafka resets to the earliest offset, and
+/// crmdq logs it, counts it in `crmdq_offset_resets_total` and reads the new messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_reset_is_counted_and_never_silent() {
+    let r = start_run(1, 15);
+    eventually("15 committed", || committed(&r.metrics) == 15).await;
+    r.cancel.cancel();
+    r.task.await.unwrap().unwrap();
+
+    // A new cluster: the topic starts again at offset 0 with 4 messages.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("crm.records", 1, 1).unwrap();
+    produce(&cluster.bootstrap_servers(), "crm.records", &r.lines[..4]).unwrap();
+    let metrics = std::sync::Arc::new(crmdq_serve::Metrics::new());
+    let opts = RunOptions {
+        brokers: Some(cluster.bootstrap_servers()),
+        until_caught_up: false,
+        telemetry: Some(crmdq_pipeline::run::Telemetry {
+            metrics: metrics.clone(),
+            health: std::sync::Arc::new(crmdq_serve::RunHealth::new(1000)),
+        }),
+    };
+    let cancel = CancellationToken::new();
+    let task = {
+        let (p, w, cancel) = (r.p.clone(), r.w.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let clock = FixedClock("2026-11-28T12:00:00Z".parse().unwrap());
+            run(&p, &w, &opts, &clock, cancel).await
+        })
+    };
+    eventually("the reset counted and the new messages committed", || {
+        counter(&metrics, "crmdq_offset_resets_total{") >= 1 && committed(&metrics) == 4
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let snap = r.w.snapshot().await.unwrap();
+    assert_eq!(snap.kafka.get(&("crm.records".to_string(), 0)), Some(&4));
 }

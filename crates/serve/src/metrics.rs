@@ -86,6 +86,13 @@ pub struct Metrics {
     pub kafka_errors: Counter,
     /// Warehouse writes that failed and were retried.
     pub warehouse_errors: Counter,
+    /// Offset resets librdkafka performed (auto.offset.reset after "offset out of range").
+    pub offset_resets: Family<PartitionLabel, Counter>,
+    /// Offsets never seen because a reset jumped over them (data removed by retention).
+    pub offsets_skipped: Family<PartitionLabel, Counter>,
+    /// Dead letters copied to the dead-letter topic, and copies that failed.
+    pub dead_letter_topic_produced: Counter,
+    pub dead_letter_topic_errors: Counter,
     /// Rows committed per warehouse table, from the commit log.
     pub warehouse_rows: Family<TableLabel, Gauge>,
     pub warehouse_files: Family<TableLabel, Gauge>,
@@ -215,6 +222,30 @@ impl Metrics {
             "Warehouse writes that failed (consumption pauses and retries)",
             warehouse_errors.clone(),
         );
+        let offset_resets = Family::<PartitionLabel, Counter>::default();
+        r.register(
+            "offset_resets",
+            "Offset resets after 'offset out of range' (auto.offset.reset applied)",
+            offset_resets.clone(),
+        );
+        let offsets_skipped = Family::<PartitionLabel, Counter>::default();
+        r.register(
+            "offsets_skipped",
+            "Offsets jumped over by an offset reset (messages no longer on the broker)",
+            offsets_skipped.clone(),
+        );
+        let dead_letter_topic_produced = Counter::default();
+        r.register(
+            "dead_letter_topic_produced",
+            "Dead letters copied to the Kafka dead-letter topic",
+            dead_letter_topic_produced.clone(),
+        );
+        let dead_letter_topic_errors = Counter::default();
+        r.register(
+            "dead_letter_topic_errors",
+            "Dead letters that could not be copied to the Kafka dead-letter topic",
+            dead_letter_topic_errors.clone(),
+        );
         let warehouse_rows = Family::<TableLabel, Gauge>::default();
         r.register(
             "warehouse_rows",
@@ -255,6 +286,10 @@ impl Metrics {
             rebalances,
             kafka_errors,
             warehouse_errors,
+            offset_resets,
+            offsets_skipped,
+            dead_letter_topic_produced,
+            dead_letter_topic_errors,
             warehouse_rows,
             warehouse_files,
             warehouse_version,

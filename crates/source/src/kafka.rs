@@ -32,6 +32,25 @@ pub enum RebalanceEvent {
     Assigned(Vec<(Tp, Option<i64>)>),
     Revoked(Vec<Tp>),
     Error(String),
+    /// librdkafka reset a partition's position (its `auto.offset.reset` policy) because
+    /// the requested offset was out of range, e.g. removed by retention or beyond the end
+    /// of a re-created topic. The detail is librdkafka's own line.
+    OffsetReset {
+        tp: Tp,
+        detail: String,
+    },
+}
+
+/// The partition of a librdkafka `OFFSET` warning such as
+/// `crm.records [0]: offset reset (at offset 12 …) to offset BEGINNING …: Offset out of range`.
+#[must_use]
+pub fn parse_offset_reset(message: &str) -> Option<Tp> {
+    let (head, _) = message.split_once("]: offset reset")?;
+    let (before, partition) = head.rsplit_once(" [")?;
+    // librdkafka may prefix the line with its thread (`[thrd:main]: `); topic names hold
+    // no spaces.
+    let topic = before.rsplit(' ').next()?;
+    Some((topic.to_string(), partition.parse().ok()?))
 }
 
 /// What librdkafka's statistics (every `statistics.interval.ms`) say about the broker
@@ -58,6 +77,28 @@ pub struct PositionedContext {
 }
 
 impl ClientContext for PositionedContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if fac == "OFFSET"
+            && let Some(tp) = parse_offset_reset(message)
+        {
+            let _ = self.events.send(RebalanceEvent::OffsetReset {
+                tp,
+                detail: message.to_string(),
+            });
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}");
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}");
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut high = BTreeMap::new();
         for (topic, t) in &statistics.topics {
@@ -151,6 +192,22 @@ impl ConsumerContext for PositionedContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn offset_reset_lines_name_their_partition() {
+        let line = "[thrd:main]: crm.records [2]: offset reset (at offset 1000 (leader epoch 0), broker 1) to offset BEGINNING (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
+        assert_eq!(
+            super::parse_offset_reset(line),
+            Some(("crm.records".to_string(), 2))
+        );
+        assert_eq!(
+            super::parse_offset_reset("crm.records [2]: fetch backoff"),
+            None
+        );
+    }
+}
+
 /// Settings for [`consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -182,6 +239,9 @@ pub fn consumer(
         .set("session.timeout.ms", "10000")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("statistics.interval.ms", "2000");
+    // librdkafka's warnings (offset resets among them) reach the context whatever the
+    // `log` crate's level is.
+    cfg.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
     for (k, v) in &s.properties {
         cfg.set(k, v);
     }
@@ -214,3 +274,110 @@ pub fn commit_offsets(c: &CrmdqConsumer, next: &BTreeMap<Tp, i64>) -> KafkaResul
     }
     c.commit(&tpl, rdkafka::consumer::CommitMode::Async)
 }
+
+/// One dead letter to copy to the dead-letter topic: the raw bytes and headers saying why
+/// and where from.
+#[derive(Debug, Clone)]
+pub struct DeadLetterCopy {
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The optional Kafka dead-letter topic (`source.kafka.dead_letter_topic`).
+pub struct DeadLetterTopic {
+    producer: rdkafka::producer::FutureProducer,
+    topic: String,
+    timeout: std::time::Duration,
+}
+
+impl DeadLetterTopic {
+    /// A producer on the same brokers, with the pipeline's librdkafka properties (security
+    /// settings included; consumer-only properties are ignored by librdkafka).
+    pub fn new(
+        bootstrap_servers: &str,
+        properties: &BTreeMap<String, String>,
+        topic: &str,
+    ) -> Result<Self, SourceError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5");
+        for (k, v) in properties {
+            if !CONSUMER_ONLY.contains(&k.as_str()) {
+                cfg.set(k, v);
+            }
+        }
+        let producer = cfg.create().map_err(|source| SourceError::Kafka {
+            operation: "create dead-letter producer",
+            source,
+        })?;
+        Ok(DeadLetterTopic {
+            producer,
+            topic: topic.to_string(),
+            timeout: std::time::Duration::from_secs(30),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Produce every copy and wait for the broker's acknowledgements. Returns how many
+    /// were acknowledged, or the first error with the count that failed.
+    pub async fn send(&self, copies: &[DeadLetterCopy]) -> Result<u64, (u64, String)> {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::FutureRecord;
+        let mut pending = Vec::with_capacity(copies.len());
+        for c in copies {
+            let mut headers = OwnedHeaders::new_with_capacity(c.headers.len());
+            for (k, v) in &c.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let rec: FutureRecord<'_, (), Vec<u8>> = FutureRecord::to(&self.topic)
+                .payload(&c.payload)
+                .headers(headers);
+            pending.push(self.producer.send(rec, self.timeout));
+        }
+        let mut ok = 0;
+        let mut failed = 0;
+        let mut first = None;
+        for r in futures::future::join_all(pending).await {
+            match r {
+                Ok(_) => ok += 1,
+                Err((e, _)) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        match first {
+            None => Ok(ok),
+            Some(e) => Err((failed, e)),
+        }
+    }
+}
+
+/// Consumer properties a producer does not take (kept out of its configuration).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "fetch.wait.max.ms",
+    "max.partition.fetch.bytes",
+    "isolation.level",
+    "auto.commit.interval.ms",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+];

@@ -26,11 +26,16 @@ pub struct FileAdd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourcePosition {
-    /// Kafka: the next offset to read (last committed offset + 1).
+    /// Kafka: the next offset to read (last committed offset + 1). Positions only move
+    /// forward (the largest wins), except an entry marked `reset`: librdkafka reset the
+    /// partition after "offset out of range" (a re-created topic), and this position
+    /// replaces the previous one.
     Kafka {
         topic: String,
         partition: i32,
         next_offset: i64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
     },
     /// A file: lines up to and including `through_line` are committed.
     File { path: String, through_line: i64 },
@@ -107,12 +112,17 @@ impl Snapshot {
                     topic,
                     partition,
                     next_offset,
+                    reset,
                 } => {
                     let v = self
                         .kafka
                         .entry((topic.clone(), *partition))
                         .or_insert(*next_offset);
-                    *v = (*v).max(*next_offset);
+                    *v = if *reset {
+                        *next_offset
+                    } else {
+                        (*v).max(*next_offset)
+                    };
                 }
                 SourcePosition::File { path, through_line } => {
                     let v = self.files.entry(path.clone()).or_insert(*through_line);

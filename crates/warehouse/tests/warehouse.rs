@@ -158,6 +158,7 @@ async fn concurrent_commits_get_distinct_versions() {
                     topic: "t".into(),
                     partition: i,
                     next_offset: 10,
+                    reset: false,
                 }],
                 replaces_tables: vec![],
             };
@@ -178,7 +179,8 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
         (0..3i32, 0..1000i64).prop_map(|(p, o)| SourcePosition::Kafka {
             topic: "t".into(),
             partition: p,
-            next_offset: o
+            next_offset: o,
+            reset: false,
         }),
         (0..2usize, 0..1000i64).prop_map(|(f, l)| SourcePosition::File {
             path: format!("/f{f}"),
@@ -240,7 +242,7 @@ proptest! {
             for f in &e.files { *rows.entry(f.table.clone()).or_default() += f.rows; }
             for s in &e.sources {
                 match s {
-                    SourcePosition::Kafka { topic, partition, next_offset } => {
+                    SourcePosition::Kafka { topic, partition, next_offset, .. } => {
                         let v = kafka.entry((topic.clone(), *partition)).or_insert(i64::MIN);
                         *v = (*v).max(*next_offset);
                     }
