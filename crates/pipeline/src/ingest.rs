@@ -32,6 +32,8 @@ pub struct IngestSummary {
     pub dead_letters: u64,
     pub commits: u64,
     pub by_reason: std::collections::BTreeMap<String, u64>,
+    /// What the sink did: files rolled by reason, peak open writers and buffered bytes.
+    pub sink: crmdq_warehouse::SinkStats,
 }
 
 impl IngestSummary {
@@ -383,6 +385,7 @@ pub async fn ingest(
         summary.files += 1;
         tracing::info!(file = %key, lines = lines_seen, skipped = summary.skipped_lines, "ingested");
     }
+    summary.sink = sink.stats().clone();
     Ok(summary)
 }
 

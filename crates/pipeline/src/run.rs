@@ -156,6 +156,10 @@ impl Loop<'_> {
         self.summary.messages += 1;
         if self.decoder.len() >= BATCH_ROWS {
             self.flush_decoder().await?;
+            // Buffers full: commit before consuming more (bounded memory).
+            if self.sink.needs_commit() {
+                self.commit().await?;
+            }
         }
         Ok(())
     }

@@ -72,6 +72,10 @@ pub struct SinkStats {
     /// Rows and bytes of files named by successful commits.
     pub committed_rows: u64,
     pub committed_bytes: u64,
+    /// Most writers open at once, and most bytes buffered in them at once (bounded by
+    /// `max_open_writers` and, between commits, `max_buffered_bytes` plus one batch).
+    pub peak_open_writers: usize,
+    pub peak_buffered_bytes: u64,
 }
 
 struct OpenFile {
@@ -190,6 +194,10 @@ impl Sink {
                 source,
             })?;
         f.rows += batch.num_rows() as u64;
+        let buffered = self.buffered_bytes();
+        self.stats.peak_open_writers = self.stats.peak_open_writers.max(self.open.len());
+        self.stats.peak_buffered_bytes = self.stats.peak_buffered_bytes.max(buffered);
+        let f = self.open.get_mut(&key).expect("inserted above");
         let reason = if f.encoded_bytes() >= self.limits.max_file_bytes {
             Some(RollReason::Size)
         } else if f.rows >= self.limits.max_file_rows {
