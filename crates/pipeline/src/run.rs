@@ -109,6 +109,8 @@ struct Loop<'a> {
     /// The optional dead-letter topic, and the dead letters buffered for it.
     dlq: Option<kafka::DeadLetterTopic>,
     pending_dlq: Vec<arrow::array::RecordBatch>,
+    /// The commit log as last seen (refreshed by each fenced commit).
+    log: crmdq_warehouse::Snapshot,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -210,14 +212,37 @@ impl Loop<'_> {
             .collect();
         self.copy_dead_letters().await;
         let started = Instant::now();
-        if let Err(e) = self
+        // Fenced: each partition must still be where this consumer started reading it.
+        let expect: BTreeMap<Tp, i64> = advanced
+            .keys()
+            .map(|tp| (tp.clone(), self.committed.get(tp).copied().unwrap_or(0)))
+            .collect();
+        match self
             .sink
-            .commit(sources, self.clock.now().to_string(), self.writer.clone())
+            .commit_fenced(
+                sources,
+                self.clock.now().to_string(),
+                self.writer.clone(),
+                &mut self.log,
+                &expect,
+            )
             .await
         {
-            self.metrics.warehouse_errors.inc();
-            self.health.set_warehouse(Err(e.to_string()));
-            return Err(e.into());
+            Ok(_) => {}
+            Err(crmdq_warehouse::WarehouseError::Fenced {
+                topic,
+                partition,
+                expected,
+                found,
+            }) => {
+                self.fenced(&(topic, partition), expected, found);
+                return Ok(());
+            }
+            Err(e) => {
+                self.metrics.warehouse_errors.inc();
+                self.health.set_warehouse(Err(e.to_string()));
+                return Err(e.into());
+            }
         }
         self.health.set_warehouse(Ok(()));
         self.summary.commits += 1;
@@ -383,6 +408,37 @@ impl Loop<'_> {
         };
         if let Err(e) = self.consumer.seek(&tp.0, tp.1, off, Duration::from_secs(5)) {
             tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "seek failed");
+        }
+    }
+
+    /// Another consumer committed a partition this one was also reading (both owned it
+    /// for a moment during a rebalance): drop everything uncommitted and go back to the
+    /// log's positions for every partition. Nothing is doubled; what was dropped is
+    /// re-read (or already committed by the other consumer).
+    fn fenced(&mut self, tp: &Tp, expected: i64, found: i64) {
+        tracing::warn!(
+            topic = %tp.0, partition = tp.1, expected, found,
+            "another consumer committed this partition meanwhile (split ownership during a rebalance): discarding uncommitted data and re-reading from the commit log"
+        );
+        self.metrics
+            .rebalances
+            .get_or_create(&KindLabel {
+                kind: "fenced".to_string(),
+            })
+            .inc();
+        self.sink.discard();
+        let _ = self.decoder.finish();
+        self.buffered = false;
+        self.pending = CommitCounts::default();
+        self.pending_dlq.clear();
+        let parts: Vec<(Tp, i64)> = self
+            .parts
+            .keys()
+            .map(|tp| (tp.clone(), self.log.kafka.get(tp).copied().unwrap_or(0)))
+            .collect();
+        for (tp, next) in parts {
+            self.committed.insert(tp.clone(), next);
+            self.seek_back(&tp, next);
         }
     }
 
@@ -632,6 +688,20 @@ fn end_offsets(c: &CrmdqConsumer, topics: &[String]) -> Result<BTreeMap<Tp, i64>
     Ok(out)
 }
 
+/// Whether the warehouse holds everything below `targets` (the end offsets seen at start),
+/// whichever instance of the group committed it: the commit log is shared, so with several
+/// instances each stops once the group as a whole has caught up, and a partition still
+/// held by a dead member (until its session times out) is waited for, not forgotten.
+async fn caught_up(w: &Warehouse, targets: &BTreeMap<Tp, i64>) -> Result<bool, PipelineError> {
+    if targets.values().all(|h| *h == 0) {
+        return Ok(true);
+    }
+    let snap = w.snapshot().await?;
+    Ok(targets
+        .iter()
+        .all(|(tp, h)| *h == 0 || snap.kafka.get(tp).is_some_and(|c| c >= h)))
+}
+
 /// Evaluate the pipeline-scope alert rules (with the live consumer lag) in the background.
 fn spawn_health_alerts(
     p: &Pipeline,
@@ -726,6 +796,7 @@ pub async fn run(
             None => None,
         },
         pending_dlq: Vec::new(),
+        log: w.snapshot().await?,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();
@@ -779,12 +850,12 @@ pub async fn run(
                     lp.check(r)?;
                     last_commit = Instant::now();
                 }
-                if let Some(t) = &targets {
-                    let done = assigned_once && !lp.parts.is_empty() && lp.parts.iter().all(|(tp, s)| t.get(tp).is_none_or(|h| s.next >= *h));
-                    let empty = t.values().all(|h| *h == 0);
-                    if done || (empty && assigned_once) {
-                        break;
-                    }
+                if let Some(t) = &targets
+                    && assigned_once
+                    && !lp.buffered
+                    && caught_up(w, t).await?
+                {
+                    break;
                 }
             }
         }

@@ -241,7 +241,12 @@ pub fn consumer(
         .set("statistics.interval.ms", "2000");
     // librdkafka's warnings (offset resets among them) reach the context whatever the
     // `log` crate's level is.
-    cfg.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    // A `debug` property asks for librdkafka's debug lines.
+    cfg.set_log_level(if s.properties.contains_key("debug") {
+        rdkafka::config::RDKafkaLogLevel::Debug
+    } else {
+        rdkafka::config::RDKafkaLogLevel::Warning
+    });
     for (k, v) in &s.properties {
         cfg.set(k, v);
     }

@@ -46,6 +46,16 @@ pub enum WarehouseError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A fenced commit found a partition already moved by another committer.
+    #[error(
+        "warehouse: {topic} [{partition}] was committed by another consumer (expected position {expected}, found {found})"
+    )]
+    Fenced {
+        topic: String,
+        partition: i32,
+        expected: i64,
+        found: i64,
+    },
     #[error("warehouse: commit log entry {path} is corrupt: {message}")]
     CorruptLog { path: String, message: String },
     #[error("warehouse: encoding Parquet for {table}: {source}")]
@@ -164,6 +174,17 @@ impl Warehouse {
     /// nothing changed: one folder listing). Returns whether anything was new.
     pub async fn refresh(&self, snap: &mut Snapshot) -> Result<bool, WarehouseError> {
         log::refresh(self, snap).await
+    }
+
+    /// Append an entry only if the Kafka positions in `expect` are unchanged (see
+    /// [`log::commit_fenced`]); `snap` is refreshed and gets the entry.
+    pub async fn commit_fenced(
+        &self,
+        entry: LogEntry,
+        snap: &mut Snapshot,
+        expect: &std::collections::BTreeMap<(String, i32), i64>,
+    ) -> Result<u64, WarehouseError> {
+        log::commit_fenced(self, entry, snap, expect).await
     }
 
     /// Append an entry to the commit log (create-if-absent; on a race, the next version).

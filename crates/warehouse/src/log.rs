@@ -206,6 +206,68 @@ pub(crate) async fn refresh(w: &Warehouse, snap: &mut Snapshot) -> Result<bool, 
     Ok(!newer.is_empty())
 }
 
+/// Commit `entry` only if each Kafka partition in `expect` is still at the position given
+/// (what the committer started reading from): another consumer that committed the same
+/// partition meanwhile (split ownership during a rebalance) makes this a
+/// [`WarehouseError::Fenced`] and nothing is written, so no offset is ever committed twice.
+/// Check and write are one step: the write is create-if-absent on the version after the
+/// one checked, and a lost race re-checks. `snap` is kept up to date (entry included).
+pub(crate) async fn commit_fenced(
+    w: &Warehouse,
+    mut entry: LogEntry,
+    snap: &mut Snapshot,
+    expect: &BTreeMap<(String, i32), i64>,
+) -> Result<u64, WarehouseError> {
+    loop {
+        refresh(w, snap).await?;
+        for ((topic, partition), expected) in expect {
+            let found = snap.kafka.get(&(topic.clone(), *partition)).copied().unwrap_or(0);
+            if found != *expected {
+                return Err(WarehouseError::Fenced {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    expected: *expected,
+                    found,
+                });
+            }
+        }
+        entry.version = snap.version + 1;
+        let p = entry_path(entry.version);
+        let body = serde_json::to_vec_pretty(&entry).expect("log entries serialize");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match w
+            .store()
+            .put_opts(
+                &object_store::path::Path::from(p.as_str()),
+                PutPayload::from(body),
+                opts,
+            )
+            .await
+        {
+            Ok(_) => {
+                w.fsync(&p).map_err(|e| WarehouseError::Write {
+                    path: p.clone(),
+                    retryable: true,
+                    source: Box::new(e),
+                })?;
+                snap.apply(&entry);
+                return Ok(entry.version);
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => {
+                return Err(WarehouseError::Write {
+                    path: p,
+                    retryable: true,
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+}
+
 pub(crate) async fn commit(w: &Warehouse, mut entry: LogEntry) -> Result<u64, WarehouseError> {
     let mut next = list_versions(w).await?.last().map_or(1, |v| v + 1);
     loop {

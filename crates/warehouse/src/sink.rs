@@ -277,6 +277,34 @@ impl Sink {
         committed_at: String,
         writer: String,
     ) -> Result<Option<u64>, WarehouseError> {
+        self.commit_with(sources, committed_at, writer, None).await
+    }
+
+    /// [`Sink::commit`], fenced: only if the Kafka positions in `expect` are unchanged in
+    /// the log (see [`Warehouse::commit_fenced`]). On [`WarehouseError::Fenced`] the
+    /// files stay pending; the caller discards them.
+    pub async fn commit_fenced(
+        &mut self,
+        sources: Vec<SourcePosition>,
+        committed_at: String,
+        writer: String,
+        snap: &mut crate::Snapshot,
+        expect: &std::collections::BTreeMap<(String, i32), i64>,
+    ) -> Result<Option<u64>, WarehouseError> {
+        self.commit_with(sources, committed_at, writer, Some((snap, expect)))
+            .await
+    }
+
+    async fn commit_with(
+        &mut self,
+        sources: Vec<SourcePosition>,
+        committed_at: String,
+        writer: String,
+        fence: Option<(
+            &mut crate::Snapshot,
+            &std::collections::BTreeMap<(String, i32), i64>,
+        )>,
+    ) -> Result<Option<u64>, WarehouseError> {
         let keys: Vec<_> = self.open.keys().cloned().collect();
         for k in keys {
             self.close(&k, RollReason::Commit).await?;
@@ -294,7 +322,11 @@ impl Sink {
             replaces_tables: Vec::new(),
         };
         let files = entry.files.clone();
-        match self.warehouse.commit(entry).await {
+        let r = match fence {
+            Some((snap, expect)) => self.warehouse.commit_fenced(entry, snap, expect).await,
+            None => self.warehouse.commit(entry).await,
+        };
+        match r {
             Ok(v) => {
                 self.stats.commits += 1;
                 self.stats.committed_rows += files.iter().map(|f| f.rows).sum::<u64>();

@@ -261,3 +261,51 @@ proptest! {
         prop_assert_eq!(snap.version, entries.len() as u64);
     }
 }
+
+/// Two consumers that both read partition 0 from position 10 (split ownership during a
+/// rebalance): the first commit wins, the second is fenced and writes nothing, so the
+/// offsets 10.. are committed once.
+#[tokio::test]
+async fn a_fenced_commit_refuses_a_partition_moved_by_another_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::open(dir.path()).unwrap();
+    let entry = |next: i64, writer: &str| LogEntry {
+        version: 0,
+        kind: LogKind::Ingest,
+        committed_at: "t".into(),
+        writer: writer.into(),
+        files: vec![],
+        sources: vec![SourcePosition::Kafka {
+            topic: "t".into(),
+            partition: 0,
+            next_offset: next,
+            reset: false,
+        }],
+        replaces_tables: vec![],
+    };
+    w.commit(entry(10, "setup")).await.unwrap();
+    let expect: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 10)].into();
+    let mut a = w.snapshot().await.unwrap();
+    let mut b = w.snapshot().await.unwrap();
+    assert_eq!(w.commit_fenced(entry(20, "a"), &mut a, &expect).await.unwrap(), 2);
+    let err = w
+        .commit_fenced(entry(15, "b"), &mut b, &expect)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crmdq_warehouse::WarehouseError::Fenced {
+                expected: 10,
+                found: 20,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let snap = w.snapshot().await.unwrap();
+    assert_eq!((snap.version, snap.kafka[&("t".to_string(), 0)]), (2, 20));
+    // b's view was refreshed: fenced again from its new position it commits.
+    let expect_b: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 20)].into();
+    assert_eq!(w.commit_fenced(entry(25, "b"), &mut b, &expect_b).await.unwrap(), 3);
+}
