@@ -39,7 +39,10 @@ fn tansu() -> Option<PathBuf> {
     if cached.exists() {
         return Some(cached);
     }
-    let out = Command::new("sh").args(["-c", "command -v tansu"]).output().ok()?;
+    let out = Command::new("sh")
+        .args(["-c", "command -v tansu"])
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
@@ -120,7 +123,11 @@ impl Broker {
         let addr: SocketAddr = self.addr().parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -222,7 +229,10 @@ fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
 }
 
 /// Produce (payload, key) pairs and wait until the broker acknowledged them all.
-fn produce(brokers: &str, msgs: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+/// A message to produce: (payload, key).
+type Msg = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn produce(brokers: &str, msgs: &[Msg]) {
     let p = producer(brokers);
     for (payload, key) in msgs {
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(TOPIC);
@@ -243,7 +253,7 @@ fn produce(brokers: &str, msgs: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
             }
         }
     }
-    p.flush(Duration::from_secs(120)).unwrap();
+    p.flush(Duration::from_mins(2)).unwrap();
 }
 
 fn produce_lines(brokers: &str, lines: &[String], first_key: usize) {
@@ -300,7 +310,7 @@ fn setup_with(days: u32, people: u32, properties: &str) -> Setup {
     let pipeline = dir.path().join("pipeline.yaml");
     std::fs::write(
         &pipeline,
-        format!("name: real-broker\nroster: gen.ndjson.roster.csv\nsource:\n  kafka:\n    group_id: crmdq-real\n    topics:\n      crm.records: ~\n    commit_interval_seconds: 0.5\n    properties:\n      session.timeout.ms: \"6000\"\n      heartbeat.interval.ms: \"1000\"\n      max.poll.interval.ms: \"10000\"\n{properties}",)
+        format!("name: real-broker\nroster: gen.ndjson.roster.csv\nsource:\n  kafka:\n    group_id: crmdq-real\n    topics:\n      crm.records: ~\n    commit_interval_seconds: 0.5\n    properties:\n      session.timeout.ms: \"6000\"\n      heartbeat.interval.ms: \"1000\"\n      max.poll.interval.ms: \"10000\"\n{properties}")
     )
     .unwrap();
     Setup {
@@ -347,10 +357,20 @@ impl Setup {
     /// `crmdq run --until-caught-up`; it must exit 0.
     fn catch_up(&self, broker: &dyn Kafka) {
         let mut c = self.spawn_run(broker, 99, &["--until-caught-up"]);
-        let Some(status) = wait_timeout(&mut c, Duration::from_secs(120)) else {
+        let Some(status) = wait_timeout(&mut c, Duration::from_mins(2)) else {
             let log = self.run_log(99);
-            let tail: String = log.chars().rev().take(60000).collect::<Vec<_>>().into_iter().rev().collect();
-            panic!("the catch-up run did not end within 120 s:\n{tail}\nbroker log:\n{}", broker.log().chars().take(4000).collect::<String>());
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(60000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "the catch-up run did not end within 120 s:\n{tail}\nbroker log:\n{}",
+                broker.log().chars().take(4000).collect::<String>()
+            );
         };
         assert!(status.success(), "catch-up run: {}", self.run_log(99));
     }
@@ -364,7 +384,10 @@ impl Setup {
         if !self.warehouse.exists() {
             return 0;
         }
-        let rows = sql(&self.warehouse, &format!("SELECT COUNT(*) AS n FROM ({UNION})"));
+        let rows = sql(
+            &self.warehouse,
+            &format!("SELECT COUNT(*) AS n FROM ({UNION})"),
+        );
         rows[0]["n"].as_i64().unwrap()
     }
 
@@ -389,7 +412,9 @@ impl Setup {
     fn lost_and_doubled(&self, broker: &dyn Kafka) -> (i64, i64) {
         let rows = sql(
             &self.warehouse,
-            &format!("SELECT src_partition AS p, src_offset AS o, COUNT(*) AS n FROM ({UNION}) GROUP BY 1, 2"),
+            &format!(
+                "SELECT src_partition AS p, src_offset AS o, COUNT(*) AS n FROM ({UNION}) GROUP BY 1, 2"
+            ),
         );
         let mut got: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for r in &rows {
@@ -478,7 +503,7 @@ fn terminate(c: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &c.id().to_string()])
         .status();
-    let s = wait_timeout(c, Duration::from_secs(60)).expect("exited after SIGTERM");
+    let s = wait_timeout(c, Duration::from_mins(1)).expect("exited after SIGTERM");
     assert!(s.success(), "exit after SIGTERM: {s:?}");
 }
 
@@ -535,7 +560,9 @@ fn sigkill_five_times_on_tansu_loses_and_doubles_nothing() {
     let Some(bin) = need_tansu("sigkill_five_times_on_tansu_loses_and_doubles_nothing") else {
         return;
     };
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(10, 30);
     let broker = Broker::start(bin, s.dir.path());
     broker.create_topic(TOPIC, PARTITIONS);
@@ -544,9 +571,16 @@ fn sigkill_five_times_on_tansu_loses_and_doubles_nothing() {
 
 #[test]
 fn sigkill_five_times_on_the_mock_cluster_loses_and_doubles_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(10, 30);
-    sigkill_five_times(&s, &Mock::start(), Duration::ZERO, "SIGKILL x5 (mock cluster)");
+    sigkill_five_times(
+        &s,
+        &Mock::start(),
+        Duration::ZERO,
+        "SIGKILL x5 (mock cluster)",
+    );
 }
 
 /// One, two, three instances in one group (cooperative-sticky), one leaving cleanly and
@@ -599,18 +633,32 @@ fn two_and_three_instances_on_tansu_lose_and_double_nothing() {
     let Some(bin) = need_tansu("two_and_three_instances_on_tansu_lose_and_double_nothing") else {
         return;
     };
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(10, 30);
     let broker = Broker::start(bin, s.dir.path());
     broker.create_topic(TOPIC, PARTITIONS);
-    instances(&s, &broker, false, "2 and 3 instances, clean leaves (tansu)");
+    instances(
+        &s,
+        &broker,
+        false,
+        "2 and 3 instances, clean leaves (tansu)",
+    );
 }
 
 #[test]
 fn two_and_three_instances_with_a_crash_on_the_mock_cluster_lose_and_double_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(10, 30);
-    instances(&s, &Mock::start(), true, "2 and 3 instances, one SIGKILLed (mock cluster)");
+    instances(
+        &s,
+        &Mock::start(),
+        true,
+        "2 and 3 instances, one SIGKILLed (mock cluster)",
+    );
 }
 
 #[test]
@@ -618,7 +666,9 @@ fn a_30_second_broker_outage_is_ridden_out() {
     let Some(bin) = need_tansu("a_30_second_broker_outage_is_ridden_out") else {
         return;
     };
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(6, 20);
     let mut broker = Broker::start(bin, s.dir.path());
     broker.create_topic(TOPIC, PARTITIONS);
@@ -626,7 +676,7 @@ fn a_30_second_broker_outage_is_ridden_out() {
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut run = s.spawn_run(&broker, 0, &["--http-listen", &http.to_string()]);
     produce_lines(&broker.addr(), &s.lines[..half], 0);
-    s.wait_committed(half as i64, Duration::from_secs(60));
+    s.wait_committed(half as i64, Duration::from_mins(1));
     let ready = || http_get(http, "/readyz", None).0 == 200;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
@@ -643,11 +693,14 @@ fn a_30_second_broker_outage_is_ridden_out() {
         assert!(run.try_wait().unwrap().is_none(), "run keeps going");
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(seen_not_ready, "/readyz reported not ready during the outage");
+    assert!(
+        seen_not_ready,
+        "/readyz reported not ready during the outage"
+    );
     broker.up();
     produce_lines(&broker.addr(), &s.lines[half..], half);
-    s.wait_committed(s.lines.len() as i64, Duration::from_secs(120));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    s.wait_committed(s.lines.len() as i64, Duration::from_mins(2));
+    let deadline = Instant::now() + Duration::from_mins(1);
     while !ready() {
         assert!(Instant::now() < deadline, "ready again after the outage");
         std::thread::sleep(Duration::from_millis(200));
@@ -665,7 +718,9 @@ fn hostile_and_large_messages_on_a_real_broker() {
     let Some(bin) = need_tansu("hostile_and_large_messages_on_a_real_broker") else {
         return;
     };
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(2, 12);
     // tansu 0.6 caps a fetch response at 5 MiB and, unlike Kafka (KIP-74), does not hand
     // out a first message larger than that: a bigger message stalls every consumer of its
@@ -681,11 +736,9 @@ fn hostile_and_large_messages_on_a_real_broker() {
         "{{\"record_type\":\"customer\",\"record_id\":\"big\",\"entered_by\":\"li.wei\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-11-01 10:00:00\",\"note\":\"{}\"}}",
         "x".repeat(4_000_000)
     );
-    let rec = |fields: &str| -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-        (Some(format!("{{{fields}}}").into_bytes()), None)
-    };
-    const OK: &str = "\"entered_by\":\"li.wei\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-11-01 10:00:00\"";
-    let hostile: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+    let rec = |fields: &str| -> Msg { (Some(format!("{{{fields}}}").into_bytes()), None) };
+    let ok = "\"entered_by\":\"li.wei\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-11-01 10:00:00\"";
+    let hostile: Vec<Msg> = vec![
         (Some(big.into_bytes()), Some(b"big".to_vec())),
         (Some(vec![0xff, 0xfe, b'{', 0x80]), None),
         (
@@ -697,20 +750,35 @@ fn hostile_and_large_messages_on_a_real_broker() {
         (None, Some(b"key-only".to_vec())),
         (Some(b"{\"record_type\":\"customer\"".to_vec()), None),
         (Some(b"[1,2,3]".to_vec()), None),
-        rec(&format!("\"record_id\":\"x1\",{OK}")),
-        rec(&format!("\"record_type\":\"spaceship\",\"record_id\":\"x2\",{OK}")),
-        rec(&format!("\"record_type\":\"customer\",{OK}")),
-        rec("\"record_type\":\"customer\",\"record_id\":\"x3\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-11-01 10:00:00\""),
-        rec("\"record_type\":\"customer\",\"record_id\":\"x4\",\"entered_by\":\"li.wei\",\"entered_at\":\"2026-11-01 10:00:00\""),
-        rec("\"record_type\":\"customer\",\"record_id\":\"x5\",\"entered_by\":\"li.wei\",\"event_time\":\"yesterday\",\"entered_at\":\"2026-11-01 10:00:00\""),
-        rec("\"record_type\":\"customer\",\"record_id\":\"x6\",\"entered_by\":\"li.wei\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-13-45\""),
-        rec(&format!("\"record_type\":\"customer\",\"record_id\":\"x7\",\"version\":\"new\",{OK}")),
+        rec(&format!("\"record_id\":\"x1\",{ok}")),
+        rec(&format!(
+            "\"record_type\":\"spaceship\",\"record_id\":\"x2\",{ok}"
+        )),
+        rec(&format!("\"record_type\":\"customer\",{ok}")),
+        rec(
+            "\"record_type\":\"customer\",\"record_id\":\"x3\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-11-01 10:00:00\"",
+        ),
+        rec(
+            "\"record_type\":\"customer\",\"record_id\":\"x4\",\"entered_by\":\"li.wei\",\"entered_at\":\"2026-11-01 10:00:00\"",
+        ),
+        rec(
+            "\"record_type\":\"customer\",\"record_id\":\"x5\",\"entered_by\":\"li.wei\",\"event_time\":\"yesterday\",\"entered_at\":\"2026-11-01 10:00:00\"",
+        ),
+        rec(
+            "\"record_type\":\"customer\",\"record_id\":\"x6\",\"entered_by\":\"li.wei\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-13-45\"",
+        ),
+        rec(&format!(
+            "\"record_type\":\"customer\",\"record_id\":\"x7\",\"version\":\"new\",{ok}"
+        )),
         (Some(vec![b' '; 4_500_000]), None),
     ];
     // Interleaved with the good records.
     let mut msgs = Vec::new();
     for (i, l) in s.lines.iter().enumerate() {
-        msgs.push((Some(l.as_bytes().to_vec()), Some(i.to_string().into_bytes())));
+        msgs.push((
+            Some(l.as_bytes().to_vec()),
+            Some(i.to_string().into_bytes()),
+        ));
         if i % 5 == 0
             && let Some(h) = hostile.get(i / 5)
         {
@@ -722,7 +790,12 @@ fn hostile_and_large_messages_on_a_real_broker() {
     s.catch_up(&broker);
 
     let (lost, doubled) = s.lost_and_doubled(&broker);
-    report("hostile messages incl. 4 MB and 4.5 MB", msgs.len(), lost, doubled);
+    report(
+        "hostile messages incl. 4 MB and 4.5 MB",
+        msgs.len(),
+        lost,
+        doubled,
+    );
     assert_eq!((lost, doubled), (0, 0));
     let reasons: BTreeMap<String, i64> = sql(
         &s.warehouse,

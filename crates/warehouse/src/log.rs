@@ -221,7 +221,11 @@ pub(crate) async fn commit_fenced(
     loop {
         refresh(w, snap).await?;
         for ((topic, partition), expected) in expect {
-            let found = snap.kafka.get(&(topic.clone(), *partition)).copied().unwrap_or(0);
+            let found = snap
+                .kafka
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .unwrap_or(0);
             if found != *expected {
                 return Err(WarehouseError::Fenced {
                     topic: topic.clone(),

@@ -62,6 +62,9 @@ impl RollReason {
     }
 }
 
+/// Kafka positions: (topic, partition) → next offset.
+pub type Positions = std::collections::BTreeMap<(String, i32), i64>;
+
 /// Counters of what the sink has done.
 #[derive(Debug, Clone, Default)]
 pub struct SinkStats {
@@ -289,7 +292,7 @@ impl Sink {
         committed_at: String,
         writer: String,
         snap: &mut crate::Snapshot,
-        expect: &std::collections::BTreeMap<(String, i32), i64>,
+        expect: &Positions,
     ) -> Result<Option<u64>, WarehouseError> {
         self.commit_with(sources, committed_at, writer, Some((snap, expect)))
             .await
@@ -300,10 +303,7 @@ impl Sink {
         sources: Vec<SourcePosition>,
         committed_at: String,
         writer: String,
-        fence: Option<(
-            &mut crate::Snapshot,
-            &std::collections::BTreeMap<(String, i32), i64>,
-        )>,
+        fence: Option<(&mut crate::Snapshot, &Positions)>,
     ) -> Result<Option<u64>, WarehouseError> {
         let keys: Vec<_> = self.open.keys().cloned().collect();
         for k in keys {

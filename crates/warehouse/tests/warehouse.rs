@@ -287,7 +287,12 @@ async fn a_fenced_commit_refuses_a_partition_moved_by_another_consumer() {
     let expect: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 10)].into();
     let mut a = w.snapshot().await.unwrap();
     let mut b = w.snapshot().await.unwrap();
-    assert_eq!(w.commit_fenced(entry(20, "a"), &mut a, &expect).await.unwrap(), 2);
+    assert_eq!(
+        w.commit_fenced(entry(20, "a"), &mut a, &expect)
+            .await
+            .unwrap(),
+        2
+    );
     let err = w
         .commit_fenced(entry(15, "b"), &mut b, &expect)
         .await
@@ -307,5 +312,10 @@ async fn a_fenced_commit_refuses_a_partition_moved_by_another_consumer() {
     assert_eq!((snap.version, snap.kafka[&("t".to_string(), 0)]), (2, 20));
     // b's view was refreshed: fenced again from its new position it commits.
     let expect_b: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 20)].into();
-    assert_eq!(w.commit_fenced(entry(25, "b"), &mut b, &expect_b).await.unwrap(), 3);
+    assert_eq!(
+        w.commit_fenced(entry(25, "b"), &mut b, &expect_b)
+            .await
+            .unwrap(),
+        3
+    );
 }
