@@ -148,6 +148,21 @@ enum Command {
         #[arg(long)]
         roster: Option<PathBuf>,
     },
+    /// Kernel and Kafka measurements for benches/bench.py (JSON lines on stdout).
+    #[command(hide = true)]
+    Bench {
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// NDJSON input (e.g. from `crmdq generate`).
+        #[arg(long)]
+        input: PathBuf,
+        /// Also measure Kafka end to end on the in-process mock cluster.
+        #[arg(long)]
+        kafka: bool,
+        /// Folder for the Kafka run's warehouse (default: a temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Evaluate the pipeline's alert rules for a business date and notify (and record)
     /// what fires or resolves.
     Alerts {
@@ -548,6 +563,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display(),
                 roster.display()
             );
+        }
+        Command::Bench {
+            pipeline,
+            input,
+            kafka,
+            dir,
+        } => {
+            let p = load(&pipeline, None)?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            drop(text);
+            let mut out = crmdq_pipeline::bench::kernels(&p, &lines, clock.now())?;
+            if kafka {
+                let tmp = tempfile::tempdir()?;
+                let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
+                out.extend(crmdq_pipeline::bench::kafka_mock(&p, &lines, &dir, clock).await?);
+            }
+            for k in out {
+                println!("{}", serde_json::to_string(&k)?);
+            }
         }
         Command::CheckConfig { pipeline, verbose } => {
             let p = load(&pipeline, None)?;

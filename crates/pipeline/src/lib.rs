@@ -5,6 +5,7 @@
 //! [`demo`] puts all of it together on an in-process Kafka mock cluster. Time comes from a
 //! [`Clock`], never from the system inside the stages.
 
+pub mod bench;
 pub mod clock;
 pub mod demo;
 pub mod generate;

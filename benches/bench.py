@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""crmdq's performance table, next to DuckDB doing the same work, in one command:
+
+    python3 benches/bench.py                 # 1M and 10M generated entries (about 25 minutes)
+    python3 benches/bench.py --records 1000000 --kafka-records 200000
+    python3 benches/bench.py --tiny          # a few thousand entries: the harness itself (tests)
+
+For each size: `crmdq generate` data (NDJSON, ~300-400 B per entry), then
+  - `crmdq ingest` (NDJSON -> checked Parquet) and DuckDB's equivalent (duckdb_work.py),
+    each measured with /usr/bin/time (wall seconds, peak RSS, CPU %);
+  - `crmdq score` and DuckDB's aggregation over its own output;
+  - the per-type counts (rows, complete, valid, on time) of both outputs, which must agree
+    (the comparison is of equal work);
+and once: the kernels (`crmdq bench`: decode, check families, Parquet encode; one core) and
+Kafka end to end — on librdkafka's in-process mock cluster (`crmdq bench --kafka`) and on
+the tansu broker when it is installed (`.ci/run` builds it), each next to a bare librdkafka
+consumer draining the same topic from the same broker.
+
+Prints a Markdown table; `--json FILE` writes every measurement.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+NOW = "2027-01-01T00:00:00Z"
+PER_PERSON_DAY = 6.95  # entries `crmdq generate` writes per person and day
+
+
+def timed(cmd, **kw):
+    """Run `cmd` under /usr/bin/time: (seconds, peak RSS MiB, CPU %, stdout)."""
+    fmt = "%e %M %P"
+    t = subprocess.run(
+        ["/usr/bin/time", "-f", fmt, *map(str, cmd)],
+        capture_output=True, text=True, **kw,
+    )
+    if t.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{t.stdout}\n{t.stderr}")
+    last = t.stderr.strip().splitlines()[-1].split()
+    return float(last[0]), int(last[1]) / 1024, float(last[2].rstrip("%") or 0), t.stdout
+
+
+def generate(crmdq, work, n):
+    """About `n` entries: one `generate` per million (different seeds and date ranges)."""
+    out = work / f"gen-{n}.ndjson"
+    roster = work / f"gen-{n}.roster.csv"
+    if out.exists() and roster.exists():
+        return out, roster
+    parts = max(1, math.ceil(n / 1_000_000))
+    per = n / parts
+    days = 200 if n >= 100_000 else 20
+    people = max(10, round(per / (days * PER_PERSON_DAY)))
+    with open(out, "wb") as f:
+        for k in range(parts):
+            part = work / f"part-{k}.ndjson"
+            start = f"{2000 + k}-01-01"
+            subprocess.run([crmdq, "generate", "--out", part, "--days", str(days), "--people", str(people),
+                            "--seed", str(k + 1), "--start", start], check=True, capture_output=True)
+            with open(part, "rb") as p:
+                shutil.copyfileobj(p, f)
+            if k == 0:
+                shutil.copy(str(part) + ".roster.csv", roster)
+            part.unlink()
+            Path(str(part) + ".roster.csv").unlink()
+    return out, roster
+
+
+def crmdq_counts(crmdq, wh):
+    q = " UNION ALL ".join(
+        f"SELECT '{t}' AS record_type, COUNT(*) AS n, SUM(CAST(dq_complete AS INT)) AS c, "
+        f"SUM(CAST(dq_valid AS INT)) AS v, SUM(CAST(dq_on_time AS INT)) AS o FROM \"{t}\""
+        for t in ["activity", "checkin", "customer", "opportunity", "order", "service_ticket"]
+    )
+    out = subprocess.run([crmdq, "sql", "--warehouse", wh, "--format", "json", q],
+                         check=True, capture_output=True, text=True).stdout
+    res = {}
+    for line in out.splitlines():
+        r = json.loads(line)
+        if r["n"]:
+            res[r["record_type"]] = {"rows": r["n"], "complete": r["c"], "valid": r["v"], "on_time": r["o"]}
+    return res
+
+
+def size_run(crmdq, work, n, pipeline):
+    data, roster = generate(crmdq, work, n)
+    entries = sum(1 for _ in open(data, "rb"))
+    mb = data.stat().st_size / 1e6
+    wh = work / f"wh-{n}"
+    dd = work / f"duck-{n}"
+    for d in (wh, dd):
+        shutil.rmtree(d, ignore_errors=True)
+    dd.mkdir()
+    r = {"entries": entries, "input_mb": round(mb, 1)}
+    s, rss, cpu, _ = timed([crmdq, "--now", NOW, "ingest", "--pipeline", pipeline, "--roster", roster,
+                            "--warehouse", wh, data])
+    r["crmdq_ingest"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
+    s, rss, cpu, _ = timed([crmdq, "--now", NOW, "score", "--pipeline", pipeline, "--roster", roster,
+                            "--warehouse", wh])
+    r["crmdq_score"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
+    s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "ingest", data, dd, NOW])
+    r["duckdb_ingest"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
+    s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "score", dd])
+    r["duckdb_score"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
+    mine = crmdq_counts(crmdq, wh)
+    theirs = json.loads(subprocess.run([sys.executable, HERE / "duckdb_work.py", "counts", dd],
+                                       check=True, capture_output=True, text=True).stdout)
+    r["counts"] = {"crmdq": mine, "duckdb": theirs, "agree": mine == theirs}
+    return r
+
+
+def kernels(crmdq, work, pipeline, n, kafka):
+    data, _ = generate(crmdq, work, n)
+    cmd = [crmdq, "--now", NOW, "bench", "--pipeline", pipeline, "--input", data]
+    if kafka:
+        cmd.append("--kafka")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(l) for l in out.splitlines()]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def tansu_bin():
+    for p in [os.environ.get("CRMDQ_TANSU"), str(Path.home() / ".cache/tansu/bin/tansu"), shutil.which("tansu")]:
+        if p and Path(p).exists():
+            return p
+    return None
+
+
+def kafka_tansu(crmdq, work, pipeline, n):
+    """Produce n generated entries to tansu, drain them with a bare librdkafka consumer
+    (confluent_kafka), then with `crmdq run --until-caught-up`."""
+    tansu = tansu_bin()
+    try:
+        from confluent_kafka import Consumer, Producer
+    except ImportError:
+        return {"skipped": "confluent_kafka not installed"}
+    if not tansu:
+        return {"skipped": "tansu not installed (.ci/run builds it)"}
+    data, roster = generate(crmdq, work, n)
+    bdir = work / "tansu"
+    shutil.rmtree(bdir, ignore_errors=True)
+    bdir.mkdir()
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen([tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                               "--storage-engine", "sqlite://broker.db"], cwd=bdir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        subprocess.run([tansu, "topic", "create", "--broker", url, "--partitions", "3", "crm.records"], check=True)
+        addr = f"127.0.0.1:{port}"
+        p = Producer({"bootstrap.servers": addr, "linger.ms": 20, "queue.buffering.max.messages": 1000000})
+        t = time.time()
+        with open(data, "rb") as f:
+            for i, line in enumerate(f):
+                while True:
+                    try:
+                        p.produce("crm.records", line.rstrip(b"\n"), key=str(i))
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+        p.flush(600)
+        produce_s = time.time() - t
+        c = Consumer({"bootstrap.servers": addr, "group.id": "bench-bare", "auto.offset.reset": "earliest",
+                      "enable.auto.commit": False})
+        c.subscribe(["crm.records"])
+        got, t = 0, time.time()
+        while got < n and time.time() - t < 900:
+            for m in c.consume(10000, 0.5):
+                if not m.error():
+                    got += 1
+        bare_s = time.time() - t
+        c.close()
+        wh = work / "wh-tansu"
+        shutil.rmtree(wh, ignore_errors=True)
+        pipe = work / "tansu-pipeline.yaml"
+        pipe.write_text(f"name: bench\nroster: {roster}\nsource:\n  kafka:\n    group_id: bench-crmdq\n"
+                        "    topics:\n      crm.records: ~\n")
+        s, rss, cpu, out = timed([crmdq, "--now", NOW, "run", "--pipeline", pipe, "--warehouse", wh,
+                                  "--brokers", addr, "--until-caught-up"])
+        return {"messages": n, "produce_seconds": round(produce_s, 1), "bare_seconds": round(bare_s, 2),
+                "bare_consumed": got, "crmdq_seconds": s, "crmdq_rss_mib": round(rss), "crmdq_cpu_pct": cpu,
+                "crmdq_summary": out.strip()}
+    finally:
+        broker.kill()
+        broker.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--kernel-records", type=int, default=200_000)
+    ap.add_argument("--kafka-records", type=int, default=200_000)
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "crmdq-bench")
+    ap.add_argument("--crmdq", default=None, help="crmdq binary (default: the release build)")
+    ap.add_argument("--pipeline", default=str(ROOT / "pipelines/crm.yaml"))
+    ap.add_argument("--tiny", action="store_true", help="a few thousand entries, no tansu: the harness only")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args()
+    if a.tiny:
+        a.records, a.kernel_records, a.kafka_records = [5000], 5000, 0
+    crmdq = a.crmdq
+    if crmdq is None:
+        target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/crmdq-target"))
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True,
+                       env={**os.environ, "CARGO_TARGET_DIR": str(target)})
+        crmdq = str(target / "release/crmdq")
+    a.work.mkdir(parents=True, exist_ok=True)
+
+    res = {"machine": f"{os.cpu_count()} cores", "sizes": [], "kernels": [], "kafka_tansu": None}
+    for n in a.records:
+        print(f"… {n:,} entries", file=sys.stderr)
+        res["sizes"].append(size_run(crmdq, a.work, n, a.pipeline))
+    print("… kernels and Kafka (mock cluster)", file=sys.stderr)
+    res["kernels"] = kernels(crmdq, a.work, a.pipeline, a.kernel_records, kafka=True)
+    if a.kafka_records:
+        print("… Kafka (tansu)", file=sys.stderr)
+        res["kafka_tansu"] = kafka_tansu(crmdq, a.work, a.pipeline, a.kafka_records)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
+    print(table(res))
+    if not all(s["counts"]["agree"] for s in res["sizes"]):
+        sys.exit("crmdq and DuckDB disagree on the counts (see --json)")
+
+
+def table(res):
+    rows = ["| work | crmdq | DuckDB | crmdq ÷ DuckDB |", "|---|---|---|---|"]
+    for s in res["sizes"]:
+        n, mb = s["entries"], s["input_mb"]
+        ci, di = s["crmdq_ingest"], s["duckdb_ingest"]
+        rows.append(
+            f"| ingest {n:,} entries ({mb:,.0f} MB NDJSON) → checked Parquet | {n / ci['seconds']:,.0f} rec/s, "
+            f"{mb / ci['seconds']:.1f} MB/s, {ci['seconds']:.1f} s, RSS {ci['rss_mib']} MiB, CPU {ci['cpu_pct']:.0f}% | "
+            f"{n / di['seconds']:,.0f} rec/s, {di['seconds']:.1f} s, RSS {di['rss_mib']} MiB, CPU {di['cpu_pct']:.0f}% | "
+            f"{di['seconds'] / ci['seconds']:.2f}× |")
+        cs, ds = s["crmdq_score"], s["duckdb_score"]
+        rows.append(f"| score {n:,} entries | {cs['seconds']:.1f} s, RSS {cs['rss_mib']} MiB | "
+                    f"{ds['seconds']:.1f} s, RSS {ds['rss_mib']} MiB | {ds['seconds'] / cs['seconds']:.2f}× |")
+        rows.append(f"| counts agree (rows, complete, valid, on time per type) | | | {'yes' if s['counts']['agree'] else 'NO'} |")
+    rows += ["", "| kernel / Kafka | records | seconds | records/s |", "|---|---|---|---|"]
+    for k in res["kernels"]:
+        rows.append(f"| {k['name']} | {k['records']:,} | {k['seconds']:.3f} | {k['records'] / k['seconds']:,.0f} |")
+    kt = res.get("kafka_tansu")
+    if kt and "skipped" not in kt:
+        n = kt["messages"]
+        rows.append(f"| kafka (tansu, sqlite): bare librdkafka consumer (Python) | {n:,} | {kt['bare_seconds']:.2f} | {n / kt['bare_seconds']:,.0f} |")
+        rows.append(f"| kafka (tansu, sqlite): crmdq run --until-caught-up (process start to exit) | {n:,} | {kt['crmdq_seconds']:.2f} | {n / kt['crmdq_seconds']:,.0f} |")
+    elif kt:
+        rows.append(f"| kafka (tansu) | skipped: {kt['skipped']} | | |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

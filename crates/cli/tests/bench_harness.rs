@@ -1,0 +1,61 @@
+//! The benchmark harness (`benches/bench.py`) runs on a tiny input, and crmdq's and
+//! DuckDB's outputs agree on the counts per record type (rows, complete, valid, on time),
+//! so the comparison it prints is of equal work. (Speed is measured by the harness, never
+//! asserted by a test.)
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_benchmark_harness_runs_and_agrees_with_duckdb() {
+    let has_duckdb = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_duckdb {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 -m pip install duckdb (.ci/run does)"
+        );
+        eprintln!("SKIPPED: the Python duckdb package is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("python3")
+        .arg(root.join("benches/bench.py"))
+        .args(["--tiny", "--crmdq", env!("CARGO_BIN_EXE_crmdq"), "--work"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench.py --tiny: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| ingest 5,0") || table.contains("| ingest "), "{table}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let size = &r["sizes"][0];
+    assert_eq!(size["counts"]["agree"], true, "{}", size["counts"]);
+    let counts = size["counts"]["crmdq"].as_object().unwrap();
+    assert_eq!(counts.len(), 6, "every record type: {counts:?}");
+    let rows: i64 = counts.values().map(|c| c["rows"].as_i64().unwrap()).sum();
+    assert!(rows > 4000, "{rows} rows");
+    // Some entries fail each verdict, so agreeing is not trivial.
+    for k in ["complete", "valid", "on_time"] {
+        let v: i64 = counts.values().map(|c| c[k].as_i64().unwrap()).sum();
+        assert!(v < rows && v > rows / 2, "{k}: {v} of {rows}");
+    }
+    let kernels = r["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 8, "{kernels:?}");
+    assert!(
+        kernels
+            .iter()
+            .all(|k| k["seconds"].as_f64().unwrap() > 0.0 && k["records"].as_i64().unwrap() > 0)
+    );
+}
