@@ -38,7 +38,10 @@ fn the_benchmark_harness_runs_and_agrees_with_duckdb() {
         String::from_utf8_lossy(&out.stderr)
     );
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("| ingest 5,0") || table.contains("| ingest "), "{table}");
+    assert!(
+        table.contains("| ingest 5,0") || table.contains("| ingest "),
+        "{table}"
+    );
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let size = &r["sizes"][0];
     assert_eq!(size["counts"]["agree"], true, "{}", size["counts"]);

@@ -97,9 +97,15 @@ pub fn kernels(
     // and lateness) are always computed, so "completeness + lateness" is the floor the
     // other families add to.
     let families: [(&str, Box<dyn Fn(&str) -> bool>); 4] = [
-        ("check: completeness (placeholders) + lateness", Box::new(|_| false)),
+        (
+            "check: completeness (placeholders) + lateness",
+            Box::new(|_| false),
+        ),
         ("check: + phone validity", Box::new(|c| c == "phone.format")),
-        ("check: + ID number", Box::new(|c| c.starts_with("id_number."))),
+        (
+            "check: + ID number",
+            Box::new(|c| c.starts_with("id_number.")),
+        ),
         ("check: all families", Box::new(|_| true)),
     ];
     let mut checked = Vec::new();
