@@ -27,6 +27,9 @@ pub struct Kernel {
     pub seconds: f64,
 }
 
+/// Which built-in checks a family keeps.
+type CheckFilter = fn(&str) -> bool;
+
 /// A pipeline whose built-in validity checks are all disabled except those `keep` accepts.
 fn only(p: &Pipeline, keep: impl Fn(&str) -> bool) -> Pipeline {
     let mut q = p.clone();
@@ -96,17 +99,11 @@ pub fn kernels(
     // Each family on its own: the verdict columns (completeness with placeholders, deadline
     // and lateness) are always computed, so "completeness + lateness" is the floor the
     // other families add to.
-    let families: [(&str, Box<dyn Fn(&str) -> bool>); 4] = [
-        (
-            "check: completeness (placeholders) + lateness",
-            Box::new(|_| false),
-        ),
-        ("check: + phone validity", Box::new(|c| c == "phone.format")),
-        (
-            "check: + ID number",
-            Box::new(|c| c.starts_with("id_number.")),
-        ),
-        ("check: all families", Box::new(|_| true)),
+    let families: [(&str, CheckFilter); 4] = [
+        ("check: completeness (placeholders) + lateness", |_| false),
+        ("check: + phone validity", |c| c == "phone.format"),
+        ("check: + ID number", |c| c.starts_with("id_number.")),
+        ("check: all families", |_| true),
     ];
     let mut checked = Vec::new();
     for (name, keep) in &families {
