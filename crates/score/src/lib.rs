@@ -309,24 +309,8 @@ async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), Sco
     for (name, body) in sql::views() {
         if materialize && (name == "entries" || name == "person_base") {
             let df = ctx.sql(&body).await.map_err(q(&name))?;
-            // Every column nullable: `DISTINCT ON` (an ordered `first_value`) yields
-            // nullable columns where the plan's schema says otherwise.
-            let fields: Vec<_> = df
-                .schema()
-                .as_arrow()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect();
-            let schema: SchemaRef = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-            let batches = df
-                .collect()
-                .await
-                .map_err(q(&name))?
-                .into_iter()
-                .map(|b| b.with_schema(schema.clone()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| q(&name)(e.into()))?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await.map_err(q(&name))?;
             let table = MemTable::try_new(schema, vec![batches]).map_err(q(&name))?;
             ctx.register_table(name.as_str(), Arc::new(table))
                 .map_err(q(&name))?;

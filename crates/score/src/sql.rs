@@ -12,20 +12,10 @@ const COMMON: &str = "record_type, record_id, version, owner_id, entered_by, tea
     dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
 
 /// Dedup a table to the first delivery of each (record_id, version) in source order.
-///
-/// `DISTINCT ON` (an aggregate with an ordered `first_value`, linear in the rows) rather
-/// than `ROW_NUMBER() OVER (PARTITION BY …)`: with one partition per entry DataFusion's
-/// bounded window operator prunes its per-partition state once per batch, which made
-/// scoring 1M entries take minutes.
 pub fn dedup(table: &str, cols: &str) -> String {
-    dedup_on(table, cols, "record_id, version")
-}
-
-/// [`dedup`] on other key columns.
-pub fn dedup_on(table: &str, cols: &str, keys: &str) -> String {
     format!(
-        "SELECT DISTINCT ON ({keys}) {cols} FROM \"{table}\" \
-         ORDER BY {keys}, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line"
+        "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY record_id, version \
+         ORDER BY dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line) AS crmdq_rn FROM \"{table}\") WHERE crmdq_rn = 1"
     )
 }
 
@@ -38,25 +28,18 @@ pub fn views() -> Vec<(String, String)> {
         .join(" UNION ALL ");
     let mut v = vec![
         ("all_deliveries".to_string(), union),
-        (
-            // Deduplicated per table (record_type is constant within one), then pooled.
-            "entries".to_string(),
-            RecordType::ALL
-                .iter()
-                .map(|rt| format!("SELECT {COMMON} FROM ({})", dedup(rt.as_str(), COMMON)))
-                .collect::<Vec<_>>()
-                .join(" UNION ALL "),
-        ),
+        ("entries".to_string(), dedup("all_deliveries", COMMON).replace("PARTITION BY record_id", "PARTITION BY record_type, record_id")),
         (
             // Everyone who entered or owns something on D, with their roster row at D
             // (inclusive dates; the later valid_from wins).
             "roster_at".to_string(),
-            "SELECT DISTINCT ON (p.person_id, p.dt) p.person_id, p.dt, r.role, r.team_id, r.manager_id \
+            "SELECT person_id, dt, role, team_id, manager_id FROM ( \
+               SELECT p.person_id, p.dt, r.role, r.team_id, r.manager_id, \
+                 ROW_NUMBER() OVER (PARTITION BY p.person_id, p.dt ORDER BY r.valid_from DESC NULLS LAST) AS rn \
                FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries) p \
                JOIN roster r ON r.person_id = p.person_id \
                  AND (r.valid_from IS NULL OR r.valid_from <= CAST(p.dt AS DATE)) \
-                 AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to) \
-               ORDER BY p.person_id, p.dt, r.valid_from DESC NULLS LAST"
+                 AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to)) WHERE rn = 1"
                 .to_string(),
         ),
         (
@@ -69,10 +52,10 @@ pub fn views() -> Vec<(String, String)> {
         (
             // Team of people not on the roster: the record team most of their entries carry (ties: smallest id).
             "offroster_team".to_string(),
-            "SELECT DISTINCT ON (person_id, dt) person_id, dt, team_id FROM ( \
-               SELECT entered_by AS person_id, dt, record_team AS team_id, COUNT(*) AS n \
-               FROM entries_team WHERE record_team IS NOT NULL GROUP BY entered_by, dt, record_team) \
-             ORDER BY person_id, dt, n DESC, team_id ASC"
+            "SELECT person_id, dt, team_id FROM ( \
+               SELECT entered_by AS person_id, dt, record_team AS team_id, \
+                 ROW_NUMBER() OVER (PARTITION BY entered_by, dt ORDER BY COUNT(*) DESC, record_team ASC) AS rn \
+               FROM entries_team WHERE record_team IS NOT NULL GROUP BY entered_by, dt, record_team) WHERE rn = 1"
                 .to_string(),
         ),
         (
