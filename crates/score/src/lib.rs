@@ -308,9 +308,11 @@ async fn register_scoring_inputs(
 async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), ScoreError> {
     for (name, body) in sql::views() {
         if materialize && (name == "entries" || name == "person_base") {
+            let started = std::time::Instant::now();
             let df = ctx.sql(&body).await.map_err(q(&name))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await.map_err(q(&name))?;
+            tracing::info!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
             let table = MemTable::try_new(schema, vec![batches]).map_err(q(&name))?;
             ctx.register_table(name.as_str(), Arc::new(table))
                 .map_err(q(&name))?;
@@ -397,9 +399,11 @@ pub async fn score(
     let mut summary = ScoreSummary::default();
     let mut dates = std::collections::BTreeSet::new();
     for (name, dir) in SCORE_TABLES {
+        let started = std::time::Instant::now();
         let df = ctx.sql(&table_sql(name, p)).await.map_err(q(name))?;
         let full_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(q(name))?;
+        tracing::info!(table = name, seconds = started.elapsed().as_secs_f64(), "computed");
         let all = arrow::compute::concat_batches(&full_schema, &batches)
             .map_err(|e| q(name)(e.into()))?;
         let dt_idx = full_schema.index_of("dt").map_err(|e| q(name)(e.into()))?;
