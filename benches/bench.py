@@ -122,7 +122,7 @@ def kernels(crmdq, work, pipeline, n, kafka):
     cmd = [crmdq, "--now", NOW, "bench", "--pipeline", pipeline, "--input", data]
     if kafka:
         cmd.append("--kafka")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=1800).stdout
     return [json.loads(l) for l in out.splitlines()]
 
 
@@ -210,7 +210,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--kernel-records", type=int, default=200_000)
-    ap.add_argument("--kafka-records", type=int, default=200_000)
+    ap.add_argument("--kafka-records", type=int, default=200_000, help="messages for the tansu line (0: skip)")
+    ap.add_argument("--mock-records", type=int, default=20_000, help="messages for the mock-cluster line")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "crmdq-bench")
     ap.add_argument("--crmdq", default=None, help="crmdq binary (default: the release build)")
     ap.add_argument("--pipeline", default=str(ROOT / "pipelines/crm.yaml"))
@@ -218,7 +219,7 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     if a.tiny:
-        a.records, a.kernel_records, a.kafka_records = [5000], 5000, 0
+        a.records, a.kernel_records, a.kafka_records, a.mock_records = [5000], 5000, 0, 5000
     crmdq = a.crmdq
     if crmdq is None:
         target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/crmdq-target"))
@@ -231,8 +232,12 @@ def main():
     for n in a.records:
         print(f"… {n:,} entries", file=sys.stderr)
         res["sizes"].append(size_run(crmdq, a.work, n, a.pipeline))
+        print(json.dumps(res["sizes"][-1]), file=sys.stderr, flush=True)
     print("… kernels and Kafka (mock cluster)", file=sys.stderr)
-    res["kernels"] = kernels(crmdq, a.work, a.pipeline, a.kernel_records, kafka=True)
+    res["kernels"] = kernels(crmdq, a.work, a.pipeline, a.kernel_records, kafka=False)
+    # Kafka on the mock cluster, on its own (smaller) input: at 200,000 messages the
+    # in-process mock stalled here (not yet explained), so it is measured at --mock-records.
+    res["kernels"] += kernels(crmdq, a.work, a.pipeline, a.mock_records, kafka=True)[-2:]
     if a.kafka_records:
         print("… Kafka (tansu)", file=sys.stderr)
         res["kafka_tansu"] = kafka_tansu(crmdq, a.work, a.pipeline, a.kafka_records)

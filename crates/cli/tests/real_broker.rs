@@ -332,7 +332,7 @@ impl Drop for Setup {
 
 impl Setup {
     /// `crmdq run` in the background (its output in `run-N.log`).
-    fn spawn_run(&self, kafka: &dyn Kafka, n: usize, extra: &[&str]) -> Child {
+    fn spawn_run(&self, kafka: &dyn Kafka, n: usize, extra: &[&str]) -> Proc {
         let log = std::fs::File::create(self.dir.path().join(format!("run-{n}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_crmdq"))
             .args([
@@ -351,13 +351,14 @@ impl Setup {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Proc)
             .unwrap()
     }
 
     /// `crmdq run --until-caught-up`; it must exit 0.
     fn catch_up(&self, broker: &dyn Kafka) {
         let mut c = self.spawn_run(broker, 99, &["--until-caught-up"]);
-        let Some(status) = wait_timeout(&mut c, Duration::from_mins(2)) else {
+        let Some(status) = wait_timeout(&mut c.0, Duration::from_mins(2)) else {
             let log = self.run_log(99);
             let tail: String = log
                 .chars()
@@ -499,12 +500,23 @@ fn wait_timeout(c: &mut Child, within: Duration) -> Option<std::process::ExitSta
 }
 
 /// SIGTERM, then wait for a clean exit.
-fn terminate(c: &mut Child) {
+fn terminate(p: &mut Proc) {
+    let c = &mut p.0;
     let _ = Command::new("kill")
         .args(["-TERM", &c.id().to_string()])
         .status();
     let s = wait_timeout(c, Duration::from_mins(1)).expect("exited after SIGTERM");
     assert!(s.success(), "exit after SIGTERM: {s:?}");
+}
+
+/// A `crmdq` process of a test, killed if the test ends (or fails) before it does.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A small deterministic pseudo-random sequence (xorshift) for kill moments.
@@ -536,8 +548,8 @@ fn sigkill_five_times(s: &Setup, kafka: &dyn Kafka, settle: Duration, name: &str
         produce_lines(&kafka.addr(), chunk, sent);
         sent += chunk.len();
         std::thread::sleep(moments.next_ms(100, 2500));
-        c.kill().unwrap(); // SIGKILL
-        c.wait().unwrap();
+        c.0.kill().unwrap(); // SIGKILL
+        c.0.wait().unwrap();
         std::thread::sleep(settle);
     }
     assert!(s.committed() > 0, "the killed runs committed something");
@@ -607,8 +619,8 @@ fn instances(s: &Setup, kafka: &dyn Kafka, crash_b: bool, name: &str) {
     terminate(&mut a); // a clean leave mid-stream
     s.wait_committed(feed(3), within); // two again
     if crash_b {
-        b.kill().unwrap(); // a crash: its partitions move after the session timeout
-        b.wait().unwrap();
+        b.0.kill().unwrap(); // a crash: its partitions move after the session timeout
+        b.0.wait().unwrap();
     } else {
         terminate(&mut b);
     }
@@ -690,7 +702,7 @@ fn a_30_second_broker_outage_is_ridden_out() {
     let mut seen_not_ready = false;
     while stopped.elapsed() < Duration::from_secs(30) {
         seen_not_ready |= !ready();
-        assert!(run.try_wait().unwrap().is_none(), "run keeps going");
+        assert!(run.0.try_wait().unwrap().is_none(), "run keeps going");
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(

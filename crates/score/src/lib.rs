@@ -403,7 +403,11 @@ pub async fn score(
         let df = ctx.sql(&table_sql(name, p)).await.map_err(q(name))?;
         let full_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(q(name))?;
-        tracing::info!(table = name, seconds = started.elapsed().as_secs_f64(), "computed");
+        tracing::info!(
+            table = name,
+            seconds = started.elapsed().as_secs_f64(),
+            "computed"
+        );
         let all = arrow::compute::concat_batches(&full_schema, &batches)
             .map_err(|e| q(name)(e.into()))?;
         let dt_idx = full_schema.index_of("dt").map_err(|e| q(name)(e.into()))?;
