@@ -411,6 +411,15 @@ impl Loop<'_> {
         }
     }
 
+    /// Forget everything consumed but not committed (it will be read again).
+    fn drop_uncommitted(&mut self) {
+        self.sink.discard();
+        let _ = self.decoder.finish();
+        self.buffered = false;
+        self.pending = CommitCounts::default();
+        self.pending_dlq.clear();
+    }
+
     /// Another consumer committed a partition this one was also reading (both owned it
     /// for a moment during a rebalance): drop everything uncommitted and go back to the
     /// log's positions for every partition. Nothing is doubled; what was dropped is
@@ -426,11 +435,7 @@ impl Loop<'_> {
                 kind: "fenced".to_string(),
             })
             .inc();
-        self.sink.discard();
-        let _ = self.decoder.finish();
-        self.buffered = false;
-        self.pending = CommitCounts::default();
-        self.pending_dlq.clear();
+        self.drop_uncommitted();
         let parts: Vec<(Tp, i64)> = self
             .parts
             .keys()
@@ -456,11 +461,7 @@ impl Loop<'_> {
             retry_in_seconds = backoff.as_secs_f64(),
             "warehouse write failed: consumption paused, uncommitted data discarded (it will be re-read)"
         );
-        self.sink.discard();
-        let _ = self.decoder.finish();
-        self.buffered = false;
-        self.pending = CommitCounts::default();
-        self.pending_dlq.clear();
+        self.drop_uncommitted();
         let parts: Vec<(Tp, i64)> = self
             .parts
             .keys()
@@ -543,11 +544,7 @@ impl Loop<'_> {
                     partitions = parts.len(),
                     "partitions revoked: discarding uncommitted buffers"
                 );
-                self.sink.discard();
-                let _ = self.decoder.finish();
-                self.buffered = false;
-                self.pending = CommitCounts::default();
-                self.pending_dlq.clear();
+                self.drop_uncommitted();
                 for tp in &parts {
                     self.parts.remove(tp);
                     self.committed.remove(tp);

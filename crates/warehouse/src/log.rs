@@ -236,77 +236,52 @@ pub(crate) async fn commit_fenced(
             }
         }
         entry.version = snap.version + 1;
-        let p = entry_path(entry.version);
-        let body = serde_json::to_vec_pretty(&entry).expect("log entries serialize");
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match w
-            .store()
-            .put_opts(
-                &object_store::path::Path::from(p.as_str()),
-                PutPayload::from(body),
-                opts,
-            )
-            .await
-        {
-            Ok(_) => {
-                w.fsync(&p).map_err(|e| WarehouseError::Write {
-                    path: p.clone(),
-                    retryable: true,
-                    source: Box::new(e),
-                })?;
-                snap.apply(&entry);
-                return Ok(entry.version);
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => {
-                return Err(WarehouseError::Write {
-                    path: p,
-                    retryable: true,
-                    source: Box::new(e),
-                });
-            }
+        if try_put(w, &entry).await? {
+            snap.apply(&entry);
+            return Ok(entry.version);
         }
     }
 }
 
-pub(crate) async fn commit(w: &Warehouse, mut entry: LogEntry) -> Result<u64, WarehouseError> {
-    let mut next = list_versions(w).await?.last().map_or(1, |v| v + 1);
-    loop {
-        entry.version = next;
-        let p = entry_path(next);
-        let body = serde_json::to_vec_pretty(&entry).expect("log entries serialize");
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match w
-            .store()
-            .put_opts(
-                &object_store::path::Path::from(p.as_str()),
-                PutPayload::from(body),
-                opts,
-            )
-            .await
-        {
-            Ok(_) => {
-                w.fsync(&p).map_err(|e| WarehouseError::Write {
-                    path: p.clone(),
-                    retryable: true,
-                    source: Box::new(e),
-                })?;
-                return Ok(next);
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => next += 1,
-            Err(e) => {
-                return Err(WarehouseError::Write {
-                    path: p,
-                    retryable: true,
-                    source: Box::new(e),
-                });
-            }
+/// Write `entry` as version `entry.version`, create-if-absent, and fsync it. `Ok(false)`:
+/// another committer took that version first.
+async fn try_put(w: &Warehouse, entry: &LogEntry) -> Result<bool, WarehouseError> {
+    let p = entry_path(entry.version);
+    let body = serde_json::to_vec_pretty(entry).expect("log entries serialize");
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match w
+        .store()
+        .put_opts(
+            &object_store::path::Path::from(p.as_str()),
+            PutPayload::from(body),
+            opts,
+        )
+        .await
+    {
+        Ok(_) => {
+            w.fsync(&p).map_err(|e| WarehouseError::Write {
+                path: p.clone(),
+                retryable: true,
+                source: Box::new(e),
+            })?;
+            Ok(true)
         }
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(WarehouseError::Write {
+            path: p,
+            retryable: true,
+            source: Box::new(e),
+        }),
     }
+}
+
+pub(crate) async fn commit(w: &Warehouse, mut entry: LogEntry) -> Result<u64, WarehouseError> {
+    entry.version = list_versions(w).await?.last().map_or(1, |v| v + 1);
+    while !try_put(w, &entry).await? {
+        entry.version += 1;
+    }
+    Ok(entry.version)
 }
