@@ -641,8 +641,8 @@ fn instances(s: &Setup, kafka: &dyn Kafka, crash_b: bool, name: &str) {
 /// SIGKILLed member (its partitions stayed assigned to it), which no client can work
 /// around; the crash case runs on the mock cluster below. Not in the default run: in CI
 /// tansu's group coordinator once left the last instance without the partitions the
-/// others had released (1,726 of 1,839 committed after 90 s) — a broker bug, not a crmdq
-/// one (nothing was lost or doubled: the rest was simply never assigned). Run it with
+/// others had released (1,726 of 1,839 committed after 90 s; the rest was never
+/// assigned to anyone). Run it with
 /// `cargo test --test real_broker -- --ignored`.
 #[test]
 #[ignore = "tansu 0.6's group coordinator does not always reassign released partitions"]
