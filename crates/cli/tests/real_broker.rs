@@ -64,6 +64,23 @@ fn need_tansu(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// The common start of a tansu test: the broker binary (or None: skipped), the lock that
+/// runs real-broker tests one at a time, generated data and a started broker with the topic.
+fn on_tansu(
+    test: &str,
+    days: u32,
+    people: u32,
+) -> Option<(std::sync::MutexGuard<'static, ()>, Setup, Broker)> {
+    let bin = need_tansu(test)?;
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup(days, people);
+    let broker = Broker::start(bin, s.dir.path());
+    broker.create_topic(TOPIC, PARTITIONS);
+    Some((serial, s, broker))
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -569,15 +586,13 @@ fn sigkill_five_times(s: &Setup, kafka: &dyn Kafka, settle: Duration, name: &str
 /// expiry was seen to hang the group; a Kafka broker needs no pause.
 #[test]
 fn sigkill_five_times_on_tansu_loses_and_doubles_nothing() {
-    let Some(bin) = need_tansu("sigkill_five_times_on_tansu_loses_and_doubles_nothing") else {
+    let Some((_serial, s, broker)) = on_tansu(
+        "sigkill_five_times_on_tansu_loses_and_doubles_nothing",
+        10,
+        30,
+    ) else {
         return;
     };
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let s = setup(10, 30);
-    let broker = Broker::start(bin, s.dir.path());
-    broker.create_topic(TOPIC, PARTITIONS);
     sigkill_five_times(&s, &broker, Duration::from_secs(7), "SIGKILL x5 (tansu)");
 }
 
@@ -647,15 +662,13 @@ fn instances(s: &Setup, kafka: &dyn Kafka, crash_b: bool, name: &str) {
 #[test]
 #[ignore = "tansu 0.6's group coordinator does not always reassign released partitions"]
 fn two_and_three_instances_on_tansu_lose_and_double_nothing() {
-    let Some(bin) = need_tansu("two_and_three_instances_on_tansu_lose_and_double_nothing") else {
+    let Some((_serial, s, broker)) = on_tansu(
+        "two_and_three_instances_on_tansu_lose_and_double_nothing",
+        10,
+        30,
+    ) else {
         return;
     };
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let s = setup(10, 30);
-    let broker = Broker::start(bin, s.dir.path());
-    broker.create_topic(TOPIC, PARTITIONS);
     instances(
         &s,
         &broker,
@@ -680,15 +693,10 @@ fn two_and_three_instances_with_a_crash_on_the_mock_cluster_lose_and_double_noth
 
 #[test]
 fn a_30_second_broker_outage_is_ridden_out() {
-    let Some(bin) = need_tansu("a_30_second_broker_outage_is_ridden_out") else {
+    let Some((_serial, s, mut broker)) = on_tansu("a_30_second_broker_outage_is_ridden_out", 6, 20)
+    else {
         return;
     };
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let s = setup(6, 20);
-    let mut broker = Broker::start(bin, s.dir.path());
-    broker.create_topic(TOPIC, PARTITIONS);
     let half = s.lines.len() / 2;
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut run = s.spawn_run(&broker, 0, &["--http-listen", &http.to_string()]);
@@ -732,13 +740,10 @@ fn a_30_second_broker_outage_is_ridden_out() {
 
 #[test]
 fn hostile_and_large_messages_on_a_real_broker() {
-    let Some(bin) = need_tansu("hostile_and_large_messages_on_a_real_broker") else {
+    let Some((_serial, s, broker)) = on_tansu("hostile_and_large_messages_on_a_real_broker", 2, 12)
+    else {
         return;
     };
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let s = setup(2, 12);
     // tansu 0.6 caps a fetch response at 5 MiB and, unlike Kafka (KIP-74), does not hand
     // out a first message larger than that: a bigger message stalls every consumer of its
     // partition. So here 4 MB is the big record and 4.5 MB is over this pipeline's 4 MiB
@@ -747,8 +752,6 @@ fn hostile_and_large_messages_on_a_real_broker() {
     let mut text = std::fs::read_to_string(&s.pipeline).unwrap();
     text = text.replace("source:\n", "source:\n  max_message_bytes: 4194304\n");
     std::fs::write(&s.pipeline, text).unwrap();
-    let broker = Broker::start(bin, s.dir.path());
-    broker.create_topic(TOPIC, PARTITIONS);
     let big = format!(
         "{{\"record_type\":\"customer\",\"record_id\":\"big\",\"entered_by\":\"li.wei\",\"event_time\":\"2026-11-01 09:00:00\",\"entered_at\":\"2026-11-01 10:00:00\",\"note\":\"{}\"}}",
         "x".repeat(4_000_000)
