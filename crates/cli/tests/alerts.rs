@@ -176,6 +176,8 @@ alerts:
     - {{ name: person_completeness_drop, scope: person, severity: warning, metric: completeness_rate, drop: {{ days: 14, stddevs: 3, min_history: 7 }} }}
     - {{ name: person_timeliness_drop, scope: person, severity: warning, metric: timeliness_rate, drop: {{ days: 14, below_median: 0.3, min_history: 7 }} }}
     - {{ name: team_timeliness_low, scope: team, severity: critical, metric: timeliness_rate, below: 0.9 }}
+    # Reads event_time across the record tables (it once queried a pooled view without it).
+    - {{ name: stale_events, scope: pipeline, severity: warning, metric: freshness_seconds, above: 8640000 }}
 ",
             roster = roster.display()
         ),

@@ -301,13 +301,14 @@ async fn register_scoring_inputs(
     create_views(scoring, false).await
 }
 
-/// Views scoring reads. With `materialize`, the expensive shared ones (`entries`, the
-/// deduplicated pool, and `person_base`) are computed once and held as in-memory tables,
-/// so the three score queries do not each recompute them; without, everything stays a
-/// view (for planning schemas only).
+/// Views scoring reads. With `materialize`, each is computed once and held as an
+/// in-memory table (DataFusion inlines views, so a view read by two others — e.g.
+/// `ticket_kpis` by `people_days` and `person_base` — would be computed twice), except
+/// `all_deliveries` (read once, by `entries`) and `entries_team` (as large as `entries`,
+/// read once); without, everything stays a view (for planning schemas only).
 async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), ScoreError> {
     for (name, body) in sql::views() {
-        if materialize && (name == "entries" || name == "person_base") {
+        if materialize && name != "all_deliveries" && name != "entries_team" {
             let started = std::time::Instant::now();
             let df = ctx.sql(&body).await.map_err(q(&name))?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());

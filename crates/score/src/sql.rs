@@ -11,11 +11,41 @@ const COMMON: &str = "record_type, record_id, version, owner_id, entered_by, tea
     dq_complete, dq_valid, dq_on_time, dq_late_seconds, dq_missing_fields, dq_failed_checks, \
     dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
 
+/// The order that decides which delivery of a record version is the first.
+const DELIVERY_ORDER: &str =
+    "dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
+
 /// Dedup a table to the first delivery of each (record_id, version) in source order.
 pub fn dedup(table: &str, cols: &str) -> String {
+    dedup_by(table, cols, &["record_id", "version"])
+}
+
+/// Dedup `table` to the first delivery (in [`DELIVERY_ORDER`]) of each `keys` value.
+///
+/// Equal to `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY …) = 1` over the whole table,
+/// but the window only sees the keys delivered more than once (about 1% of rows in a
+/// typical warehouse); every other row passes through an anti join. DataFusion's window
+/// operator keeps a state per partition, which made the plain form the slowest step of
+/// scoring (see README "Performance"). Keys compare NULL-equal, as PARTITION BY does.
+pub fn dedup_by(table: &str, cols: &str, keys: &[&str]) -> String {
+    let key_list = keys.join(", ");
+    let dup_keys = format!(
+        "(SELECT {} FROM \"{table}\" GROUP BY {key_list} HAVING COUNT(*) > 1)",
+        keys.iter()
+            .map(|k| format!("{k} AS crmdq_k_{k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let on = keys
+        .iter()
+        .map(|k| format!("(d.{k} IS NOT DISTINCT FROM k.crmdq_k_{k})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
     format!(
-        "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY record_id, version \
-         ORDER BY dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line) AS crmdq_rn FROM \"{table}\") WHERE crmdq_rn = 1"
+        "SELECT {cols} FROM \"{table}\" d LEFT ANTI JOIN {dup_keys} k ON {on} \
+         UNION ALL SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {key_list} \
+         ORDER BY {DELIVERY_ORDER}) AS crmdq_rn FROM \"{table}\" d LEFT SEMI JOIN {dup_keys} k ON {on}) \
+         WHERE crmdq_rn = 1"
     )
 }
 
@@ -28,7 +58,10 @@ pub fn views() -> Vec<(String, String)> {
         .join(" UNION ALL ");
     let mut v = vec![
         ("all_deliveries".to_string(), union),
-        ("entries".to_string(), dedup("all_deliveries", COMMON).replace("PARTITION BY record_id", "PARTITION BY record_type, record_id")),
+        (
+            "entries".to_string(),
+            dedup_by("all_deliveries", COMMON, &["record_type", "record_id", "version"]),
+        ),
         (
             // Everyone who entered or owns something on D, with their roster row at D
             // (inclusive dates; the later valid_from wins).
@@ -71,10 +104,18 @@ pub fn views() -> Vec<(String, String)> {
         (
             "ticket_kpis".to_string(),
             format!(
-                "SELECT owner_id AS person_id, dt, COUNT(DISTINCT record_id) AS tickets, \
-                   AVG(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS DOUBLE) END) AS mean_satisfaction, \
-                   AVG(CASE WHEN complaint THEN 1.0 WHEN NOT complaint THEN 0.0 END) AS complaint_rate \
-                 FROM ({}) GROUP BY owner_id, dt",
+                // Tickets counted once per record id (one row per id first, then per
+                // owner and day); the means are sums over counts of whole numbers, so
+                // exactly AVG's result.
+                "SELECT owner_id AS person_id, dt, COUNT(*) AS tickets, \
+                   SUM(sat_sum) / CAST(NULLIF(SUM(sat_n), 0) AS DOUBLE) AS mean_satisfaction, \
+                   SUM(complaint_sum) / CAST(NULLIF(SUM(complaint_n), 0) AS DOUBLE) AS complaint_rate \
+                 FROM (SELECT owner_id, dt, record_id, \
+                     SUM(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS DOUBLE) END) AS sat_sum, \
+                     COUNT(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN 1 END) AS sat_n, \
+                     SUM(CASE WHEN complaint THEN 1.0 WHEN NOT complaint THEN 0.0 END) AS complaint_sum, \
+                     COUNT(complaint) AS complaint_n \
+                   FROM ({}) GROUP BY owner_id, dt, record_id) GROUP BY owner_id, dt",
                 dedup("service_ticket", "record_id, version, owner_id, dt, satisfaction, complaint, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
             ),
         ),
@@ -191,4 +232,112 @@ pub fn rule_daily() -> String {
      ) r JOIN person_base b ON b.person_id = r.person_id AND b.dt = r.dt \
      GROUP BY r.dt, r.person_id, b.role, b.team_id, r.rule ORDER BY r.dt, r.person_id, r.rule"
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Int64Type};
+    use datafusion::prelude::SessionContext;
+
+    /// The plain window form `dedup_by` must equal.
+    fn reference(table: &str, cols: &str, keys: &[&str]) -> String {
+        format!(
+            "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {} \
+             ORDER BY {DELIVERY_ORDER}) AS crmdq_rn FROM \"{table}\") WHERE crmdq_rn = 1",
+            keys.join(", ")
+        )
+    }
+
+    async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches: Vec<RecordBatch> = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            let text =
+                |c: usize| datafusion::arrow::compute::cast(b.column(c), &DataType::Utf8).unwrap();
+            let (t, id, pay) = (text(0), text(1), text(3));
+            let (t, id, pay) = (
+                t.as_string::<i32>(),
+                id.as_string::<i32>(),
+                pay.as_string::<i32>(),
+            );
+            let v = b.column(2).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                let get = |a: &datafusion::arrow::array::StringArray| {
+                    a.is_valid(i).then(|| a.value(i).to_string())
+                };
+                out.push(format!(
+                    "{:?} {:?} {} {:?}",
+                    get(t),
+                    get(id),
+                    v.value(i),
+                    get(pay)
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Deliveries of the same version that differ in content, arrive in any order, three
+    /// times, from files and Kafka, with NULL keys and NULL ordering columns: the anti-join
+    /// form picks exactly the rows the window form picks.
+    #[tokio::test]
+    async fn dedup_by_equals_the_window_form() {
+        let ctx = SessionContext::new();
+        ctx.sql(
+            "CREATE TABLE t (record_type VARCHAR, record_id VARCHAR, version BIGINT, payload VARCHAR, \
+               dq_ingested_at BIGINT, src_topic VARCHAR, src_partition INT, src_offset BIGINT, \
+               src_file VARCHAR, src_line BIGINT) AS VALUES \
+             ('customer', 'c1', 1, 'only', 10, NULL, NULL, NULL, 'f', 1), \
+             ('customer', 'c2', 1, 'later', 20, NULL, NULL, NULL, 'f', 2), \
+             ('customer', 'c2', 1, 'first', 10, NULL, NULL, NULL, 'g', 9), \
+             ('customer', 'c2', 2, 'v2', 10, NULL, NULL, NULL, 'g', 10), \
+             ('order', 'c2', 1, 'other type', 30, NULL, NULL, NULL, 'g', 11), \
+             ('order', 'o1', 1, 'k-late', 5, 'crm', 0, 7, NULL, NULL), \
+             ('order', 'o1', 1, 'k-early', 5, 'crm', 0, 3, NULL, NULL), \
+             ('order', 'o1', 1, 'k-other-partition', 5, 'crm', 1, 1, NULL, NULL), \
+             ('order', 'o1', 1, 'no time', NULL, 'crm', 0, 1, NULL, NULL), \
+             (NULL, 'n1', 1, 'null type a', 1, NULL, NULL, NULL, 'f', 5), \
+             (NULL, 'n1', 1, 'null type b', 2, NULL, NULL, NULL, 'f', 6), \
+             ('customer', NULL, 1, 'null id a', 3, NULL, NULL, NULL, 'f', 7), \
+             ('customer', NULL, 1, 'null id b', 1, NULL, NULL, NULL, 'f', 8)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let cols = "record_type, record_id, version, payload";
+        for keys in [
+            &["record_type", "record_id", "version"][..],
+            &["record_id", "version"],
+        ] {
+            let fast = rows(&ctx, &dedup_by("t", cols, keys)).await;
+            let slow = rows(&ctx, &reference("t", cols, keys)).await;
+            assert_eq!(fast, slow, "keys {keys:?}");
+        }
+        // And the expectations, spelled out for the full key.
+        let got = rows(
+            &ctx,
+            &dedup_by("t", cols, &["record_type", "record_id", "version"]),
+        )
+        .await;
+        for want in [
+            "first",
+            "k-early",
+            "null type a",
+            "null id b",
+            "only",
+            "v2",
+            "other type",
+        ] {
+            assert!(
+                got.iter().any(|r| r.ends_with(&format!("{want:?})"))),
+                "{want} not in {got:?}"
+            );
+        }
+        assert_eq!(got.len(), 7, "{got:?}");
+    }
 }
