@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::SourcePos;
 use crate::coerce;
+use crate::fields::Fields;
 
 enum Col {
     Str(StringBuilder),
@@ -137,7 +138,7 @@ impl TypeBuilder {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push(
         &mut self,
-        obj: &mut Map<String, Value>,
+        obj: &mut Fields<'_>,
         version: i64,
         event_time: Timestamp,
         entered_at: Timestamp,
@@ -148,10 +149,10 @@ impl TypeBuilder {
         let mut unparsed = Map::new();
         let mut raw_i = 0;
         for (i, name) in self.names.iter().enumerate() {
-            let v = obj.remove(*name).filter(|v| !v.is_null());
+            let v = obj.remove(name).filter(|v| !v.is_null());
             let kind = self.kinds[i];
             if kind != FieldKind::String {
-                self.raws[raw_i].append_option(v.as_ref().and_then(coerce::value_text));
+                self.raws[raw_i].append_option(v.as_ref().and_then(coerce::text));
                 raw_i += 1;
             }
             match (&mut self.cols[i], *name) {
@@ -159,14 +160,14 @@ impl TypeBuilder {
                 (Col::Str(b), "owner_id") => {
                     let t = v
                         .as_ref()
-                        .and_then(coerce::value_text)
+                        .and_then(coerce::text)
                         .filter(|s| !s.trim().is_empty());
                     b.append_value(t.as_deref().unwrap_or("unassigned"));
                 }
                 (Col::Int(b), "version") => b.append_value(version),
                 (Col::Ts(b), "event_time") => b.append_value(micros(event_time)),
                 (Col::Ts(b), "entered_at") => b.append_value(micros(entered_at)),
-                (Col::Str(b), _) => b.append_option(v.as_ref().and_then(coerce::value_text)),
+                (Col::Str(b), _) => b.append_option(v.as_ref().and_then(coerce::text)),
                 (col, _) => {
                     let ok = match (col, &v) {
                         (Col::Int(b), Some(x)) => {
@@ -201,7 +202,7 @@ impl TypeBuilder {
             self.extra.append_null();
         } else {
             self.extra
-                .append_value(Value::Object(std::mem::take(obj)).to_string());
+                .append_value(Value::Object(std::mem::take(obj).into_map()).to_string());
         }
         if unparsed.is_empty() {
             self.unparsed.append_null();

@@ -1,6 +1,8 @@
 //! The contract's value coercions. Each returns `None` for "present but not coercible";
 //! callers keep the raw text in that case.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::{Disambiguation, TimeZone};
@@ -10,21 +12,26 @@ use unicode_normalization::UnicodeNormalization;
 /// The text of a scalar JSON value (numbers in their JSON spelling); None for null.
 /// Arrays and objects are rendered as compact JSON.
 pub fn value_text(v: &Value) -> Option<String> {
+    text(v).map(Cow::into_owned)
+}
+
+/// [`value_text`], borrowing a string value instead of copying it.
+pub(crate) fn text(v: &Value) -> Option<Cow<'_, str>> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        other => Some(other.to_string()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
     }
 }
 
-/// NFKC (full-width → ASCII) and trim, only when needed.
-pub fn nfkc_trim(s: &str) -> String {
+/// NFKC (full-width → ASCII) and trim, only when needed (ASCII is borrowed).
+pub fn nfkc_trim(s: &str) -> Cow<'_, str> {
     if s.is_ascii() {
-        s.trim().to_string()
+        Cow::Borrowed(s.trim())
     } else {
-        s.nfkc().collect::<String>().trim().to_string()
+        Cow::Owned(s.nfkc().collect::<String>().trim().to_string())
     }
 }
 

@@ -10,6 +10,7 @@
 mod builders;
 mod coerce;
 pub mod csv_input;
+mod fields;
 pub mod mapping;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use serde_json::{Map, Value};
 pub use builders::DeadLetterBuilder;
 use builders::TypeBuilder;
 pub use coerce::{parse_timestamp, value_text};
+use fields::Fields;
 
 /// Where a message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +142,14 @@ impl Decoder {
                 return;
             }
         };
-        let value: Value = match serde_json::from_str(text.trim_start_matches('\u{feff}')) {
+        let text = text.trim_start_matches('\u{feff}');
+        // The usual case, an object, parses straight into borrowed fields; anything else
+        // is parsed again as a plain value to say what it is.
+        if let Ok(fields) = serde_json::from_str::<Fields>(text) {
+            self.push_fields(fields, bytes, pos, implied, ingested_at);
+            return;
+        }
+        let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 self.dead.push(
@@ -172,7 +181,18 @@ impl Decoder {
     /// the dead letter's bytes if the object is rejected.
     pub fn push_object(
         &mut self,
-        mut obj: Map<String, Value>,
+        obj: Map<String, Value>,
+        raw: &[u8],
+        pos: &SourcePos,
+        implied: Option<RecordType>,
+        ingested_at: Timestamp,
+    ) {
+        self.push_fields(Fields::from(obj), raw, pos, implied, ingested_at);
+    }
+
+    fn push_fields(
+        &mut self,
+        mut obj: Fields<'_>,
         raw: &[u8],
         pos: &SourcePos,
         implied: Option<RecordType>,
@@ -295,8 +315,8 @@ impl Decoder {
     }
 }
 
-fn non_blank_text(v: &Value) -> Option<String> {
-    value_text(v).filter(|s| !s.trim().is_empty())
+fn non_blank_text(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    coerce::text(v).filter(|s| !s.trim().is_empty())
 }
 
 fn describe(v: Option<&Value>) -> String {

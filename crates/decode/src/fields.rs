@@ -1,0 +1,137 @@
+//! A JSON object's fields as parsed, keys borrowed from the message where they need no
+//! unescaping: the decoder's working form of a record.
+//!
+//! `serde_json::Map` (an `IndexMap` here) allocates every key and hashes it twice (insert,
+//! then the builder's remove) — about a quarter of decoding's CPU profile. A record has a
+//! few dozen fields at most, so a vector searched linearly is cheaper. Semantics follow
+//! `serde_json::Map`: with duplicate keys the last value wins and the key keeps its first
+//! position.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// The fields of one object, in message order (duplicates included until removed).
+#[derive(Debug, Default)]
+pub(crate) struct Fields<'a> {
+    items: Vec<(Cow<'a, str>, Value)>,
+}
+
+impl Fields<'_> {
+    /// The value of `key` (the last one, if repeated).
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.items
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Take `key` out (every occurrence); its value is the last one.
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
+        let last = self.items.iter().rposition(|(k, _)| k == key)?;
+        let (_, v) = self.items.remove(last);
+        // Earlier duplicates (rare) go too, as a map would have overwritten them.
+        if self.items.iter().any(|(k, _)| k == key) {
+            self.items.retain(|(k, _)| k != key);
+        }
+        Some(v)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// What is left, as the JSON object `serde_json::Map` would hold.
+    pub(crate) fn into_map(self) -> Map<String, Value> {
+        let mut m = Map::new();
+        for (k, v) in self.items {
+            m.insert(k.into_owned(), v);
+        }
+        m
+    }
+}
+
+impl From<Map<String, Value>> for Fields<'static> {
+    fn from(m: Map<String, Value>) -> Self {
+        Fields {
+            items: m.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+        }
+    }
+}
+
+/// A key, borrowed when the message holds it verbatim.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut items = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(Key(k)) = map.next_key()? {
+                    items.push((k, map.next_value::<Value>()?));
+                }
+                Ok(Fields { items })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_behave_like_a_map() {
+        let text = r#"{"a":1,"b":2,"a":3,"c\u0041":4,"b":5}"#;
+        let mut f: Fields = serde_json::from_str(text).unwrap();
+        assert!(matches!(f.items[0].0, Cow::Borrowed("a")));
+        assert!(matches!(f.items[3].0, Cow::Owned(_)), "escaped key");
+        assert_eq!(f.get("a"), Some(&Value::from(3)));
+        assert_eq!(f.remove("a"), Some(Value::from(3)));
+        assert_eq!(f.get("a"), None);
+        let as_map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        let mut m = as_map.clone();
+        m.remove("a");
+        assert_eq!(f.into_map(), m);
+        let f: Fields = serde_json::from_str(text).unwrap();
+        assert_eq!(f.into_map(), as_map);
+    }
+
+    #[test]
+    fn only_objects() {
+        for bad in ["[1]", "\"x\"", "null", "{\"a\":}", "{\"a\":1"] {
+            assert!(serde_json::from_str::<Fields>(bad).is_err(), "{bad}");
+        }
+    }
+}
