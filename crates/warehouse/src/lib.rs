@@ -131,20 +131,22 @@ impl Warehouse {
                 retryable: true,
                 source: Box::new(e),
             })?;
-        self.fsync(rel).map_err(|e| WarehouseError::Write {
-            path: rel.to_string(),
-            retryable: true,
-            source: Box::new(e),
-        })
+        // fsync blocks on the disk: off the async workers.
+        let abs = self.abs(rel);
+        tokio::task::spawn_blocking(move || fsync_path(&abs))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| WarehouseError::Write {
+                path: rel.to_string(),
+                retryable: true,
+                source: Box::new(e),
+            })
     }
 
-    fn fsync(&self, rel: &str) -> std::io::Result<()> {
-        let abs = self.abs(rel);
-        std::fs::File::open(&abs)?.sync_all()?;
-        if let Some(dir) = abs.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+    /// Make `rel` and its directory entry durable (blocking).
+    pub(crate) fn fsync(&self, rel: &str) -> std::io::Result<()> {
+        fsync_path(&self.abs(rel))
     }
 
     /// Read the whole commit log.
@@ -197,4 +199,13 @@ impl Warehouse {
 /// The Hive partition folder name for a date.
 pub fn partition_dir(table_dir: &str, dt: &str) -> String {
     format!("{table_dir}/dt={dt}")
+}
+
+/// Make a written file and its directory entry durable.
+fn fsync_path(abs: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(abs)?.sync_all()?;
+    if let Some(dir) = abs.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

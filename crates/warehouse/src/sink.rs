@@ -1,6 +1,8 @@
 //! The Parquet sink: one open writer per (table, partition), rolled by encoded size, rows
-//! and age, capped in number and buffered bytes. Closed files are durable but invisible
-//! until [`Sink::commit`] names them in a log entry together with the source positions.
+//! and age, capped in number and buffered bytes. A closed file is written and fsynced in
+//! the background (a few at a time, so encoding goes on meanwhile); [`Sink::commit`]
+//! waits until every one is durable, then names them in a log entry together with the
+//! source positions. Until then no reader sees them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -96,14 +98,34 @@ impl OpenFile {
     }
 }
 
+/// Closed files being written and fsynced at once, at most (and at most
+/// [`MAX_IN_FLIGHT_BYTES`] of them): fsync waits on the disk, so a few in parallel let the
+/// file system group them into one journal commit while encoding goes on.
+const MAX_IN_FLIGHT: usize = 16;
+const MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
+
+/// A closed file made durable in the background.
+struct Written {
+    /// Index in `Sink::pending`.
+    idx: usize,
+    estimate: u64,
+    size: u64,
+}
+
 /// Buffers batches into Parquet files and commits them.
 pub struct Sink {
     warehouse: Warehouse,
     limits: SinkLimits,
     props: WriterProperties,
     open: BTreeMap<(String, String), OpenFile>,
-    /// Closed, durable, not yet committed.
+    /// Closed, not yet committed (durable once `writing` has drained).
     pending: Vec<FileAdd>,
+    /// Background encodes and writes of closed files.
+    writing: tokio::task::JoinSet<Result<Written, WarehouseError>>,
+    writing_bytes: u64,
+    /// A background write failed: what is pending is not all durable, so nothing may be
+    /// committed until the caller [`Sink::discard`]s and re-reads.
+    failed: Option<String>,
     file_prefix: String,
     seq: u64,
     stats: SinkStats,
@@ -125,6 +147,9 @@ impl Sink {
             props,
             open: BTreeMap::new(),
             pending: Vec::new(),
+            writing: tokio::task::JoinSet::new(),
+            writing_bytes: 0,
+            failed: None,
             file_prefix,
             seq: 0,
             stats: SinkStats::default(),
@@ -141,7 +166,7 @@ impl Sink {
 
     /// Bytes held in memory by open writers and closed-but-uncommitted files' accounting.
     pub fn buffered_bytes(&self) -> u64 {
-        self.open.values().map(OpenFile::encoded_bytes).sum()
+        self.open.values().map(OpenFile::encoded_bytes).sum::<u64>() + self.writing_bytes
     }
 
     /// Whether the caller should commit now (buffered bytes over the limit).
@@ -244,12 +269,6 @@ impl Sink {
             rows,
             ..
         } = f;
-        let bytes = writer
-            .into_inner()
-            .map_err(|source| WarehouseError::Encode {
-                table: table.clone(),
-                source,
-            })?;
         self.seq += 1;
         let path = format!(
             "{}/part-{}-{:05}.parquet",
@@ -257,18 +276,83 @@ impl Sink {
             self.file_prefix,
             self.seq
         );
-        let size = bytes.len() as u64;
-        self.warehouse.put_durable(&path, bytes.into()).await?;
+        // Estimated until encoded; the task reports the real size.
+        let estimate = (writer.bytes_written() + writer.in_progress_size()) as u64;
+        while !self.writing.is_empty()
+            && (self.writing.len() >= MAX_IN_FLIGHT
+                || self.writing_bytes + estimate > MAX_IN_FLIGHT_BYTES)
+        {
+            self.join_one().await?;
+        }
+        let w = self.warehouse.clone();
+        let rel = path.clone();
+        let tbl = table.clone();
+        let idx = self.pending.len();
+        self.writing_bytes += estimate;
+        // Finishing the file (the last row group's encoding and compression — for small
+        // partitions, all of it), the write and the fsync run beside the next batches.
+        self.writing.spawn(async move {
+            let bytes = tokio::task::spawn_blocking(move || writer.into_inner())
+                .await
+                .map_err(|e| WarehouseError::Write {
+                    path: rel.clone(),
+                    retryable: true,
+                    source: Box::new(e),
+                })?
+                .map_err(|source| WarehouseError::Encode { table: tbl, source })?;
+            let size = bytes.len() as u64;
+            w.put_durable(&rel, bytes.into()).await?;
+            Ok(Written {
+                idx,
+                estimate,
+                size,
+            })
+        });
         *self.stats.files_rolled.entry(reason).or_default() += 1;
         self.stats.rows_written += rows;
-        self.stats.bytes_written += size;
         self.pending.push(FileAdd {
             table,
             dt,
             path,
             rows,
-            bytes: size,
+            bytes: 0, // set when written
         });
+        Ok(())
+    }
+
+    /// Wait for one background write; its error is the sink's.
+    async fn join_one(&mut self) -> Result<(), WarehouseError> {
+        match self.writing.join_next().await {
+            None => Ok(()),
+            Some(Ok(Ok(done))) => {
+                self.writing_bytes = self.writing_bytes.saturating_sub(done.estimate);
+                self.stats.bytes_written += done.size;
+                if let Some(f) = self.pending.get_mut(done.idx) {
+                    f.bytes = done.size;
+                }
+                Ok(())
+            }
+            Some(Ok(Err(e))) => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+            Some(Err(join)) => {
+                self.failed = Some(join.to_string());
+                Err(WarehouseError::Write {
+                    path: "(background file write)".into(),
+                    retryable: true,
+                    source: Box::new(join),
+                })
+            }
+        }
+    }
+
+    /// Wait until every closed file is durable (the first failure is returned).
+    async fn drain_writes(&mut self) -> Result<(), WarehouseError> {
+        while !self.writing.is_empty() {
+            self.join_one().await?;
+        }
+        self.writing_bytes = 0;
         Ok(())
     }
 
@@ -309,6 +393,17 @@ impl Sink {
         for k in keys {
             self.close(&k, RollReason::Commit).await?;
         }
+        self.drain_writes().await?;
+        if let Some(e) = &self.failed {
+            return Err(WarehouseError::Write {
+                path: "(uncommitted files)".into(),
+                retryable: true,
+                source: format!(
+                    "an earlier file write failed ({e}); discard and re-read before committing"
+                )
+                .into(),
+            });
+        }
         if self.pending.is_empty() && sources.is_empty() {
             return Ok(None);
         }
@@ -347,5 +442,10 @@ impl Sink {
     pub fn discard(&mut self) {
         self.open.clear();
         self.pending.clear();
+        // Writes under way finish as orphans (or are cut short); no log entry names them.
+        self.writing.abort_all();
+        self.writing.detach_all();
+        self.writing_bytes = 0;
+        self.failed = None;
     }
 }

@@ -109,6 +109,13 @@ async fn sink_rolls_caps_commits_and_discards() {
             "{}",
             f.path
         );
+        // Files are encoded and written in the background; the log has their real size.
+        assert_eq!(
+            f.bytes,
+            std::fs::metadata(w.abs(&f.path)).unwrap().len(),
+            "{}",
+            f.path
+        );
     }
 
     // Buffered and closed-but-uncommitted data is dropped by discard and never listed.
