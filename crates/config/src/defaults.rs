@@ -17,6 +17,8 @@ pub const HTTP_LISTEN: &str = "127.0.0.1:9464";
 pub const MAX_FAILED_LOGINS: u32 = 5;
 pub const MAX_CONNECTIONS: usize = 64;
 pub const READY_MAX_LAG: i64 = 100_000;
+/// Seconds a partition may sit with lag > 0 and no progress before it counts as stalled.
+pub const STALL_SECONDS: f64 = 300.0;
 
 /// Values that count as missing in any field (compared after NFKC, trim, case folding).
 pub const PLACEHOLDERS: &[&str] = &[

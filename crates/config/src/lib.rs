@@ -376,6 +376,9 @@ pub struct ServeConfig {
     pub max_failed_logins: u32,
     pub max_connections: usize,
     pub ready_max_lag: i64,
+    /// A partition with messages waiting whose position has not moved for this long is
+    /// stalled: logged as an error, counted, and `run`'s `/readyz` fails.
+    pub stall_after: std::time::Duration,
 }
 
 impl Pipeline {
@@ -1153,6 +1156,11 @@ fn serve_config(
         max_failed_logins: raw.max_failed_logins.unwrap_or(defaults::MAX_FAILED_LOGINS),
         max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
         ready_max_lag: raw.ready_max_lag.unwrap_or(defaults::READY_MAX_LAG),
+        stall_after: std::time::Duration::from_secs_f64(
+            raw.stall_seconds
+                .unwrap_or(defaults::STALL_SECONDS)
+                .max(0.1),
+        ),
     })
 }
 

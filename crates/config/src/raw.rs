@@ -177,6 +177,9 @@ pub struct RawServe {
     pub max_connections: Option<usize>,
     /// `/readyz` of `run`: ready while the summed consumer lag is at most this.
     pub ready_max_lag: Option<i64>,
+    /// `run`: seconds without progress, with messages waiting, before a partition counts
+    /// as stalled.
+    pub stall_seconds: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -17,6 +17,8 @@ use crmdq_decode::{Decoder, SourcePos};
 use crmdq_schema::RecordType;
 use crmdq_serve::metrics::{KindLabel, PartitionLabel, ReasonLabel, TopicLabel};
 use crmdq_serve::{CommitCounts, Metrics, RunHealth};
+
+use crate::stall::StallChange;
 use crmdq_source::kafka::{
     self, BrokerViewSlot, ConsumerSettings, CrmdqConsumer, RebalanceEvent, Tp,
 };
@@ -111,6 +113,8 @@ struct Loop<'a> {
     pending_dlq: Vec<arrow::array::RecordBatch>,
     /// The commit log as last seen (refreshed by each fenced commit).
     log: crmdq_warehouse::Snapshot,
+    /// Partitions with lag and no progress.
+    stalls: crate::stall::StallWatch,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -352,9 +356,10 @@ impl Loop<'_> {
     }
 
     /// Lag, broker reachability and freshness, from the latest broker statistics.
-    fn update_gauges(&self) {
+    fn update_gauges(&mut self) {
         let view = self.view.lock().map(|v| v.clone()).unwrap_or_default();
         let mut total = 0;
+        let now = Instant::now();
         for (tp, st) in &self.parts {
             let Some(high) = view.high_watermarks.get(tp) else {
                 continue;
@@ -365,6 +370,32 @@ impl Loop<'_> {
             };
             let lag = (high - st.next).max(0);
             total += lag;
+            match self.stalls.observe(tp, st.next, lag, now) {
+                Some(StallChange::Stalled {
+                    next,
+                    lag,
+                    stuck_for,
+                    ..
+                }) => {
+                    self.metrics.partition_stalls.inc();
+                    self.metrics.partition_stalled.get_or_create(&label).set(1);
+                    tracing::error!(
+                        topic = %tp.0, partition = tp.1, next_offset = next, lag,
+                        stuck_seconds = stuck_for.as_secs_f64(),
+                        "partition stalled: {lag} messages waiting and no progress at offset {next} for {:.0} s (a message the broker cannot hand out, a fetch error that does not clear, or an unwritable warehouse); /readyz fails until it moves",
+                        stuck_for.as_secs_f64()
+                    );
+                }
+                Some(StallChange::Resumed { stuck_for, .. }) => {
+                    self.metrics.partition_stalled.get_or_create(&label).set(0);
+                    tracing::warn!(
+                        topic = %tp.0, partition = tp.1,
+                        stuck_seconds = stuck_for.as_secs_f64(),
+                        "partition moving again after a stall"
+                    );
+                }
+                None => {}
+            }
             self.metrics.consumer_lag.get_or_create(&label).set(lag);
             let committed = self.committed.get(tp).copied().unwrap_or(0);
             self.metrics
@@ -373,6 +404,9 @@ impl Loop<'_> {
                 .set((high - committed).max(0));
         }
         self.health.lag.store(total, Ordering::Relaxed);
+        if let Ok(mut s) = self.health.stalled.lock() {
+            *s = self.stalls.stalled();
+        }
         self.health
             .brokers_up
             .store(view.brokers_up, Ordering::Relaxed);
@@ -507,13 +541,15 @@ impl Loop<'_> {
         }
     }
 
-    fn forget_partition(&self, tp: &Tp) {
+    fn forget_partition(&mut self, tp: &Tp) {
         let label = PartitionLabel {
             topic: tp.0.clone(),
             partition: tp.1.to_string(),
         };
         self.metrics.consumer_lag.remove(&label);
         self.metrics.committed_lag.remove(&label);
+        self.metrics.partition_stalled.remove(&label);
+        self.stalls.forget(tp);
     }
 
     async fn on_rebalance(&mut self, ev: RebalanceEvent) -> Result<(), PipelineError> {
@@ -794,6 +830,7 @@ pub async fn run(
         },
         pending_dlq: Vec::new(),
         log: w.snapshot().await?,
+        stalls: crate::stall::StallWatch::new(p.serve.stall_after),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();

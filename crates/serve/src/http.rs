@@ -36,6 +36,8 @@ pub struct RunHealth {
     pub warehouse_ok: AtomicBool,
     pub warehouse_error: Mutex<Option<String>>,
     pub max_lag: i64,
+    /// Partitions stalled (lag > 0, no progress), as `topic/partition`.
+    pub stalled: Mutex<Vec<String>>,
 }
 
 impl RunHealth {
@@ -48,6 +50,7 @@ impl RunHealth {
             warehouse_ok: AtomicBool::new(true),
             warehouse_error: Mutex::new(None),
             max_lag,
+            stalled: Mutex::new(Vec::new()),
         }
     }
 
@@ -160,6 +163,12 @@ async fn readyz(State(s): State<AppState>) -> Response {
         let ok = r.warehouse_ok.load(Ordering::Relaxed);
         let err = r.warehouse_error.lock().ok().and_then(|e| e.clone());
         check("warehouse_writable", ok, json!(err));
+        let stalled = r.stalled.lock().map(|s| s.clone()).unwrap_or_default();
+        check(
+            "partitions_progressing",
+            stalled.is_empty(),
+            json!({"stalled": stalled}),
+        );
     }
     s.metrics.ready.set(i64::from(ready));
     let code = if ready {

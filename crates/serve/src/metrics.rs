@@ -90,6 +90,10 @@ pub struct Metrics {
     pub offset_resets: Family<PartitionLabel, Counter>,
     /// Offsets never seen because a reset jumped over them (data removed by retention).
     pub offsets_skipped: Family<PartitionLabel, Counter>,
+    /// 1 while a partition has messages waiting and its position has not moved for
+    /// `serve.stall_seconds`; and how many stalls began.
+    pub partition_stalled: Family<PartitionLabel, Gauge>,
+    pub partition_stalls: Counter,
     /// Dead letters copied to the dead-letter topic, and copies that failed.
     pub dead_letter_topic_produced: Counter,
     pub dead_letter_topic_errors: Counter,
@@ -228,6 +232,18 @@ impl Metrics {
             "Offset resets after 'offset out of range' (auto.offset.reset applied)",
             offset_resets.clone(),
         );
+        let partition_stalled = Family::<PartitionLabel, Gauge>::default();
+        r.register(
+            "partition_stalled",
+            "1 while the partition has lag > 0 and its position has not moved for serve.stall_seconds",
+            partition_stalled.clone(),
+        );
+        let partition_stalls = Counter::default();
+        r.register(
+            "partition_stalls",
+            "Partition stalls detected (lag > 0, no progress for serve.stall_seconds)",
+            partition_stalls.clone(),
+        );
         let offsets_skipped = Family::<PartitionLabel, Counter>::default();
         r.register(
             "offsets_skipped",
@@ -288,6 +304,8 @@ impl Metrics {
             warehouse_errors,
             offset_resets,
             offsets_skipped,
+            partition_stalled,
+            partition_stalls,
             dead_letter_topic_produced,
             dead_letter_topic_errors,
             warehouse_rows,
