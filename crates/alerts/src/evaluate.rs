@@ -351,17 +351,53 @@ pub async fn observe_pipeline(
     }
 }
 
-/// The entries of business date D (deduplicated over the whole warehouse, so exactly
-/// those scoring counted on D), with the columns [`explain`] reads, held in memory under
-/// the returned name the first time a firing rule needs them: deduplicating is the
-/// expensive step, and an evaluation with many firing subjects (the first one on a
-/// warehouse, say) used to redo it for each (minutes on a million entries).
+/// The entries of business date D — exactly those scoring counted on D — with the
+/// columns [`explain`] reads, held in memory under the returned name the first time a
+/// firing rule needs them (an evaluation with many firing subjects, the first one on a
+/// warehouse say, used to deduplicate the whole warehouse once per subject: minutes on
+/// a million entries).
+///
+/// Deduplicating only D's deliveries would be wrong (a record version first delivered on
+/// another date is not an entry of D), so: every delivery of each key (record_type,
+/// record_id, version) delivered on D — D's files, then one pass over the key columns —
+/// then the first delivery of each, kept if it is on D.
 async fn entries_on(ctx: &SessionContext, date: Date) -> Result<String, AlertError> {
-    let name = format!("crmdq_entries_on_{}", date.strftime("%Y%m%d"));
+    let day = date.strftime("%Y%m%d").to_string();
+    let name = format!("crmdq_entries_on_{day}");
     if ctx.table_exist(name.as_str()).unwrap_or(false) {
         return Ok(name);
     }
-    let sql = "SELECT record_id, entered_by, dq_complete, dq_valid, dq_on_time FROM entries WHERE dt = $1";
+    let deliveries = format!("crmdq_deliveries_on_{day}");
+    let keys = ["record_type", "record_id", "version"];
+    let on = keys
+        .iter()
+        .map(|k| format!("(a.{k} IS NOT DISTINCT FROM k.crmdq_k_{k})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "SELECT a.* FROM all_deliveries a LEFT SEMI JOIN \
+           (SELECT DISTINCT {} FROM all_deliveries WHERE dt = $1) k ON {on}",
+        keys.iter()
+            .map(|k| format!("{k} AS crmdq_k_{k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    memory_table(ctx, &deliveries, &sql, date).await?;
+    let sql = format!(
+        "SELECT record_id, entered_by, dq_complete, dq_valid, dq_on_time FROM ({}) WHERE dt = $1",
+        crmdq_score::sql::dedup_by(&deliveries, crmdq_score::sql::COMMON, &keys)
+    );
+    memory_table(ctx, &name, &sql, date).await?;
+    Ok(name)
+}
+
+/// Run `sql` (parameter $1: `date`) and register its result as in-memory table `name`.
+async fn memory_table(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+    date: Date,
+) -> Result<(), AlertError> {
     let df = ctx
         .sql(sql)
         .await
@@ -371,9 +407,9 @@ async fn entries_on(ctx: &SessionContext, date: Date) -> Result<String, AlertErr
     let batches = df.collect().await.map_err(|e| AlertError::query(sql, e))?;
     let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
         .map_err(|e| AlertError::query(sql, e))?;
-    ctx.register_table(name.as_str(), std::sync::Arc::new(table))
+    ctx.register_table(name, std::sync::Arc::new(table))
         .map_err(|e| AlertError::query(sql, e))?;
-    Ok(name)
+    Ok(())
 }
 
 /// The rules that cost the subject most on D, as "rule ×n" (at most 3), and up to 3

@@ -7,7 +7,7 @@ use crmdq_config::{Pipeline, Scorecard};
 use crmdq_schema::RecordType;
 
 /// Columns every record table shares, used to pool entries.
-const COMMON: &str = "record_type, record_id, version, owner_id, entered_by, team_id, dt, \
+pub const COMMON: &str = "record_type, record_id, version, owner_id, entered_by, team_id, dt, \
     dq_complete, dq_valid, dq_on_time, dq_late_seconds, dq_missing_fields, dq_failed_checks, \
     dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
 
