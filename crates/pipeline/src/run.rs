@@ -877,8 +877,22 @@ pub async fn run(
                 }
                 let r = lp.sink.roll_aged().await.map_err(PipelineError::from);
                 lp.check(r)?;
+                // With --until-caught-up, commit as soon as every partition held here has
+                // reached its end offset, not at the next commit interval (at most once a
+                // second, should more keep arriving while other members catch up).
+                let reached = targets.as_ref().is_some_and(|t| {
+                    lp.buffered
+                        && !lp.parts.is_empty()
+                        && lp
+                            .parts
+                            .iter()
+                            .all(|(tp, st)| t.get(tp).is_none_or(|h| st.next >= *h))
+                        && last_commit.elapsed() >= Duration::from_secs(1)
+                });
                 if lp.stalled.is_none()
-                    && (last_commit.elapsed() >= kc.commit_interval || lp.sink.needs_commit())
+                    && (last_commit.elapsed() >= kc.commit_interval
+                        || lp.sink.needs_commit()
+                        || reached)
                 {
                     let r = lp.commit().await;
                     lp.check(r)?;
