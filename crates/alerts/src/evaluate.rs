@@ -369,18 +369,10 @@ async fn entries_on(ctx: &SessionContext, date: Date) -> Result<String, AlertErr
     }
     let deliveries = format!("crmdq_deliveries_on_{day}");
     let keys = ["record_type", "record_id", "version"];
-    let on = keys
-        .iter()
-        .map(|k| format!("(a.{k} IS NOT DISTINCT FROM k.crmdq_k_{k})"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let (key_cols, on) = crmdq_score::sql::key_join(&keys, "a", "k");
     let sql = format!(
         "SELECT a.* FROM all_deliveries a LEFT SEMI JOIN \
-           (SELECT DISTINCT {} FROM all_deliveries WHERE dt = $1) k ON {on}",
-        keys.iter()
-            .map(|k| format!("{k} AS crmdq_k_{k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+           (SELECT DISTINCT {key_cols} FROM all_deliveries WHERE dt = $1) k ON {on}"
     );
     memory_table(ctx, &deliveries, &sql, date).await?;
     let sql = format!(

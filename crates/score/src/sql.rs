@@ -29,24 +29,31 @@ pub fn dedup(table: &str, cols: &str) -> String {
 /// scoring (see README "Performance"). Keys compare NULL-equal, as PARTITION BY does.
 pub fn dedup_by(table: &str, cols: &str, keys: &[&str]) -> String {
     let key_list = keys.join(", ");
-    let dup_keys = format!(
-        "(SELECT {} FROM \"{table}\" GROUP BY {key_list} HAVING COUNT(*) > 1)",
-        keys.iter()
-            .map(|k| format!("{k} AS crmdq_k_{k}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let on = keys
-        .iter()
-        .map(|k| format!("(d.{k} IS NOT DISTINCT FROM k.crmdq_k_{k})"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let (key_cols, on) = key_join(keys, "d", "k");
+    let dup_keys =
+        format!("(SELECT {key_cols} FROM \"{table}\" GROUP BY {key_list} HAVING COUNT(*) > 1)");
     format!(
         "SELECT {cols} FROM \"{table}\" d LEFT ANTI JOIN {dup_keys} k ON {on} \
          UNION ALL SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {key_list} \
          ORDER BY {DELIVERY_ORDER}) AS crmdq_rn FROM \"{table}\" d LEFT SEMI JOIN {dup_keys} k ON {on}) \
          WHERE crmdq_rn = 1"
     )
+}
+
+/// For a join on `keys` against a subquery aliased `right` that selects `key_cols`:
+/// (`key_cols`, the NULL-equal ON clause between `left` and `right`).
+pub fn key_join(keys: &[&str], left: &str, right: &str) -> (String, String) {
+    let cols = keys
+        .iter()
+        .map(|k| format!("{k} AS crmdq_k_{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let on = keys
+        .iter()
+        .map(|k| format!("({left}.{k} IS NOT DISTINCT FROM {right}.crmdq_k_{k})"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    (cols, on)
 }
 
 /// The views the score tables are computed from, in creation order.
