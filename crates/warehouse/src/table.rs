@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
+use arrow::array::Array;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
 use datafusion::common::config::TableParquetOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
@@ -14,7 +17,8 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, Pa
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::prelude::SessionContext;
@@ -59,6 +63,65 @@ impl CommittedTable {
     }
 }
 
+/// Whether `e` reads no column but `dt`.
+fn on_dt_only(e: &Expr) -> bool {
+    let cols = e.column_refs();
+    !cols.is_empty() && cols.iter().all(|c| c.name == "dt")
+}
+
+impl CommittedTable {
+    /// The files whose `dt` passes every filter on `dt` alone (all of them without one).
+    fn pruned(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<&PartitionedFile>> {
+        let Some(filter) = conjunction(filters.iter().filter(|f| on_dt_only(f)).cloned()) else {
+            return Ok(self.files.iter().collect());
+        };
+        // The filter is evaluated once per distinct dt, on a one-column batch.
+        let dt_schema = Arc::new(Schema::new(vec![Field::new("dt", DataType::Utf8, false)]));
+        let df_schema = DFSchema::try_from(dt_schema.as_ref().clone())?;
+        let filter = filter
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => Transformed::yes(Expr::Column(
+                        datafusion::common::Column::new_unqualified(c.name),
+                    )),
+                    e => Transformed::no(e),
+                })
+            })?
+            .data;
+        let filter = state.create_physical_expr(filter, &df_schema)?;
+        let dts: std::collections::BTreeSet<&str> = self.files.iter().filter_map(file_dt).collect();
+        let dts: Vec<&str> = dts.into_iter().collect();
+        let batch = arrow::array::RecordBatch::try_new(
+            dt_schema,
+            vec![Arc::new(arrow::array::StringArray::from(dts.clone()))],
+        )?;
+        let keep = filter.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let keep = keep
+            .as_any()
+            .downcast_ref::<arrow::array::BooleanArray>()
+            .ok_or_else(|| DataFusionError::Internal("a dt filter is not boolean".into()))?;
+        let kept: std::collections::HashSet<&str> = dts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep.is_valid(*i) && keep.value(*i))
+            .map(|(_, d)| *d)
+            .collect();
+        Ok(self
+            .files
+            .iter()
+            .filter(|f| file_dt(f).is_none_or(|d| kept.contains(d)))
+            .collect())
+    }
+}
+
+/// A file's `dt` partition value.
+fn file_dt(f: &PartitionedFile) -> Option<&str> {
+    match f.partition_values.first() {
+        Some(ScalarValue::Utf8(Some(d))) => Some(d.as_str()),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl TableProvider for CommittedTable {
     fn schema(&self) -> SchemaRef {
@@ -69,14 +132,33 @@ impl TableProvider for CommittedTable {
         TableType::Base
     }
 
+    /// Filters on `dt` alone prune files by their partition value (the filter is still
+    /// applied to the rows: `Inexact`).
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if on_dt_only(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if self.files.is_empty() {
+        let files = self.pruned(state, filters)?;
+        if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.table_schema.project(p)?),
                 None => self.table_schema.clone(),
@@ -92,8 +174,8 @@ impl TableProvider for CommittedTable {
         };
         let source = ParquetSource::new(table_schema).with_table_parquet_options(options);
         let target = state.config_options().execution.target_partitions.max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(self.files.len())];
-        for (i, f) in self.files.iter().enumerate() {
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(files.len())];
+        for (i, f) in files.into_iter().enumerate() {
             let n = groups.len();
             groups[i % n].push(f.clone());
         }
