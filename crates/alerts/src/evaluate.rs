@@ -351,6 +351,9 @@ pub async fn observe_pipeline(
     }
 }
 
+/// The name under which [`crate::EvalOptions::scored_entries`] is registered.
+pub const SCORED_ENTRIES: &str = "crmdq_scored_entries";
+
 /// The entries of business date D — exactly those scoring counted on D — with the
 /// columns [`explain`] reads, held in memory under the returned name the first time a
 /// firing rule needs them (an evaluation with many firing subjects, the first one on a
@@ -365,6 +368,14 @@ async fn entries_on(ctx: &SessionContext, date: Date) -> Result<String, AlertErr
     let day = date.strftime("%Y%m%d").to_string();
     let name = format!("crmdq_entries_on_{day}");
     if ctx.table_exist(name.as_str()).unwrap_or(false) {
+        return Ok(name);
+    }
+    if ctx.table_exist(SCORED_ENTRIES).unwrap_or(false) {
+        // Already deduplicated by the scoring run that precedes this evaluation.
+        let sql = format!(
+            "SELECT record_id, entered_by, dq_complete, dq_valid, dq_on_time FROM {SCORED_ENTRIES} WHERE dt = $1"
+        );
+        memory_table(ctx, &name, &sql, date).await?;
         return Ok(name);
     }
     let deliveries = format!("crmdq_deliveries_on_{day}");

@@ -105,6 +105,10 @@ pub struct EvalOptions {
     pub live: LiveInputs,
     /// Only pipeline-scope rules (what `run` evaluates periodically).
     pub pipeline_only: bool,
+    /// The entries a scoring run just computed (its `entries`, see
+    /// [`crmdq_score::ScoreSummary::entries`]): example records are taken from them
+    /// instead of deduplicating the warehouse's deliveries again.
+    pub scored_entries: Option<std::sync::Arc<dyn datafusion::catalog::TableProvider>>,
 }
 
 impl EvalOptions {
@@ -117,6 +121,7 @@ impl EvalOptions {
             now,
             live: LiveInputs::default(),
             pipeline_only: false,
+            scored_entries: None,
         }
     }
 }
@@ -147,12 +152,10 @@ async fn session(
     let ctx = crmdq_score::session();
     let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
     crmdq_score::register_all(&ctx, w, &snap, roster).await?;
-    for (name, body) in crmdq_score::sql::views() {
-        if name == "all_deliveries" || name == "entries" {
-            ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
-                .await
-                .map_err(|e| AlertError::query(&body, e))?;
-        }
+    for (name, body) in crmdq_score::sql::entry_views() {
+        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
+            .await
+            .map_err(|e| AlertError::query(&body, e))?;
     }
     Ok(ctx)
 }
@@ -260,6 +263,10 @@ pub async fn evaluate(
     opts: &EvalOptions,
 ) -> Result<Report, AlertError> {
     let ctx = session(p, w, roster).await?;
+    if let Some(t) = &opts.scored_entries {
+        ctx.register_table(evaluate::SCORED_ENTRIES, t.clone())
+            .map_err(|e| AlertError::query(evaluate::SCORED_ENTRIES, e))?;
+    }
     let mut report = Report::default();
     let latest = evaluate::query(&ctx, "SELECT MAX(dt) AS d FROM person_daily", vec![])
         .await?

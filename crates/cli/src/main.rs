@@ -485,7 +485,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if !p.alerts.rules.is_empty() {
                 // Evaluation after every scoring run, for the latest scored date.
-                let opts = crmdq_alerts::EvalOptions::latest(clock.now());
+                let opts = crmdq_alerts::EvalOptions {
+                    scored_entries: s.entries.clone(),
+                    ..crmdq_alerts::EvalOptions::latest(clock.now())
+                };
                 let r = crmdq_alerts::evaluate(&p, &w, roster.as_deref(), &opts).await?;
                 print_alerts(&r, false, p.alerts.rules.len());
             }

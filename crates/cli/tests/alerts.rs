@@ -472,3 +472,56 @@ fn the_shipped_rules_are_silent_on_a_clean_month_and_catch_the_collapse() {
     assert!(hits.iter().all(|h| h.body["subject"] != "d.few"));
     assert!(hits.iter().all(|h| h.path != "/ops"), "{hits:#?}");
 }
+
+/// `score` hands its evaluation the entries it just computed; the example records found in
+/// them equal those a standalone evaluation finds by deduplicating the deliveries again.
+#[test]
+fn examples_from_the_scored_entries_equal_a_fresh_deduplication() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, _hits) = receiver(&[]);
+    let (wh, _) = month(dir.path(), true, recv, false);
+    let path = dir.path().join("pipeline.yaml");
+    let env = |k: &str| match k {
+        "CRMDQ_TEST_ALERT_SECRET" => Some(SECRET.to_string()),
+        "CRMDQ_ALERT_WEBHOOK" | "CRMDQ_OPS_WEBHOOK" => Some(format!("http://{recv}/x")),
+        _ => None,
+    };
+    let p =
+        crmdq_config::Pipeline::from_str_at(&std::fs::read_to_string(&path).unwrap(), &path, &env)
+            .unwrap();
+    let roster = dir.path().join("roster.csv");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let w = crmdq_warehouse::Warehouse::open(&wh).unwrap();
+        let fresh = crmdq_alerts::EvalOptions {
+            date: Some("2026-10-20".parse().unwrap()),
+            dry_run: true,
+            ..crmdq_alerts::EvalOptions::latest("2026-10-21T02:30:00Z".parse().unwrap())
+        };
+        let a = crmdq_alerts::evaluate(&p, &w, Some(&roster), &fresh)
+            .await
+            .unwrap();
+        let s = crmdq_score::score(&p, &w, Some(&roster), "2026-10-21T02:30:00Z".into())
+            .await
+            .unwrap();
+        assert!(s.entries.is_some());
+        let scored = crmdq_alerts::EvalOptions {
+            scored_entries: s.entries.clone(),
+            ..fresh.clone()
+        };
+        let b = crmdq_alerts::evaluate(&p, &w, Some(&roster), &scored)
+            .await
+            .unwrap();
+        let examples = |r: &crmdq_alerts::Report| {
+            r.events
+                .iter()
+                .map(|e| (e.rule.clone(), e.subject.clone(), e.example_records.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            examples(&a).iter().any(|(_, _, x)| !x.is_empty()),
+            "{:?}",
+            examples(&a)
+        );
+        assert_eq!(examples(&a), examples(&b));
+    });
+}

@@ -6,6 +6,7 @@
 //! tables in one `score` log entry. Invariant: the same warehouse and roster give
 //! byte-identical score files (sorted output, content-addressed file names).
 
+pub mod dedup;
 pub mod roster;
 pub mod sql;
 
@@ -24,6 +25,7 @@ use crmdq_warehouse::{
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt as _;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -304,17 +306,42 @@ async fn register_scoring_inputs(
 /// Views scoring reads. With `materialize`, each is computed once and held as an
 /// in-memory table (DataFusion inlines views, so a view read by two others — e.g.
 /// `ticket_kpis` by `people_days` and `person_base` — would be computed twice), except
-/// `all_deliveries` (read once, by `entries`) and `entries_team` (as large as `entries`,
-/// read once); without, everything stays a view (for planning schemas only).
+/// `all_deliveries` (not read by scoring), `entries` (a plain union of the materialized
+/// `<type>_entries`) and `entries_team` (as large as `entries`, read once); without,
+/// everything stays a view (for planning schemas only).
 async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), ScoreError> {
+    if materialize {
+        // The per-type entries first, two at a time: each is a scan then a single-threaded
+        // deduplication, so one type's scan overlaps another's deduplication (all six at
+        // once: 10% faster, 80% more memory).
+        use futures::TryStreamExt as _;
+        let tables: Vec<(String, MemTable)> = futures::stream::iter(RecordType::ALL.into_iter().map(|rt| {
+            let name = sql::type_entries_view(rt);
+            async move {
+                let started = std::time::Instant::now();
+                // The view's definition, computed in one pass (see `dedup`).
+                let all = format!("SELECT {} FROM \"{rt}\"", sql::type_entry_columns(rt));
+                let table = materialized(ctx, &all, true).await.map_err(q(&name))?;
+                tracing::info!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
+                Ok::<_, ScoreError>((name, table))
+            }
+        }))
+        .buffer_unordered(2)
+        .try_collect()
+        .await?;
+        for (name, table) in tables {
+            ctx.register_table(name.as_str(), Arc::new(table))
+                .map_err(q(&name))?;
+        }
+    }
     for (name, body) in sql::views() {
-        if materialize && name != "all_deliveries" && name != "entries_team" {
+        if materialize && ctx.table_exist(name.as_str()).map_err(q(&name))? {
+            continue;
+        }
+        if materialize && !matches!(name.as_str(), "all_deliveries" | "entries" | "entries_team") {
             let started = std::time::Instant::now();
-            let df = ctx.sql(&body).await.map_err(q(&name))?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(q(&name))?;
+            let table = materialized(ctx, &body, false).await.map_err(q(&name))?;
             tracing::info!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
-            let table = MemTable::try_new(schema, vec![batches]).map_err(q(&name))?;
             ctx.register_table(name.as_str(), Arc::new(table))
                 .map_err(q(&name))?;
         } else {
@@ -324,6 +351,56 @@ async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), Sco
         }
     }
     Ok(())
+}
+
+/// The result of `sql` as an in-memory table that keeps the query's partitions (so
+/// readers scan it on every core) in batches of the session's batch size (the record
+/// tables' files are small, and operators pay per batch). With `first_deliveries`, only
+/// the first delivery of each record version is kept ([`dedup::first_deliveries`]).
+async fn materialized(
+    ctx: &SessionContext,
+    sql: &str,
+    first_deliveries: bool,
+) -> Result<MemTable, DataFusionError> {
+    let df = ctx.sql(sql).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let target = ctx.state().config().batch_size();
+    let started = std::time::Instant::now();
+    let mut parts = df.collect_partitioned().await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "collected");
+    if first_deliveries {
+        // Duplicates may sit in different partitions: one pass over all of them, then
+        // back into as many partitions.
+        let n = parts.len().max(1);
+        let all: Vec<RecordBatch> = parts.into_iter().flatten().collect();
+        let s = schema.clone();
+        let kept = tokio::task::spawn_blocking(move || dedup::first_deliveries(&s, all))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        parts = vec![Vec::new(); n];
+        for (i, b) in kept.into_iter().enumerate() {
+            parts[i % n].push(b);
+        }
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "deduplicated");
+    }
+    let mut partitions = Vec::new();
+    for part in parts {
+        let mut co = arrow::compute::BatchCoalescer::new(schema.clone(), target);
+        let mut out = Vec::new();
+        for b in part {
+            co.push_batch(b)?;
+            while let Some(b) = co.next_completed_batch() {
+                out.push(b);
+            }
+        }
+        co.finish_buffered_batch()?;
+        while let Some(b) = co.next_completed_batch() {
+            out.push(b);
+        }
+        partitions.push(out);
+    }
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "coalesced");
+    MemTable::try_new(schema, partitions)
 }
 
 fn table_sql(name: &str, p: &Pipeline) -> String {
@@ -361,6 +438,10 @@ pub struct ScoreSummary {
     pub rows: BTreeMap<String, u64>,
     pub dates: usize,
     pub files: Vec<FileAdd>,
+    /// The entries this run scored (the `entries` view over its in-memory tables), for
+    /// a reader in the same process (alert examples) that would otherwise deduplicate
+    /// the warehouse again.
+    pub entries: Option<Arc<dyn datafusion::catalog::TableProvider>>,
 }
 
 /// (Re)compute the score tables from the committed warehouse and commit them.
@@ -399,6 +480,7 @@ pub async fn score(
         .build();
     let mut summary = ScoreSummary::default();
     let mut dates = std::collections::BTreeSet::new();
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, dir) in SCORE_TABLES {
         let started = std::time::Instant::now();
         let df = ctx.sql(&table_sql(name, p)).await.map_err(q(name))?;
@@ -449,20 +531,30 @@ pub async fn score(
             let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
             let path = format!("{dir}/dt={dt}/part-{hash}.parquet");
             let size = bytes.len() as u64;
-            w.put_durable(&path, bytes.into()).await?;
             summary.files.push(FileAdd {
                 table: name.into(),
                 dt: dt.clone(),
-                path,
+                path: path.clone(),
                 rows: (end - start) as u64,
                 bytes: size,
             });
+            writes.push((path, bytes));
             *summary.rows.entry(name.into()).or_default() += (end - start) as u64;
             dates.insert(dt);
             start = end;
         }
     }
+    // One file per table and date, each fsynced: written concurrently (they are
+    // independent; the commit below names them only once all are durable).
+    let mut puts = futures::stream::iter(writes)
+        .map(|(path, bytes)| async move { w.put_durable(&path, bytes.into()).await })
+        .buffer_unordered(16);
+    while let Some(r) = puts.next().await {
+        r?;
+    }
+    drop(puts);
     summary.dates = dates.len();
+    summary.entries = Some(ctx.table_provider("entries").await.map_err(q("entries"))?);
     let entry = LogEntry {
         version: 0,
         kind: LogKind::Score,

@@ -11,8 +11,9 @@ pub const COMMON: &str = "record_type, record_id, version, owner_id, entered_by,
     dq_complete, dq_valid, dq_on_time, dq_late_seconds, dq_missing_fields, dq_failed_checks, \
     dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
 
-/// The order that decides which delivery of a record version is the first.
-const DELIVERY_ORDER: &str =
+/// The order that decides which delivery of a record version is the first (each column
+/// ascending, NULLs last: DataFusion's default).
+pub const DELIVERY_ORDER: &str =
     "dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
 
 /// Dedup a table to the first delivery of each (record_id, version) in source order.
@@ -56,30 +57,72 @@ pub fn key_join(keys: &[&str], left: &str, right: &str) -> (String, String) {
     (cols, on)
 }
 
+/// Columns scoring reads from a record type's entries beyond [`COMMON`].
+fn kpi_columns(rt: RecordType) -> &'static str {
+    match rt {
+        RecordType::ServiceTicket => ", satisfaction, complaint",
+        RecordType::Checkin => ", responded_at, response_complete",
+        RecordType::Opportunity => ", stage",
+        _ => "",
+    }
+}
+
+/// The columns of `<type>_entries`.
+pub fn type_entry_columns(rt: RecordType) -> String {
+    format!("{COMMON}{}", kpi_columns(rt))
+}
+
+/// The view holding the entries (first deliveries) of one record type.
+pub fn type_entries_view(rt: RecordType) -> String {
+    format!("{rt}_entries")
+}
+
 /// The views the score tables are computed from, in creation order.
+///
+/// Deduplication happens once per record type (`<type>_entries`, with the columns the
+/// role KPIs need); `entries` pools them. Deduplicating each type's table on (record_id,
+/// version) is the same as deduplicating all deliveries on (record_type, record_id,
+/// version): a type's table holds exactly the deliveries of that record_type.
 pub fn views() -> Vec<(String, String)> {
     let union = RecordType::ALL
         .iter()
         .map(|rt| format!("SELECT {COMMON} FROM \"{rt}\""))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    let mut v = vec![
-        ("all_deliveries".to_string(), union),
+    let mut v = vec![("all_deliveries".to_string(), union)];
+    for rt in RecordType::ALL {
+        v.push((
+            type_entries_view(rt),
+            dedup(rt.as_str(), &type_entry_columns(rt)),
+        ));
+    }
+    let entries = RecordType::ALL
+        .iter()
+        .map(|rt| format!("SELECT {COMMON} FROM {}", type_entries_view(*rt)))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    v.extend([
+        ("entries".to_string(), entries),
         (
-            "entries".to_string(),
-            dedup_by("all_deliveries", COMMON, &["record_type", "record_id", "version"]),
+            // The roster with each row's position in it (ties below go to the first row).
+            "roster_rows".to_string(),
+            "SELECT *, ROW_NUMBER() OVER () AS crmdq_row FROM roster".to_string(),
         ),
         (
             // Everyone who entered or owns something on D, with their roster row at D
-            // (inclusive dates; the later valid_from wins).
+            // (inclusive dates; the later valid_from wins, NULL counting as earliest; of
+            // rows equal in that, the first in the roster). Aggregates rather than a
+            // window: DataFusion's window operator keeps a state per (person, day).
             "roster_at".to_string(),
-            "SELECT person_id, dt, role, team_id, manager_id FROM ( \
-               SELECT p.person_id, p.dt, r.role, r.team_id, r.manager_id, \
-                 ROW_NUMBER() OVER (PARTITION BY p.person_id, p.dt ORDER BY r.valid_from DESC NULLS LAST) AS rn \
+            "SELECT x.person_id, x.dt, r.role, r.team_id, r.manager_id FROM ( \
+               SELECT p.person_id, p.dt, \
+                 first_value(r.crmdq_row ORDER BY r.valid_from DESC NULLS LAST, r.crmdq_row) AS crmdq_row \
                FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries) p \
-               JOIN roster r ON r.person_id = p.person_id \
+               JOIN roster_rows r ON r.person_id = p.person_id \
                  AND (r.valid_from IS NULL OR r.valid_from <= CAST(p.dt AS DATE)) \
-                 AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to)) WHERE rn = 1"
+                 AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to) \
+               GROUP BY p.person_id, p.dt) x \
+             JOIN roster_rows r ON r.crmdq_row = x.crmdq_row"
                 .to_string(),
         ),
         (
@@ -90,12 +133,19 @@ pub fn views() -> Vec<(String, String)> {
                 .to_string(),
         ),
         (
+            // How many of each person's entries on D carry each record team.
+            "entered_teams".to_string(),
+            "SELECT entered_by AS person_id, dt, record_team AS team_id, COUNT(*) AS n \
+             FROM entries_team WHERE record_team IS NOT NULL GROUP BY entered_by, dt, record_team"
+                .to_string(),
+        ),
+        (
             // Team of people not on the roster: the record team most of their entries carry (ties: smallest id).
             "offroster_team".to_string(),
-            "SELECT person_id, dt, team_id FROM ( \
-               SELECT entered_by AS person_id, dt, record_team AS team_id, \
-                 ROW_NUMBER() OVER (PARTITION BY entered_by, dt ORDER BY COUNT(*) DESC, record_team ASC) AS rn \
-               FROM entries_team WHERE record_team IS NOT NULL GROUP BY entered_by, dt, record_team) WHERE rn = 1"
+            "SELECT c.person_id, c.dt, MIN(c.team_id) AS team_id FROM entered_teams c \
+             JOIN (SELECT person_id, dt, MAX(n) AS n FROM entered_teams GROUP BY person_id, dt) m \
+               ON m.person_id = c.person_id AND m.dt = c.dt AND m.n = c.n \
+             GROUP BY c.person_id, c.dt"
                 .to_string(),
         ),
         (
@@ -110,43 +160,37 @@ pub fn views() -> Vec<(String, String)> {
         ),
         (
             "ticket_kpis".to_string(),
-            format!(
-                // Tickets counted once per record id (one row per id first, then per
-                // owner and day); the means are sums over counts of whole numbers, so
-                // exactly AVG's result.
-                "SELECT owner_id AS person_id, dt, COUNT(*) AS tickets, \
-                   SUM(sat_sum) / CAST(NULLIF(SUM(sat_n), 0) AS DOUBLE) AS mean_satisfaction, \
-                   SUM(complaint_sum) / CAST(NULLIF(SUM(complaint_n), 0) AS DOUBLE) AS complaint_rate \
-                 FROM (SELECT owner_id, dt, record_id, \
-                     SUM(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS DOUBLE) END) AS sat_sum, \
-                     COUNT(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN 1 END) AS sat_n, \
-                     SUM(CASE WHEN complaint THEN 1.0 WHEN NOT complaint THEN 0.0 END) AS complaint_sum, \
-                     COUNT(complaint) AS complaint_n \
-                   FROM ({}) GROUP BY owner_id, dt, record_id) GROUP BY owner_id, dt",
-                dedup("service_ticket", "record_id, version, owner_id, dt, satisfaction, complaint, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
-            ),
+            // Tickets counted once per record id (one row per id first, then per owner
+            // and day); the means are sums over counts of whole numbers, so exactly
+            // AVG's result.
+            "SELECT owner_id AS person_id, dt, COUNT(*) AS tickets, \
+               SUM(sat_sum) / CAST(NULLIF(SUM(sat_n), 0) AS DOUBLE) AS mean_satisfaction, \
+               SUM(complaint_sum) / CAST(NULLIF(SUM(complaint_n), 0) AS DOUBLE) AS complaint_rate \
+             FROM (SELECT owner_id, dt, record_id, \
+                 SUM(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS DOUBLE) END) AS sat_sum, \
+                 COUNT(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN 1 END) AS sat_n, \
+                 SUM(CASE WHEN complaint THEN 1.0 WHEN NOT complaint THEN 0.0 END) AS complaint_sum, \
+                 COUNT(complaint) AS complaint_n \
+               FROM service_ticket_entries GROUP BY owner_id, dt, record_id) GROUP BY owner_id, dt"
+                .to_string(),
         ),
         (
             "checkin_kpis".to_string(),
-            format!(
-                "SELECT owner_id AS person_id, dt, COUNT(*) AS checkins, \
-                   AVG(CASE WHEN responded_at IS NOT NULL AND response_complete THEN 1.0 ELSE 0.0 END) AS checkin_response_rate \
-                 FROM ({}) GROUP BY owner_id, dt",
-                dedup("checkin", "record_id, version, owner_id, dt, responded_at, response_complete, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
-            ),
+            "SELECT owner_id AS person_id, dt, COUNT(*) AS checkins, \
+               AVG(CASE WHEN responded_at IS NOT NULL AND response_complete THEN 1.0 ELSE 0.0 END) AS checkin_response_rate \
+             FROM checkin_entries GROUP BY owner_id, dt"
+                .to_string(),
         ),
         (
             "opportunity_kpis".to_string(),
-            format!(
-                "SELECT owner_id AS person_id, dt, \
-                   SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END) AS opportunities_closed, \
-                   CAST(SUM(CASE WHEN lower(stage) = 'won' THEN 1 ELSE 0 END) AS DOUBLE) \
-                     / NULLIF(SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END), 0) AS win_rate \
-                 FROM ({}) GROUP BY owner_id, dt",
-                dedup("opportunity", "record_id, version, owner_id, dt, stage, dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line")
-            ),
+            "SELECT owner_id AS person_id, dt, \
+               SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END) AS opportunities_closed, \
+               CAST(SUM(CASE WHEN lower(stage) = 'won' THEN 1 ELSE 0 END) AS DOUBLE) \
+                 / NULLIF(SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END), 0) AS win_rate \
+             FROM opportunity_entries GROUP BY owner_id, dt"
+                .to_string(),
         ),
-    ];
+    ]);
     v.push((
         // Who gets a person_daily row on D: everyone who entered something, and the owners
         // of role KPIs (tickets, check-ins, closed opportunities). `unassigned` is nobody.
@@ -183,6 +227,15 @@ pub fn views() -> Vec<(String, String)> {
             .to_string(),
     ));
     v
+}
+
+/// The views a reader of entries needs (`all_deliveries`, `<type>_entries`, `entries`),
+/// for sessions that query rather than score (serve, alerts).
+pub fn entry_views() -> Vec<(String, String)> {
+    views()
+        .into_iter()
+        .take_while(|(n, _)| n != "roster_rows")
+        .collect()
 }
 
 /// `score` (0–100): the weighted mean of the scorecard's metrics that are not NULL.
@@ -346,5 +399,61 @@ mod tests {
             );
         }
         assert_eq!(got.len(), 7, "{got:?}");
+    }
+
+    /// The roster row at D: the later valid_from wins, a missing one counts as earliest,
+    /// periods are inclusive, and of periods equal in valid_from the first listed wins.
+    #[tokio::test]
+    async fn roster_at_picks_the_later_period_then_the_first_listed() {
+        let ctx = SessionContext::new();
+        for sql in [
+            "CREATE TABLE entries (entered_by VARCHAR, owner_id VARCHAR, dt VARCHAR) AS VALUES \
+               ('ann', 'ann', '2026-03-10'), ('bob', 'ann', '2026-03-10'), ('bob', 'bob', '2026-03-01'), \
+               ('cy', 'cy', '2026-03-10'), ('dee', 'dee', '2026-03-10')",
+            "CREATE TABLE roster (person_id VARCHAR, role VARCHAR, team_id VARCHAR, manager_id VARCHAR, \
+               valid_from DATE, valid_to DATE) AS VALUES \
+               ('ann', 'sales_rep', 'open', NULL, NULL, NULL), \
+               ('ann', 'sales_rep', 'later', NULL, DATE '2026-03-10', NULL), \
+               ('bob', 'sales_rep', 'old', NULL, DATE '2026-01-01', DATE '2026-03-01'), \
+               ('bob', 'sales_rep', 'new', NULL, DATE '2026-03-02', NULL), \
+               ('cy', 'sales_rep', 'first', NULL, DATE '2026-01-01', NULL), \
+               ('cy', 'sales_rep', 'second', NULL, DATE '2026-01-01', NULL), \
+               ('dee', 'sales_rep', 'none', NULL, DATE '2026-04-01', NULL)",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        for (name, body) in views() {
+            if name == "roster_rows" || name == "roster_at" {
+                ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
+                    .await
+                    .unwrap();
+            }
+        }
+        let b = ctx
+            .sql("SELECT person_id || ' ' || dt || ' ' || team_id AS r FROM roster_at ORDER BY r")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let got: Vec<String> = b
+            .iter()
+            .flat_map(|b| {
+                let c = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+                let c = c.as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| c.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "ann 2026-03-10 later",
+                "bob 2026-03-01 old",
+                "bob 2026-03-10 new",
+                "cy 2026-03-10 first"
+            ]
+        );
     }
 }

@@ -3,10 +3,7 @@
 
 /// (name, SQL body), in creation order.
 pub fn views() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = crmdq_score::sql::views()
-        .into_iter()
-        .filter(|(n, _)| n == "all_deliveries" || n == "entries")
-        .collect();
+    let mut v: Vec<(String, String)> = crmdq_score::sql::entry_views();
     v.extend(
         [
             (

@@ -1,0 +1,212 @@
+//! The first delivery of each record version, computed in one pass over a table's
+//! deliveries in memory: what [`crate::sql::dedup`] says in SQL, which scoring runs
+//! natively because the SQL form scans the table three times (the key counts, the anti
+//! join, the semi join) and Parquet decoding dominates (README "Performance"). The SQL
+//! stays the definition (serve and alerts query it); `tests::native_equals_sql` holds
+//! the two equal.
+
+use datafusion::common::HashMap;
+use datafusion::common::hash_map::Entry;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use arrow::compute::{SortOptions, filter_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::row::{RowConverter, Rows, SortField};
+
+/// The key a record version is identified by within one record type's table.
+pub const KEY: [&str; 2] = ["record_id", "version"];
+
+/// [`crate::sql::DELIVERY_ORDER`], column by column.
+pub const ORDER: [&str; 6] = [
+    "dq_ingested_at",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    "src_file",
+    "src_line",
+];
+
+/// Keep, of one table's deliveries (`batches`, with at least the [`KEY`] and [`ORDER`]
+/// columns), the first delivery of each key: the smallest in [`ORDER`] (ascending, NULLs
+/// last, as DataFusion orders by default); keys compare NULL-equal. Of deliveries equal
+/// in every order column (which the sources never produce) the first in `batches` is
+/// kept. Batches keep their order; rows keep theirs within a batch.
+pub fn first_deliveries(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let converter = |names: &[&str], options: Option<SortOptions>| {
+        let fields = names
+            .iter()
+            .map(|n| {
+                let t = schema.field_with_name(n)?.data_type().clone();
+                Ok(match options {
+                    Some(o) => SortField::new_with_options(t, o),
+                    None => SortField::new(t),
+                })
+            })
+            .collect::<Result<Vec<_>, ArrowError>>()?;
+        RowConverter::new(fields)
+    };
+    let columns = |b: &RecordBatch, names: &[&str]| {
+        names
+            .iter()
+            .map(|n| Ok(b.column(schema.index_of(n)?).clone()))
+            .collect::<Result<Vec<_>, ArrowError>>()
+    };
+    let keys = converter(&KEY, None)?;
+    let order = converter(
+        &ORDER,
+        Some(SortOptions {
+            descending: false,
+            nulls_first: false,
+        }),
+    )?;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let key_rows = batches
+        .iter()
+        .map(|b| keys.convert_columns(&columns(b, &KEY)?))
+        .collect::<Result<Vec<Rows>, ArrowError>>()?;
+    let orders = batches
+        .iter()
+        .map(|b| order.convert_columns(&columns(b, &ORDER)?))
+        .collect::<Result<Vec<Rows>, ArrowError>>()?;
+    // Key → (batch, row) of the first delivery seen so far.
+    let mut first: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(total);
+    for (b, rows) in key_rows.iter().enumerate() {
+        for (r, key) in rows.iter().enumerate() {
+            match first.entry(key.data()) {
+                Entry::Vacant(v) => {
+                    v.insert((b, r));
+                }
+                Entry::Occupied(mut o) => {
+                    let (pb, pr) = *o.get();
+                    if orders[b].row(r) < orders[pb].row(pr) {
+                        o.insert((b, r));
+                    }
+                }
+            }
+        }
+    }
+    if first.len() == total {
+        return Ok(batches);
+    }
+    let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
+    for (b, r) in first.into_values() {
+        keep[b][r] = true;
+    }
+    batches
+        .iter()
+        .zip(keep)
+        .map(|(batch, keep)| filter_record_batch(batch, &BooleanArray::from(keep)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    use datafusion::prelude::SessionContext;
+
+    fn text(batches: &[RecordBatch]) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in batches {
+            let cols: Vec<_> = (0..b.num_columns())
+                .map(|c| arrow::compute::cast(b.column(c), &DataType::Utf8).unwrap())
+                .collect();
+            for i in 0..b.num_rows() {
+                let row: Vec<String> = cols
+                    .iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        if c.is_valid(i) {
+                            c.value(i).to_string()
+                        } else {
+                            "∅".to_string()
+                        }
+                    })
+                    .collect();
+                out.push(row.join("|"));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Deliveries that differ in content, in every order, with NULL keys and NULL order
+    /// columns, split over several batches: the native pass keeps exactly the rows the
+    /// SQL definition keeps.
+    #[tokio::test]
+    async fn native_equals_sql() {
+        let ctx = SessionContext::new();
+        ctx.sql(
+            "CREATE TABLE t (record_id VARCHAR, version BIGINT, payload VARCHAR, \
+               dq_ingested_at TIMESTAMP, src_topic VARCHAR, src_partition INT, src_offset BIGINT, \
+               src_file VARCHAR, src_line BIGINT) AS VALUES \
+             ('c1', 1, 'only', TIMESTAMP '2026-01-01 00:00:10', NULL, NULL, NULL, 'f', 1), \
+             ('c2', 1, 'later', TIMESTAMP '2026-01-01 00:00:20', NULL, NULL, NULL, 'f', 2), \
+             ('c2', 1, 'first', TIMESTAMP '2026-01-01 00:00:10', NULL, NULL, NULL, 'g', 9), \
+             ('c2', 2, 'v2', TIMESTAMP '2026-01-01 00:00:10', NULL, NULL, NULL, 'g', 10), \
+             ('o1', 1, 'k-late', TIMESTAMP '2026-01-01 00:00:05', 'crm', 0, 7, NULL, NULL), \
+             ('o1', 1, 'k-early', TIMESTAMP '2026-01-01 00:00:05', 'crm', 0, 3, NULL, NULL), \
+             ('o1', 1, 'k-other-partition', TIMESTAMP '2026-01-01 00:00:05', 'crm', 1, 1, NULL, NULL), \
+             ('o1', 1, 'no time', NULL, 'crm', 0, 1, NULL, NULL), \
+             ('o2', 1, 'no topic', TIMESTAMP '2026-01-01 00:00:05', NULL, NULL, NULL, 'f', 3), \
+             ('o2', 1, 'topic', TIMESTAMP '2026-01-01 00:00:05', 'crm', 0, 9, NULL, NULL), \
+             ('o3', NULL, 'null version b', TIMESTAMP '2026-01-01 00:00:02', NULL, NULL, NULL, 'f', 5), \
+             ('o3', NULL, 'null version a', TIMESTAMP '2026-01-01 00:00:01', NULL, NULL, NULL, 'f', 6), \
+             (NULL, 1, 'null id a', TIMESTAMP '2026-01-01 00:00:03', NULL, NULL, NULL, 'f', 7), \
+             (NULL, 1, 'null id b', TIMESTAMP '2026-01-01 00:00:01', NULL, NULL, NULL, 'f', 8), \
+             (NULL, 1, 'null id c', TIMESTAMP '2026-01-01 00:00:01', NULL, NULL, NULL, 'f', 9)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let cols = "record_id, version, payload, dq_ingested_at, src_topic, src_partition, \
+                    src_offset, src_file, src_line";
+        let want = ctx
+            .sql(&crate::sql::dedup("t", cols))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        // Small batches, so that duplicates meet across batches.
+        let all = ctx
+            .sql(&format!("SELECT {cols} FROM t"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let schema = all[0].schema();
+        let all = arrow::compute::concat_batches(&schema, &all).unwrap();
+        let mut split = Vec::new();
+        let mut start = 0;
+        for len in [4, 1, 6, 4] {
+            split.push(all.slice(start, len));
+            start += len;
+        }
+        assert_eq!(start, all.num_rows());
+        let got = first_deliveries(&schema, split).unwrap();
+        assert_eq!(text(&got), text(&want));
+        let got = text(&got);
+        assert_eq!(got.len(), 7, "{got:?}");
+        for kept in [
+            "|first|",
+            "|k-early|",
+            "|null version a|",
+            "|null id b|",
+            "|topic|",
+        ] {
+            assert!(
+                got.iter().any(|r| r.contains(kept)),
+                "{kept} not kept: {got:?}"
+            );
+        }
+    }
+}
