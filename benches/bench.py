@@ -90,6 +90,26 @@ def crmdq_counts(crmdq, wh):
     return res
 
 
+def scorecards(pipeline):
+    """The pipeline's scorecards as JSON (DuckDB's scoring uses the same weights)."""
+    import yaml
+
+    return json.dumps(yaml.safe_load(Path(pipeline).read_text()).get("scorecards") or {})
+
+
+SCORE_COUNTS = (
+    "SELECT (SELECT COUNT(*) FROM person_daily) AS person_days, "
+    "(SELECT SUM(entries) FROM person_daily) AS entries, "
+    "(SELECT COUNT(*) FROM team_daily) AS team_days"
+)
+
+
+def crmdq_score_counts(crmdq, wh):
+    out = subprocess.run([crmdq, "sql", "--warehouse", wh, "--format", "json", SCORE_COUNTS],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[0])
+
+
 def size_run(crmdq, work, n, pipeline):
     data, roster = generate(crmdq, work, n)
     entries = sum(1 for _ in open(data, "rb"))
@@ -108,12 +128,16 @@ def size_run(crmdq, work, n, pipeline):
     r["crmdq_score"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
     s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "ingest", data, dd, NOW])
     r["duckdb_ingest"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
-    s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "score", dd])
+    s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "score", dd, roster, scorecards(pipeline)])
     r["duckdb_score"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
     mine = crmdq_counts(crmdq, wh)
     theirs = json.loads(subprocess.run([sys.executable, HERE / "duckdb_work.py", "counts", dd],
                                        check=True, capture_output=True, text=True).stdout)
     r["counts"] = {"crmdq": mine, "duckdb": theirs, "agree": mine == theirs}
+    mine = crmdq_score_counts(crmdq, wh)
+    theirs = json.loads(subprocess.run([sys.executable, HERE / "duckdb_work.py", "score-counts", dd],
+                                       check=True, capture_output=True, text=True).stdout)
+    r["score_counts"] = {"crmdq": mine, "duckdb": theirs, "agree": mine == theirs}
     return r
 
 
