@@ -289,6 +289,9 @@ def table(res):
         rows.append(f"| score {n:,} entries | {cs['seconds']:.1f} s, RSS {cs['rss_mib']} MiB | "
                     f"{ds['seconds']:.1f} s, RSS {ds['rss_mib']} MiB | {ds['seconds'] / cs['seconds']:.2f}× |")
         rows.append(f"| counts agree (rows, complete, valid, on time per type) | | | {'yes' if s['counts']['agree'] else 'NO'} |")
+        sc = s["score_counts"]
+        rows.append(f"| scores agree (person-days {sc['crmdq']['person_days']:,}, entries {sc['crmdq']['entries']:,}, "
+                    f"team-days {sc['crmdq']['team_days']:,}) | | | {'yes' if sc['agree'] else 'NO'} |")
     rows += ["", "| kernel / Kafka | records | seconds | records/s |", "|---|---|---|---|"]
     for k in res["kernels"]:
         rows.append(f"| {k['name']} | {k['records']:,} | {k['seconds']:.3f} | {k['records'] / k['seconds']:,.0f} |")
