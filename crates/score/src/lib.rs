@@ -431,6 +431,17 @@ fn without_dt(s: &Schema) -> SchemaRef {
     ))
 }
 
+/// One score file: `part` as Parquet.
+fn encode_file(
+    part: &RecordBatch,
+    schema: &SchemaRef,
+    props: &WriterProperties,
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))?;
+    writer.write(part)?;
+    writer.into_inner()
+}
+
 /// What a scoring run produced.
 #[derive(Debug, Clone, Default)]
 pub struct ScoreSummary {
@@ -501,6 +512,7 @@ pub async fn score(
         let dts = arrow::compute::cast(all.column(dt_idx), &arrow::datatypes::DataType::Utf8)
             .map_err(|e| q(name)(e.into()))?;
         let dts = dts.as_string::<i32>();
+        let mut parts: Vec<(String, RecordBatch)> = Vec::new();
         let mut start = 0;
         while start < all.num_rows() {
             let dt = dts.value(start).to_string();
@@ -514,34 +526,51 @@ pub async fn score(
                 .map_err(|e| q(name)(e.into()))?;
             let part = RecordBatch::try_new(file_schema.clone(), part.columns().to_vec())
                 .map_err(|e| q(name)(e.into()))?;
-            let mut writer =
-                ArrowWriter::try_new(Vec::new(), file_schema.clone(), Some(props.clone()))
-                    .map_err(|source| ScoreError::Encode {
-                        table: name.into(),
-                        source,
-                    })?;
-            writer.write(&part).map_err(|source| ScoreError::Encode {
-                table: name.into(),
-                source,
-            })?;
-            let bytes = writer.into_inner().map_err(|source| ScoreError::Encode {
-                table: name.into(),
-                source,
-            })?;
-            let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
-            let path = format!("{dir}/dt={dt}/part-{hash}.parquet");
-            let size = bytes.len() as u64;
-            summary.files.push(FileAdd {
-                table: name.into(),
-                dt: dt.clone(),
-                path: path.clone(),
-                rows: (end - start) as u64,
-                bytes: size,
-            });
-            writes.push((path, bytes));
-            *summary.rows.entry(name.into()).or_default() += (end - start) as u64;
-            dates.insert(dt);
+            parts.push((dt, part));
             start = end;
+        }
+        // Encoding (Parquet + zstd) is CPU work: half of the dates on each of two
+        // blocking threads, results kept in date order.
+        let half = parts.len().div_ceil(2).max(1);
+        let mut chunks = Vec::new();
+        while !parts.is_empty() {
+            let rest = parts.split_off(half.min(parts.len()));
+            chunks.push(std::mem::replace(&mut parts, rest));
+        }
+        let encoded = futures::future::join_all(chunks.into_iter().map(|chunk| {
+            let (schema, props) = (file_schema.clone(), props.clone());
+            tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|(dt, part)| {
+                        let rows = part.num_rows() as u64;
+                        encode_file(&part, &schema, &props).map(|bytes| (dt, rows, bytes))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        }))
+        .await;
+        for chunk in encoded {
+            let chunk = chunk
+                .map_err(|e| q(name)(DataFusionError::External(Box::new(e))))?
+                .map_err(|source| ScoreError::Encode {
+                    table: name.into(),
+                    source,
+                })?;
+            for (dt, rows, bytes) in chunk {
+                let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
+                let path = format!("{dir}/dt={dt}/part-{hash}.parquet");
+                summary.files.push(FileAdd {
+                    table: name.into(),
+                    dt: dt.clone(),
+                    path: path.clone(),
+                    rows,
+                    bytes: bytes.len() as u64,
+                });
+                writes.push((path, bytes));
+                *summary.rows.entry(name.into()).or_default() += rows;
+                dates.insert(dt);
+            }
         }
     }
     // One file per table and date, each fsynced: written concurrently (they are
