@@ -50,7 +50,8 @@ def timed(cmd, **kw):
 
 
 def generate(crmdq, work, n):
-    """About `n` entries: one `generate` per million (different seeds and date ranges)."""
+    """About `n` entries: one `generate` per million (different seeds, date ranges and
+    record-id ranges: a record id seen in two parts would be two deliveries of one record)."""
     out = work / f"gen-{n}.ndjson"
     roster = work / f"gen-{n}.roster.csv"
     if out.exists() and roster.exists():
@@ -64,7 +65,8 @@ def generate(crmdq, work, n):
             part = work / f"part-{k}.ndjson"
             start = f"{2000 + k}-01-01"
             subprocess.run([crmdq, "generate", "--out", part, "--days", str(days), "--people", str(people),
-                            "--seed", str(k + 1), "--start", start], check=True, capture_output=True)
+                            "--seed", str(k + 1), "--start", start, "--first-id", str(k * 100_000_000)],
+                           check=True, capture_output=True)
             with open(part, "rb") as p:
                 shutil.copyfileobj(p, f)
             if k == 0:

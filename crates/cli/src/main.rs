@@ -123,6 +123,10 @@ enum Command {
         /// First business date (default: days + 7 days before today).
         #[arg(long)]
         start: Option<String>,
+        /// Record ids count up from N+1: give each of several files that will be
+        /// ingested together its own range (the same id and version is one record).
+        #[arg(long, default_value_t = 0)]
+        first_id: u64,
     },
     /// Validate a pipeline file without running it, and show its compiled checks.
     CheckConfig {
@@ -535,6 +539,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             people,
             seed,
             start,
+            first_id,
         } => {
             let tz = jiff::tz::TimeZone::get("Asia/Shanghai")?;
             let start = match start {
@@ -552,6 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 people,
                 seed,
                 tz,
+                first_id,
             };
             let lines = crmdq_pipeline::generate::generate(&spec);
             let mut text = lines.join("\n");

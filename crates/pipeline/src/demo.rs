@@ -97,6 +97,7 @@ pub async fn demo(
         people,
         seed: 42,
         tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC),
+        first_id: 0,
     };
     std::fs::write(dir.join("roster.csv"), roster_csv(&spec))
         .map_err(|e| PipelineError::Other(e.to_string()))?;

@@ -21,6 +21,9 @@ pub struct GenSpec {
     pub people: u32,
     pub seed: u64,
     pub tz: TimeZone,
+    /// Record ids count up from `first_id + 1` (`act-000001`, …): files generated to be
+    /// ingested together need disjoint ranges, or their records are versions of each other.
+    pub first_id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,6 +159,7 @@ struct Gen {
     tz: TimeZone,
     out: Vec<String>,
     seq: u64,
+    first_id: u64,
 }
 
 const OCCUPATIONS: [&str; 8] = [
@@ -313,7 +317,8 @@ pub fn generate(spec: &GenSpec) -> Vec<String> {
         rng: ChaCha8Rng::seed_from_u64(spec.seed),
         tz: spec.tz.clone(),
         out: Vec::new(),
-        seq: 0,
+        seq: spec.first_id,
+        first_id: spec.first_id,
     };
     let all = people(spec.people);
     for d in 0..spec.days {
@@ -404,7 +409,11 @@ fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
         let mut r = g.base("activity", &id, owner, &who.id, ev, habit);
         r.insert(
             "customer_id".into(),
-            json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
+            json!(format!(
+                "cus-{:06}",
+                g.rng
+                    .random_range(g.first_id + 1..g.seq.max(g.first_id + 2))
+            )),
         );
         let good = g.pick(&[
             json!("visit"),
@@ -438,7 +447,11 @@ fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {
     let stage = stages[g.rng.random_range(0..stages.len())];
     r.insert(
         "customer_id".into(),
-        json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
+        json!(format!(
+            "cus-{:06}",
+            g.rng
+                .random_range(g.first_id + 1..g.seq.max(g.first_id + 2))
+        )),
     );
     r.insert(
         "stage".into(),
@@ -496,7 +509,11 @@ fn service_day(g: &mut Gen, agent: &Person, day: Date, spike: bool) {
         let mut r = g.base("service_ticket", &id, &agent.id, &agent.id, ev, agent.habit);
         r.insert(
             "customer_id".into(),
-            json!(format!("cus-{:06}", g.rng.random_range(1..g.seq.max(2)))),
+            json!(format!(
+                "cus-{:06}",
+                g.rng
+                    .random_range(g.first_id + 1..g.seq.max(g.first_id + 2))
+            )),
         );
         r.insert(
             "channel".into(),
@@ -538,6 +555,7 @@ mod tests {
             people: 12,
             seed: 7,
             tz: TimeZone::get("Asia/Shanghai").unwrap(),
+            first_id: 0,
         };
         let a = generate(&spec);
         assert_eq!(a, generate(&spec));
@@ -550,5 +568,24 @@ mod tests {
         );
         assert!(a.len() > 100);
         assert!(roster_csv(&spec).lines().count() == 13);
+        // Another id range: the same records under ids no line of `a` uses.
+        let b = generate(&GenSpec {
+            first_id: 5_000_000,
+            ..spec.clone()
+        });
+        assert_eq!(a.len(), b.len());
+        let ids = |lines: &[String]| -> std::collections::BTreeSet<String> {
+            lines
+                .iter()
+                .filter_map(|l| {
+                    let v: Value = serde_json::from_str(l).ok()?;
+                    Some(v.get("record_id")?.as_str()?.to_string())
+                })
+                .collect()
+        };
+        let (ia, ib) = (ids(&a), ids(&b));
+        assert!(ia.len() > 100 && ib.len() > 100);
+        assert!(ia.is_disjoint(&ib));
+        assert!(ib.iter().all(|i| i.ends_with(|c: char| c.is_ascii_digit())));
     }
 }
