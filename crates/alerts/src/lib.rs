@@ -105,10 +105,11 @@ pub struct EvalOptions {
     pub live: LiveInputs,
     /// Only pipeline-scope rules (what `run` evaluates periodically).
     pub pipeline_only: bool,
-    /// The entries a scoring run just computed (its `entries`, see
-    /// [`crmdq_score::ScoreSummary::entries`]): example records are taken from them
-    /// instead of deduplicating the warehouse's deliveries again.
-    pub scored_entries: Option<std::sync::Arc<dyn datafusion::catalog::TableProvider>>,
+    /// The entries of one date a scoring run just computed (see
+    /// [`crmdq_score::ScoreSummary::entries`]): when that is the evaluated date, example
+    /// records are taken from them instead of deduplicating the warehouse's deliveries
+    /// again.
+    pub scored_entries: Option<crmdq_score::ScoredEntries>,
 }
 
 impl EvalOptions {
@@ -263,10 +264,6 @@ pub async fn evaluate(
     opts: &EvalOptions,
 ) -> Result<Report, AlertError> {
     let ctx = session(p, w, roster).await?;
-    if let Some(t) = &opts.scored_entries {
-        ctx.register_table(evaluate::SCORED_ENTRIES, t.clone())
-            .map_err(|e| AlertError::query(evaluate::SCORED_ENTRIES, e))?;
-    }
     let mut report = Report::default();
     let latest = evaluate::query(&ctx, "SELECT MAX(dt) AS d FROM person_daily", vec![])
         .await?
@@ -279,10 +276,20 @@ pub async fn evaluate(
     let today = opts.now.to_zoned(p.time_zone.clone()).date();
     let dt = date.unwrap_or(today);
     report.date = Some(dt.to_string());
+    if let Some(scored) = opts
+        .scored_entries
+        .as_ref()
+        .filter(|s| s.dt == dt.to_string())
+    {
+        ctx.register_table(evaluate::SCORED_ENTRIES, scored.table.clone())
+            .map_err(|e| AlertError::query(evaluate::SCORED_ENTRIES, e))?;
+    }
     let (state, last_seq) = read_state(&ctx).await?;
     let now_us = opts.now.as_microsecond();
     let evaluated_at = opts.now.to_string();
     let repeat_us = p.alerts.repeat_interval.as_micros() as i64;
+    // Each event's basis (for its message, written once its explanation is known).
+    let mut bases: Vec<String> = Vec::new();
 
     for rule in &p.alerts.rules {
         if opts.pipeline_only && rule.scope != AlertScope::Pipeline {
@@ -326,12 +333,7 @@ pub async fn evaluate(
                 (false, _) => (None, false),
             };
             let Some(st) = fire else { continue };
-            let (top_rules, examples) = if st == "firing" {
-                evaluate::explain(&ctx, rule.scope, &rule.metric, &o.subject, dt).await?
-            } else {
-                (None, Vec::new())
-            };
-            let mut e = AlertEvent {
+            let e = AlertEvent {
                 evaluated_at: evaluated_at.clone(),
                 evaluated_at_us: now_us,
                 seq: last_seq + 1,
@@ -353,13 +355,45 @@ pub async fn evaluate(
                 delivered: false,
                 delivery_error: None,
                 message: String::new(),
-                top_rules,
-                example_records: examples,
+                top_rules: None,
+                example_records: Vec::new(),
             };
-            e.message = message(&e, &v.basis);
-            e.receiver = route(p, &e).map(|r| r.name.clone());
             report.events.push(e);
+            bases.push(v.basis);
         }
+    }
+    // What the firing subjects' rules and records were: one batch per rule (scope and
+    // metric), not per subject.
+    let mut firing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &report.events {
+        if e.state == "firing" {
+            firing
+                .entry(e.rule.as_str())
+                .or_default()
+                .push(e.subject.clone());
+        }
+    }
+    let mut explained: BTreeMap<(String, String), evaluate::Explanation> = BTreeMap::new();
+    for (rule, subjects) in firing {
+        let r = p
+            .alerts
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .expect("events come from the pipeline's rules");
+        for (subject, x) in evaluate::explain_many(&ctx, r.scope, &r.metric, &subjects, dt).await? {
+            explained.insert((rule.to_string(), subject), x);
+        }
+    }
+    for (e, basis) in report.events.iter_mut().zip(&bases) {
+        if e.state == "firing"
+            && let Some((top, examples)) = explained.remove(&(e.rule.clone(), e.subject.clone()))
+        {
+            e.top_rules = top;
+            e.example_records = examples;
+        }
+        e.message = message(e, basis);
+        e.receiver = route(p, e).map(|r| r.name.clone());
     }
     if opts.dry_run || report.events.is_empty() {
         return Ok(report);

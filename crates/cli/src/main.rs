@@ -97,6 +97,10 @@ enum Command {
         warehouse: Option<PathBuf>,
         #[arg(long)]
         roster: Option<PathBuf>,
+        /// Deliveries scored at once (consecutive dates up to this many; a date with
+        /// more is scored alone). Memory follows it; the scores do not.
+        #[arg(long, default_value_t = crmdq_score::DEFAULT_CHUNK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
+        chunk_rows: u64,
     },
     /// Query the warehouse tables by name (read-only).
     Sql {
@@ -475,14 +479,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pipeline,
             warehouse,
             roster,
+            chunk_rows,
         } => {
             let p = load(&pipeline, warehouse.as_ref())?;
             let w = Warehouse::open(&p.warehouse.path)?;
             let roster = roster.or_else(|| p.roster.clone());
-            let s = crmdq_score::score(&p, &w, roster.as_deref(), clock.now().to_string()).await?;
+            let s = crmdq_score::score_with(
+                &p,
+                &w,
+                roster.as_deref(),
+                clock.now().to_string(),
+                &crmdq_score::ScoreOptions {
+                    chunk_rows,
+                    ..crmdq_score::ScoreOptions::default()
+                },
+            )
+            .await?;
             println!(
-                "scored {} business date(s) (log version {}):",
-                s.dates, s.version
+                "scored {} business date(s) in {} chunk(s){} (log version {}):",
+                s.dates,
+                s.chunks,
+                if s.rescored_chunks > 0 {
+                    format!(
+                        ", {} scored again for versions delivered on dates in two chunks",
+                        s.rescored_chunks
+                    )
+                } else {
+                    String::new()
+                },
+                s.version
             );
             for (t, n) in &s.rows {
                 println!("  {t}: {n} rows");

@@ -500,10 +500,22 @@ fn examples_from_the_scored_entries_equal_a_fresh_deduplication() {
         let a = crmdq_alerts::evaluate(&p, &w, Some(&roster), &fresh)
             .await
             .unwrap();
-        let s = crmdq_score::score(&p, &w, Some(&roster), "2026-10-21T02:30:00Z".into())
-            .await
-            .unwrap();
-        assert!(s.entries.is_some());
+        let s = crmdq_score::score_with(
+            &p,
+            &w,
+            Some(&roster),
+            "2026-10-21T02:30:00Z".into(),
+            &crmdq_score::ScoreOptions {
+                entries_of: Some("2026-10-20".into()),
+                ..crmdq_score::ScoreOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            s.entries.as_ref().map(|e| e.dt.as_str()),
+            Some("2026-10-20")
+        );
         let scored = crmdq_alerts::EvalOptions {
             scored_entries: s.entries.clone(),
             ..fresh.clone()

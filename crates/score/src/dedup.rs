@@ -5,10 +5,10 @@
 //! stays the definition (serve and alerts query it); `tests::native_equals_sql` holds
 //! the two equal.
 
-use datafusion::common::HashMap;
 use datafusion::common::hash_map::Entry;
+use datafusion::common::{HashMap, HashSet};
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{SortOptions, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -32,50 +32,52 @@ pub const ORDER: [&str; 6] = [
 /// last, as DataFusion orders by default); keys compare NULL-equal. Of deliveries equal
 /// in every order column (which the sources never produce) the first in `batches` is
 /// kept. Batches keep their order; rows keep theirs within a batch.
+///
+/// With `pinned` (scoring a chunk of dates, see [`Pinned`]), a delivery of a pinned key is
+/// kept only if it is the pinned delivery; other keys are deduplicated as above.
 pub fn first_deliveries(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
+    pinned: &Pinned,
+    seen: Option<&mut Seen>,
 ) -> Result<Vec<RecordBatch>, ArrowError> {
-    let converter = |names: &[&str], options: Option<SortOptions>| {
-        let fields = names
-            .iter()
-            .map(|n| {
-                let t = schema.field_with_name(n)?.data_type().clone();
-                Ok(match options {
-                    Some(o) => SortField::new_with_options(t, o),
-                    None => SortField::new(t),
-                })
-            })
-            .collect::<Result<Vec<_>, ArrowError>>()?;
-        RowConverter::new(fields)
-    };
-    let columns = |b: &RecordBatch, names: &[&str]| {
-        names
-            .iter()
-            .map(|n| Ok(b.column(schema.index_of(n)?).clone()))
-            .collect::<Result<Vec<_>, ArrowError>>()
-    };
-    let keys = converter(&KEY, None)?;
-    let order = converter(
-        &ORDER,
-        Some(SortOptions {
-            descending: false,
-            nulls_first: false,
-        }),
-    )?;
+    let (keys, order) = converters(schema)?;
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let key_rows = batches
         .iter()
-        .map(|b| keys.convert_columns(&columns(b, &KEY)?))
+        .map(|b| keys.convert_columns(&columns(schema, b, &KEY)?))
         .collect::<Result<Vec<Rows>, ArrowError>>()?;
     let orders = batches
         .iter()
-        .map(|b| order.convert_columns(&columns(b, &ORDER)?))
+        .map(|b| order.convert_columns(&columns(schema, b, &ORDER)?))
         .collect::<Result<Vec<Rows>, ArrowError>>()?;
+    let dts = if pinned.0.is_empty() {
+        Vec::new()
+    } else {
+        let i = schema.index_of("dt")?;
+        batches
+            .iter()
+            .map(|b| {
+                b.column(i)
+                    .as_string_opt::<i32>()
+                    .cloned()
+                    .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))
+            })
+            .collect::<Result<Vec<StringArray>, ArrowError>>()?
+    };
     // Key → (batch, row) of the first delivery seen so far.
     let mut first: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(total);
+    let mut skipped = false;
     for (b, rows) in key_rows.iter().enumerate() {
         for (r, key) in rows.iter().enumerate() {
+            if let Some((order_row, dt)) = pinned.0.get(key.data())
+                && (orders[b].row(r).data() != order_row.as_slice()
+                    || !dts[b].is_valid(r)
+                    || dts[b].value(r) != dt)
+            {
+                skipped = true;
+                continue;
+            }
             match first.entry(key.data()) {
                 Entry::Vacant(v) => {
                     v.insert((b, r));
@@ -89,7 +91,17 @@ pub fn first_deliveries(
             }
         }
     }
-    if first.len() == total {
+    if let Some(seen) = seen {
+        seen.fingerprints.reserve(first.len());
+        for key in first.keys() {
+            let fp = seen.fingerprint(key);
+            if seen.earlier.contains(&fp) {
+                seen.again.push(key.to_vec());
+            }
+            seen.fingerprints.push(fp);
+        }
+    }
+    if first.len() == total && !skipped {
         return Ok(batches);
     }
     let mut keep: Vec<Vec<bool>> = batches.iter().map(|b| vec![false; b.num_rows()]).collect();
@@ -100,6 +112,162 @@ pub fn first_deliveries(
         .iter()
         .zip(keep)
         .map(|(batch, keep)| filter_record_batch(batch, &BooleanArray::from(keep)))
+        .collect()
+}
+
+/// Record versions (of one record type) delivered on more than one business date, each
+/// with its first delivery (its [`ORDER`] columns in row format) and that delivery's
+/// `dt`: when scoring works through the warehouse a chunk of dates at a time, a chunk
+/// sees only some of such a key's deliveries, so it is told which one is the entry.
+/// Keys are in row format ([`KEY`]).
+#[derive(Debug, Default, Clone)]
+pub struct Pinned(HashMap<Vec<u8>, (Vec<u8>, String)>);
+
+impl Pinned {
+    /// From every delivery of the keys to pin (with the [`KEY`], [`ORDER`] and `dt`
+    /// columns): the first delivery of each.
+    pub fn from_deliveries(
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Pinned, ArrowError> {
+        let kept = first_deliveries(schema, batches, &Pinned::default(), None)?;
+        let (keys, order) = converters(schema)?;
+        let dt = schema.index_of("dt")?;
+        let mut out = HashMap::new();
+        for b in &kept {
+            let k = keys.convert_columns(&columns(schema, b, &KEY)?)?;
+            let o = order.convert_columns(&columns(schema, b, &ORDER)?)?;
+            let d = b
+                .column(dt)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))?;
+            for r in 0..b.num_rows() {
+                if d.is_valid(r) {
+                    out.insert(
+                        k.row(r).data().to_vec(),
+                        (o.row(r).data().to_vec(), d.value(r).to_string()),
+                    );
+                }
+            }
+        }
+        Ok(Pinned(out))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Which record versions earlier chunks of a scoring run saw, as 64-bit fingerprints
+/// (of the record type and the key), and what one chunk adds: its keys' fingerprints, and
+/// the keys whose fingerprint an earlier chunk saw (`again`: a version delivered on dates
+/// in two chunks, or, about once in 2^64/n, two versions with one fingerprint; scoring
+/// resolves them exactly). About 8 bytes per record version in the warehouse.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub earlier: std::sync::Arc<HashSet<u64>>,
+    /// Distinguishes record types (the same key in two types is two versions).
+    pub salt: u64,
+    pub fingerprints: Vec<u64>,
+    /// Keys in row format ([`KEY`]).
+    pub again: Vec<Vec<u8>>,
+}
+
+impl Seen {
+    fn fingerprint(&self, key: &[u8]) -> u64 {
+        use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
+        let mut h =
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().build_hasher();
+        self.salt.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// For each key (row format) among `batches` (with the [`KEY`] columns and `dt`): the
+/// chunks (`chunk_of(dt)`) its deliveries fall in.
+pub fn chunks_per_key(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    chunk_of: impl Fn(&str) -> Option<usize>,
+) -> Result<HashMap<Vec<u8>, std::collections::BTreeSet<usize>>, ArrowError> {
+    let (keys, _) = converters(schema)?;
+    let dt = schema.index_of("dt")?;
+    let mut out: HashMap<Vec<u8>, std::collections::BTreeSet<usize>> = HashMap::new();
+    for b in batches {
+        let k = keys.convert_columns(&columns(schema, b, &KEY)?)?;
+        let d = b
+            .column(dt)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))?;
+        for r in 0..b.num_rows() {
+            let chunk = if d.is_valid(r) {
+                chunk_of(d.value(r))
+            } else {
+                None
+            };
+            let set = out.entry(k.row(r).data().to_vec()).or_default();
+            set.extend(chunk);
+        }
+    }
+    Ok(out)
+}
+
+/// `keys` (row format, [`KEY`] of `schema`) back as columns `record_id`, `version`.
+pub fn key_batch(schema: &SchemaRef, keys: &[Vec<u8>]) -> Result<RecordBatch, ArrowError> {
+    let (converter, _) = converters(schema)?;
+    let parser = converter.parser();
+    let cols = converter.convert_rows(keys.iter().map(|k| parser.parse(k)))?;
+    let fields = KEY
+        .iter()
+        .map(|n| schema.field_with_name(n).cloned())
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )
+}
+
+/// The row converters for [`KEY`] and for [`ORDER`] (ascending, NULLs last).
+fn converters(schema: &SchemaRef) -> Result<(RowConverter, RowConverter), ArrowError> {
+    let converter = |names: &[&str], options: Option<SortOptions>| {
+        let fields = names
+            .iter()
+            .map(|n| {
+                let t = schema.field_with_name(n)?.data_type().clone();
+                Ok(match options {
+                    Some(o) => SortField::new_with_options(t, o),
+                    None => SortField::new(t),
+                })
+            })
+            .collect::<Result<Vec<_>, ArrowError>>()?;
+        RowConverter::new(fields)
+    };
+    Ok((
+        converter(&KEY, None)?,
+        converter(
+            &ORDER,
+            Some(SortOptions {
+                descending: false,
+                nulls_first: false,
+            }),
+        )?,
+    ))
+}
+
+/// The columns `names` of `b` (whose schema is `schema`).
+fn columns(
+    schema: &SchemaRef,
+    b: &RecordBatch,
+    names: &[&str],
+) -> Result<Vec<ArrayRef>, ArrowError> {
+    names
+        .iter()
+        .map(|n| Ok(b.column(schema.index_of(n)?).clone()))
         .collect()
 }
 
@@ -192,7 +360,7 @@ mod tests {
             start += len;
         }
         assert_eq!(start, all.num_rows());
-        let got = first_deliveries(&schema, split).unwrap();
+        let got = first_deliveries(&schema, split, &Pinned::default(), None).unwrap();
         assert_eq!(text(&got), text(&want));
         let got = text(&got);
         assert_eq!(got.len(), 7, "{got:?}");

@@ -307,44 +307,21 @@ async fn register_scoring_inputs(
 /// in-memory table (DataFusion inlines views, so a view read by two others — e.g.
 /// `ticket_kpis` by `people_days` and `person_base` — would be computed twice), except
 /// `all_deliveries` (not read by scoring), `entries` (a plain union of the materialized
-/// `<type>_entries`) and `entries_team` (as large as `entries`, read once); without,
-/// everything stays a view (for planning schemas only).
+/// `<type>_entries`, which [`materialize_entries`] must have registered) and
+/// `entries_team` (as large as `entries`, read once); without, everything stays a view
+/// (for planning schemas only).
 async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), ScoreError> {
-    if materialize {
-        // The per-type entries first, two at a time: each is a scan then a single-threaded
-        // deduplication, so one type's scan overlaps another's deduplication (all six at
-        // once: 10% faster, 80% more memory).
-        use futures::TryStreamExt as _;
-        let tables: Vec<(String, MemTable)> = futures::stream::iter(RecordType::ALL.into_iter().map(|rt| {
-            let name = sql::type_entries_view(rt);
-            async move {
-                let started = std::time::Instant::now();
-                // The view's definition, computed in one pass (see `dedup`).
-                let all = format!("SELECT {} FROM \"{rt}\"", sql::type_entry_columns(rt));
-                let table = materialized(ctx, &all, true).await.map_err(q(&name))?;
-                tracing::info!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
-                Ok::<_, ScoreError>((name, table))
-            }
-        }))
-        .buffer_unordered(2)
-        .try_collect()
-        .await?;
-        for (name, table) in tables {
-            ctx.register_table(name.as_str(), Arc::new(table))
-                .map_err(q(&name))?;
-        }
-    }
     for (name, body) in sql::views() {
         let per_type = RecordType::ALL
             .into_iter()
             .any(|rt| sql::type_entries_view(rt) == name);
         if materialize && per_type {
-            continue; // registered above
+            continue; // registered by materialize_entries
         }
         if materialize && !matches!(name.as_str(), "all_deliveries" | "entries" | "entries_team") {
             let started = std::time::Instant::now();
-            let table = materialized(ctx, &body, false).await.map_err(q(&name))?;
-            tracing::info!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
+            let table = materialized(ctx, &body, None).await.map_err(q(&name))?;
+            tracing::debug!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
             ctx.register_table(name.as_str(), Arc::new(table))
                 .map_err(q(&name))?;
         } else {
@@ -356,35 +333,96 @@ async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), Sco
     Ok(())
 }
 
+/// Register `<type>_entries` for every record type, computed natively (see `dedup`),
+/// two types at a time: each is a scan then a single-threaded deduplication, so one
+/// type's scan overlaps another's deduplication (all six at once: 10% faster, 80% more
+/// memory). `pinned` (by position in [`RecordType::ALL`]) and `earlier` are as
+/// [`dedup::first_deliveries`] takes them; returns each type's [`dedup::Seen`].
+async fn materialize_entries(
+    ctx: &SessionContext,
+    pinned: &[Arc<dedup::Pinned>],
+    earlier: &Arc<datafusion::common::HashSet<u64>>,
+) -> Result<Vec<(RecordType, dedup::Seen)>, ScoreError> {
+    use futures::TryStreamExt as _;
+    let tables: Vec<(RecordType, MemTable, dedup::Seen)> =
+        futures::stream::iter(RecordType::ALL.into_iter().enumerate().map(|(i, rt)| {
+            let name = sql::type_entries_view(rt);
+            let dedup = Dedup {
+                pinned: pinned.get(i).cloned().unwrap_or_default(),
+                seen: dedup::Seen {
+                    earlier: earlier.clone(),
+                    salt: i as u64,
+                    ..dedup::Seen::default()
+                },
+            };
+            async move {
+                let started = std::time::Instant::now();
+                // The view's definition, computed in one pass (see `dedup`).
+                let all = format!("SELECT {} FROM \"{rt}\"", sql::type_entry_columns(rt));
+                let mut dedup = Some(dedup);
+                let table = materialized(ctx, &all, Some(&mut dedup))
+                    .await
+                    .map_err(q(&name))?;
+                tracing::debug!(view = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
+                let seen = dedup.map(|d| d.seen).unwrap_or_default();
+                Ok::<_, ScoreError>((rt, table, seen))
+            }
+        }))
+        .buffer_unordered(2)
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for (rt, table, seen) in tables {
+        let name = sql::type_entries_view(rt);
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(q(&name))?;
+        out.push((rt, seen));
+    }
+    Ok(out)
+}
+
+/// What deduplicating one record type's deliveries takes and gives back.
+struct Dedup {
+    pinned: Arc<dedup::Pinned>,
+    seen: dedup::Seen,
+}
+
 /// The result of `sql` as an in-memory table that keeps the query's partitions (so
 /// readers scan it on every core) in batches of the session's batch size (the record
 /// tables' files are small, and operators pay per batch). With `first_deliveries`, only
-/// the first delivery of each record version is kept ([`dedup::first_deliveries`]).
+/// the first delivery of each record version is kept ([`dedup::first_deliveries`]); it
+/// is handed back with its [`dedup::Seen`] filled in.
 async fn materialized(
     ctx: &SessionContext,
     sql: &str,
-    first_deliveries: bool,
+    first_deliveries: Option<&mut Option<Dedup>>,
 ) -> Result<MemTable, DataFusionError> {
     let df = ctx.sql(sql).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let target = ctx.state().config().batch_size();
     let started = std::time::Instant::now();
     let mut parts = df.collect_partitioned().await?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "collected");
-    if first_deliveries {
+    tracing::trace!(seconds = started.elapsed().as_secs_f64(), "collected");
+    if let Some(slot) = first_deliveries
+        && let Some(mut d) = slot.take()
+    {
         // Duplicates may sit in different partitions: one pass over all of them, then
         // back into as many partitions.
         let n = parts.len().max(1);
         let all: Vec<RecordBatch> = parts.into_iter().flatten().collect();
         let s = schema.clone();
-        let kept = tokio::task::spawn_blocking(move || dedup::first_deliveries(&s, all))
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        let (kept, d) = tokio::task::spawn_blocking(move || {
+            let kept = dedup::first_deliveries(&s, all, &d.pinned, Some(&mut d.seen));
+            (kept, d)
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        *slot = Some(d);
         parts = vec![Vec::new(); n];
-        for (i, b) in kept.into_iter().enumerate() {
+        for (i, b) in kept?.into_iter().enumerate() {
             parts[i % n].push(b);
         }
-        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "deduplicated");
+        tracing::trace!(seconds = started.elapsed().as_secs_f64(), "deduplicated");
     }
     let mut partitions = Vec::new();
     for part in parts {
@@ -402,7 +440,6 @@ async fn materialized(
         }
         partitions.push(out);
     }
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "coalesced");
     MemTable::try_new(schema, partitions)
 }
 
@@ -452,10 +489,71 @@ pub struct ScoreSummary {
     pub rows: BTreeMap<String, u64>,
     pub dates: usize,
     pub files: Vec<FileAdd>,
-    /// The entries this run scored (the `entries` view over its in-memory tables), for
-    /// a reader in the same process (alert examples) that would otherwise deduplicate
-    /// the warehouse again.
-    pub entries: Option<Arc<dyn datafusion::catalog::TableProvider>>,
+    /// The entries of the latest scored date (`entries` on that date) and the date, for
+    /// a reader in the same process (the alert evaluation that follows a score) that
+    /// would otherwise deduplicate the warehouse again.
+    pub entries: Option<ScoredEntries>,
+    /// How many chunks of dates were scored, and how many of them twice (see
+    /// [`ScoreOptions`]).
+    pub chunks: usize,
+    pub rescored_chunks: usize,
+}
+
+/// Entries a scoring run computed for one business date.
+#[derive(Debug, Clone)]
+pub struct ScoredEntries {
+    pub dt: String,
+    pub table: Arc<dyn datafusion::catalog::TableProvider>,
+}
+
+/// How `score` works through the warehouse.
+#[derive(Debug, Clone)]
+pub struct ScoreOptions {
+    /// Deliveries scored at once: consecutive business dates are taken together up to
+    /// this many deliveries (a date with more is a chunk of its own). Memory follows the
+    /// largest chunk rather than the warehouse. Every score is per business date, so
+    /// chunks change no number (tested: the files are byte-identical).
+    pub chunk_rows: u64,
+    /// The date whose entries [`ScoreSummary::entries`] keeps (None: the latest scored).
+    pub entries_of: Option<String>,
+}
+
+/// [`ScoreOptions::chunk_rows`] by default.
+pub const DEFAULT_CHUNK_ROWS: u64 = 400_000;
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions {
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            entries_of: None,
+        }
+    }
+}
+
+/// The record tables' business dates in order, grouped into chunks of at most
+/// `chunk_rows` deliveries (a date with more is a chunk of its own).
+fn date_chunks(snap: &Snapshot, chunk_rows: u64) -> Vec<Vec<String>> {
+    let mut rows: BTreeMap<&str, u64> = BTreeMap::new();
+    for rt in RecordType::ALL {
+        for f in snap.files_of(rt.as_str()) {
+            *rows.entry(f.dt.as_str()).or_default() += f.rows;
+        }
+    }
+    let mut chunks = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut n = 0;
+    for (dt, r) in rows {
+        if !current.is_empty() && n + r > chunk_rows {
+            chunks.push(std::mem::take(&mut current));
+            n = 0;
+        }
+        current.push(dt.to_string());
+        n += r;
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
 }
 
 /// (Re)compute the score tables from the committed warehouse and commit them.
@@ -465,46 +563,186 @@ pub async fn score(
     roster_path: Option<&Path>,
     committed_at: String,
 ) -> Result<ScoreSummary, ScoreError> {
+    score_with(p, w, roster_path, committed_at, &ScoreOptions::default()).await
+}
+
+/// [`score`], working through the warehouse as `opts` says.
+///
+/// The dates are scored a chunk at a time ([`ScoreOptions`]). A record version's entry is
+/// its first delivery anywhere in the warehouse, and its deliveries may sit on dates in
+/// different chunks (a producer that re-sent a version with another business date). So
+/// each chunk also notes a fingerprint of every version it saw; a version an earlier
+/// chunk saw is looked up exactly once all chunks are done, and the chunks holding its
+/// deliveries are scored again knowing which delivery is the entry.
+pub async fn score_with(
+    p: &Pipeline,
+    w: &Warehouse,
+    roster_path: Option<&Path>,
+    committed_at: String,
+    opts: &ScoreOptions,
+) -> Result<ScoreSummary, ScoreError> {
     let snap = w.snapshot().await?;
     let roster = load_pipeline_roster(p, roster_path).await?;
-    let ctx = session();
-    for rt in RecordType::ALL {
-        register_table(
-            &ctx,
-            w,
-            rt.as_str(),
-            record_table_schema(rt),
-            snap.files_of(rt.as_str()),
-        )
-        .map_err(q(rt.as_str()))?;
-    }
-    let schema = roster.schema();
-    ctx.register_table(
-        "roster",
-        Arc::new(MemTable::try_new(schema, vec![vec![roster]]).map_err(q("roster"))?),
-    )
-    .map_err(q("roster"))?;
-    create_views(&ctx, true).await?;
-
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(p.warehouse.zstd_level).unwrap_or_default(),
         ))
         .set_created_by("crmdq".to_string())
         .build();
-    let mut summary = ScoreSummary::default();
-    let mut dates = std::collections::BTreeSet::new();
-    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
-    for (name, dir) in SCORE_TABLES {
+    let chunks = date_chunks(&snap, opts.chunk_rows.max(1));
+    let latest = opts
+        .entries_of
+        .clone()
+        .or_else(|| chunks.last().and_then(|c| c.last()).cloned());
+    let mut outputs: Vec<ChunkOutput> = Vec::with_capacity(chunks.len());
+    let mut earlier: Arc<datafusion::common::HashSet<u64>> = Arc::default();
+    let mut again: Vec<Vec<Vec<u8>>> = vec![Vec::new(); RecordType::ALL.len()];
+    let no_pins: Vec<Arc<dedup::Pinned>> = Vec::new();
+    for (i, dates) in chunks.iter().enumerate() {
         let started = std::time::Instant::now();
+        let (out, seen) = score_chunk(
+            p,
+            w,
+            &snap,
+            &roster,
+            dates,
+            &no_pins,
+            &earlier,
+            latest.as_deref(),
+            &props,
+        )
+        .await?;
+        // The fingerprints of this chunk join the earlier ones. The set is shared with
+        // the deduplication threads only while a chunk runs: once each `Seen` (which
+        // holds a reference) is taken apart, it is ours again, without a copy.
+        let seen: Vec<(RecordType, Vec<u64>, Vec<Vec<u8>>)> = seen
+            .into_iter()
+            .map(|(rt, s)| (rt, s.fingerprints, s.again))
+            .collect();
+        let mut set =
+            Arc::try_unwrap(std::mem::take(&mut earlier)).unwrap_or_else(|a| (*a).clone());
+        for (rt, fingerprints, keys) in seen {
+            let idx = RecordType::ALL.iter().position(|r| *r == rt).unwrap_or(0);
+            again[idx].extend(keys);
+            set.extend(fingerprints);
+        }
+        earlier = Arc::new(set);
+        tracing::info!(
+            chunk = i,
+            dates = dates.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "scored"
+        );
+        outputs.push(out);
+    }
+    drop(earlier);
+    let mut summary = ScoreSummary {
+        chunks: chunks.len(),
+        ..ScoreSummary::default()
+    };
+    if again.iter().any(|a| !a.is_empty()) {
+        let (pins, redo) = resolve_again(w, &snap, &chunks, &again).await?;
+        summary.rescored_chunks = redo.len();
+        let none = Arc::default();
+        for i in redo {
+            tracing::info!(
+                chunk = i,
+                "scored again: a record version has deliveries in another chunk"
+            );
+            let (out, _) = score_chunk(
+                p,
+                w,
+                &snap,
+                &roster,
+                &chunks[i],
+                &pins,
+                &none,
+                latest.as_deref(),
+                &props,
+            )
+            .await?;
+            outputs[i] = out;
+        }
+    }
+    let mut dates = std::collections::BTreeSet::new();
+    // Table by table, then date by date (the order of the log entry does not depend on
+    // the chunks).
+    for t in 0..SCORE_TABLES.len() {
+        for out in &outputs {
+            for f in &out.files[t] {
+                *summary.rows.entry(f.table.clone()).or_default() += f.rows;
+                dates.insert(f.dt.clone());
+                summary.files.push(f.clone());
+            }
+        }
+    }
+    summary.dates = dates.len();
+    summary.entries = outputs.iter_mut().find_map(|o| o.latest_entries.take());
+    let entry = LogEntry {
+        version: 0,
+        kind: LogKind::Score,
+        committed_at,
+        writer: format!("crmdq score (pid {})", std::process::id()),
+        files: summary.files.clone(),
+        sources: Vec::new(),
+        replaces_tables: SCORE_TABLES.iter().map(|(n, _)| (*n).to_string()).collect(),
+    };
+    summary.version = w.commit(entry).await?;
+    Ok(summary)
+}
+
+/// The score files of one chunk of dates (written and durable), by score table.
+struct ChunkOutput {
+    files: [Vec<FileAdd>; SCORE_TABLES.len()],
+    latest_entries: Option<ScoredEntries>,
+}
+
+/// Score the dates `dates`: their files only, with `pinned` deliveries (see
+/// [`dedup::Pinned`]). Writes the score files; returns them and what the
+/// deduplication saw.
+#[allow(clippy::too_many_arguments)]
+async fn score_chunk(
+    p: &Pipeline,
+    w: &Warehouse,
+    snap: &Snapshot,
+    roster: &RecordBatch,
+    dates: &[String],
+    pinned: &[Arc<dedup::Pinned>],
+    earlier: &Arc<datafusion::common::HashSet<u64>>,
+    latest: Option<&str>,
+    props: &WriterProperties,
+) -> Result<(ChunkOutput, Vec<(RecordType, dedup::Seen)>), ScoreError> {
+    let ctx = session();
+    let in_chunk: std::collections::HashSet<&str> = dates.iter().map(String::as_str).collect();
+    for rt in RecordType::ALL {
+        let files: Vec<FileAdd> = snap
+            .files_of(rt.as_str())
+            .iter()
+            .filter(|f| in_chunk.contains(f.dt.as_str()))
+            .cloned()
+            .collect();
+        register_table(&ctx, w, rt.as_str(), record_table_schema(rt), &files)
+            .map_err(q(rt.as_str()))?;
+    }
+    ctx.register_table(
+        "roster",
+        Arc::new(
+            MemTable::try_new(roster.schema(), vec![vec![roster.clone()]]).map_err(q("roster"))?,
+        ),
+    )
+    .map_err(q("roster"))?;
+    let seen = materialize_entries(&ctx, pinned, earlier).await?;
+    create_views(&ctx, true).await?;
+
+    let mut out = ChunkOutput {
+        files: Default::default(),
+        latest_entries: None,
+    };
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
+    for (t, (name, dir)) in SCORE_TABLES.into_iter().enumerate() {
         let df = ctx.sql(&table_sql(name, p)).await.map_err(q(name))?;
         let full_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(q(name))?;
-        tracing::info!(
-            table = name,
-            seconds = started.elapsed().as_secs_f64(),
-            "computed"
-        );
         let all = arrow::compute::concat_batches(&full_schema, &batches)
             .map_err(|e| q(name)(e.into()))?;
         let dt_idx = full_schema.index_of("dt").map_err(|e| q(name)(e.into()))?;
@@ -535,16 +773,15 @@ pub async fn score(
         // Encoding (Parquet + zstd) is CPU work: half of the dates on each of two
         // blocking threads, results kept in date order.
         let half = parts.len().div_ceil(2).max(1);
-        let mut chunks = Vec::new();
+        let mut halves = Vec::new();
         while !parts.is_empty() {
             let rest = parts.split_off(half.min(parts.len()));
-            chunks.push(std::mem::replace(&mut parts, rest));
+            halves.push(std::mem::replace(&mut parts, rest));
         }
-        let encoded = futures::future::join_all(chunks.into_iter().map(|chunk| {
+        let encoded = futures::future::join_all(halves.into_iter().map(|half| {
             let (schema, props) = (file_schema.clone(), props.clone());
             tokio::task::spawn_blocking(move || {
-                chunk
-                    .into_iter()
+                half.into_iter()
                     .map(|(dt, part)| {
                         let rows = part.num_rows() as u64;
                         encode_file(&part, &schema, &props).map(|bytes| (dt, rows, bytes))
@@ -553,31 +790,29 @@ pub async fn score(
             })
         }))
         .await;
-        for chunk in encoded {
-            let chunk = chunk
+        for half in encoded {
+            let half = half
                 .map_err(|e| q(name)(DataFusionError::External(Box::new(e))))?
                 .map_err(|source| ScoreError::Encode {
                     table: name.into(),
                     source,
                 })?;
-            for (dt, rows, bytes) in chunk {
+            for (dt, rows, bytes) in half {
                 let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
                 let path = format!("{dir}/dt={dt}/part-{hash}.parquet");
-                summary.files.push(FileAdd {
+                out.files[t].push(FileAdd {
                     table: name.into(),
-                    dt: dt.clone(),
+                    dt,
                     path: path.clone(),
                     rows,
                     bytes: bytes.len() as u64,
                 });
                 writes.push((path, bytes));
-                *summary.rows.entry(name.into()).or_default() += rows;
-                dates.insert(dt);
             }
         }
     }
     // One file per table and date, each fsynced: written concurrently (they are
-    // independent; the commit below names them only once all are durable).
+    // independent; the commit names them only once all are durable).
     let mut puts = futures::stream::iter(writes)
         .map(|(path, bytes)| async move { w.put_durable(&path, bytes.into()).await })
         .buffer_unordered(16);
@@ -585,17 +820,79 @@ pub async fn score(
         r?;
     }
     drop(puts);
-    summary.dates = dates.len();
-    summary.entries = Some(ctx.table_provider("entries").await.map_err(q("entries"))?);
-    let entry = LogEntry {
-        version: 0,
-        kind: LogKind::Score,
-        committed_at,
-        writer: format!("crmdq score (pid {})", std::process::id()),
-        files: summary.files.clone(),
-        sources: Vec::new(),
-        replaces_tables: SCORE_TABLES.iter().map(|(n, _)| (*n).to_string()).collect(),
-    };
-    summary.version = w.commit(entry).await?;
-    Ok(summary)
+    if let Some(dt) = latest.filter(|d| in_chunk.contains(d)) {
+        let sql = format!("SELECT * FROM entries WHERE dt = '{dt}'");
+        let table = materialized(&ctx, &sql, None).await.map_err(q("entries"))?;
+        out.latest_entries = Some(ScoredEntries {
+            dt: dt.to_string(),
+            table: Arc::new(table),
+        });
+    }
+    Ok((out, seen))
+}
+
+/// The record versions that chunks saw again (`again`, by position in
+/// [`RecordType::ALL`]): every delivery of each, looked up in the whole warehouse. Those
+/// with deliveries in more than one chunk are pinned to their first delivery; returns
+/// the pins (by record type) and the chunks to score again, in order.
+async fn resolve_again(
+    w: &Warehouse,
+    snap: &Snapshot,
+    chunks: &[Vec<String>],
+    again: &[Vec<Vec<u8>>],
+) -> Result<(Vec<Arc<dedup::Pinned>>, Vec<usize>), ScoreError> {
+    let chunk_of: std::collections::HashMap<&str, usize> = chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.iter().map(move |d| (d.as_str(), i)))
+        .collect();
+    let ctx = session();
+    let mut pins = Vec::new();
+    let mut redo = std::collections::BTreeSet::new();
+    for (rt, keys) in RecordType::ALL.into_iter().zip(again) {
+        if keys.is_empty() {
+            pins.push(Arc::default());
+            continue;
+        }
+        let schema = record_table_schema(rt);
+        let mut schema_dt: Vec<arrow::datatypes::Field> =
+            schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        schema_dt.push(arrow::datatypes::Field::new(
+            "dt",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        ));
+        let schema_dt: SchemaRef = Arc::new(Schema::new(schema_dt));
+        let name = format!("crmdq_again_{rt}");
+        let keys = dedup::key_batch(&schema_dt, keys).map_err(|e| q(&name)(e.into()))?;
+        let key_schema = keys.schema();
+        ctx.register_table(
+            name.as_str(),
+            Arc::new(MemTable::try_new(key_schema, vec![vec![keys]]).map_err(q(&name))?),
+        )
+        .map_err(q(&name))?;
+        register_table(&ctx, w, rt.as_str(), schema, snap.files_of(rt.as_str()))
+            .map_err(q(rt.as_str()))?;
+        let (key_cols, on) = sql::key_join(&dedup::KEY, "d", "k");
+        let sql = format!(
+            "SELECT d.record_id, d.version, d.dt, {} FROM \"{rt}\" d \
+             LEFT SEMI JOIN (SELECT DISTINCT {key_cols} FROM {name}) k ON {on}",
+            dedup::ORDER.map(|c| format!("d.{c}")).join(", ")
+        );
+        let df = ctx.sql(&sql).await.map_err(q(&name))?;
+        let found_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let found = df.collect().await.map_err(q(&name))?;
+        // The chunks each key's deliveries fall in.
+        let pinned = dedup::Pinned::from_deliveries(&found_schema, found.clone())
+            .map_err(|e| q(&name)(e.into()))?;
+        let spans = dedup::chunks_per_key(&found_schema, &found, |dt| chunk_of.get(dt).copied())
+            .map_err(|e| q(&name)(e.into()))?;
+        for set in spans.values() {
+            if set.len() > 1 {
+                redo.extend(set.iter().copied());
+            }
+        }
+        pins.push(Arc::new(pinned));
+    }
+    Ok((pins, redo.into_iter().collect()))
 }
