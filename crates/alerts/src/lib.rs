@@ -148,7 +148,7 @@ async fn session(
     p: &Pipeline,
     w: &Warehouse,
     roster: Option<&Path>,
-) -> Result<SessionContext, AlertError> {
+) -> Result<(SessionContext, crmdq_warehouse::Snapshot), AlertError> {
     let snap = w.snapshot().await?;
     let ctx = crmdq_score::session();
     let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
@@ -158,7 +158,7 @@ async fn session(
             .await
             .map_err(|e| AlertError::query(&body, e))?;
     }
-    Ok(ctx)
+    Ok((ctx, snap))
 }
 
 /// The alert state, and the last sequence number used.
@@ -263,7 +263,7 @@ pub async fn evaluate(
     roster: Option<&Path>,
     opts: &EvalOptions,
 ) -> Result<Report, AlertError> {
-    let ctx = session(p, w, roster).await?;
+    let (ctx, snap) = session(p, w, roster).await?;
     let mut report = Report::default();
     let latest = evaluate::query(&ctx, "SELECT MAX(dt) AS d FROM person_daily", vec![])
         .await?
@@ -297,7 +297,8 @@ pub async fn evaluate(
         }
         let observations = if rule.scope == AlertScope::Pipeline {
             let Some(o) =
-                evaluate::observe_pipeline(&ctx, rule, &p.name, now_us, &opts.live).await?
+                evaluate::observe_pipeline(&ctx, w, &snap, rule, &p.name, now_us, &opts.live)
+                    .await?
             else {
                 report.skipped.push((
                     rule.name.clone(),
@@ -532,6 +533,7 @@ async fn record(
             path,
             rows: evs.len() as u64,
             bytes: size,
+            ingested_us: None,
         });
     }
     let v = w

@@ -806,6 +806,7 @@ async fn score_chunk(
                     path: path.clone(),
                     rows,
                     bytes: bytes.len() as u64,
+                    ingested_us: None,
                 });
                 writes.push((path, bytes));
             }

@@ -20,6 +20,13 @@ pub struct FileAdd {
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
+    /// The smallest and largest `dq_ingested_at` (µs since the epoch) of its rows, for
+    /// tables that have that column: a question about what arrived in a time window
+    /// (the dead-letter ratio) is answered from the log for every file wholly inside or
+    /// outside the window, and only the others are read. Absent in logs written before
+    /// it existed (such files are read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested_us: Option<[i64; 2]>,
 }
 
 /// A source's committed end position: everything before it is in the warehouse.

@@ -14,6 +14,48 @@ use parquet::file::properties::WriterProperties;
 
 use crate::{FileAdd, LogEntry, LogKind, SourcePosition, Warehouse, WarehouseError, partition_dir};
 
+/// The smallest and largest `dq_ingested_at` of `batch` (µs), if it has that column and a
+/// value in it.
+fn ingested_range(batch: &RecordBatch) -> Option<[i64; 2]> {
+    use arrow::array::{Array as _, AsArray as _};
+    use arrow::datatypes::TimestampMicrosecondType;
+    let c = batch.column_by_name("dq_ingested_at")?;
+    let c = c.as_primitive_opt::<TimestampMicrosecondType>()?;
+    if c.null_count() > 0 {
+        return None; // rows without a time: the file must be read
+    }
+    Some([arrow::compute::min(c)?, arrow::compute::max(c)?])
+}
+
+/// What an open file's rows say about their `dq_ingested_at` so far.
+#[derive(Debug, Clone, Copy)]
+enum Ingested {
+    NoRows,
+    Range([i64; 2]),
+    /// A batch without a range (no such column, or a NULL in it).
+    Unknown,
+}
+
+impl Ingested {
+    /// After a batch whose range is `b`.
+    fn add(self, b: Option<[i64; 2]>) -> Ingested {
+        match (self, b) {
+            (Ingested::NoRows, Some(r)) => Ingested::Range(r),
+            (Ingested::Range([a0, a1]), Some([b0, b1])) => {
+                Ingested::Range([a0.min(b0), a1.max(b1)])
+            }
+            _ => Ingested::Unknown,
+        }
+    }
+
+    fn range(self) -> Option<[i64; 2]> {
+        match self {
+            Ingested::Range(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// When files are closed and how much may be buffered.
 #[derive(Debug, Clone)]
 pub struct SinkLimits {
@@ -90,6 +132,8 @@ struct OpenFile {
     writer: ArrowWriter<Vec<u8>>,
     rows: u64,
     opened: Instant,
+    /// The range of `dq_ingested_at` written so far ([`FileAdd::ingested_us`]).
+    ingested: Ingested,
 }
 
 impl OpenFile {
@@ -211,6 +255,7 @@ impl Sink {
                     writer,
                     rows: 0,
                     opened: Instant::now(),
+                    ingested: Ingested::NoRows,
                 },
             );
         }
@@ -222,6 +267,7 @@ impl Sink {
                 source,
             })?;
         f.rows += batch.num_rows() as u64;
+        f.ingested = f.ingested.add(ingested_range(batch));
         let buffered = self.buffered_bytes();
         self.stats.peak_open_writers = self.stats.peak_open_writers.max(self.open.len());
         self.stats.peak_buffered_bytes = self.stats.peak_buffered_bytes.max(buffered);
@@ -267,6 +313,7 @@ impl Sink {
             dt,
             writer,
             rows,
+            ingested,
             ..
         } = f;
         self.seq += 1;
@@ -316,6 +363,7 @@ impl Sink {
             path,
             rows,
             bytes: 0, // set when written
+            ingested_us: ingested.range(),
         });
         Ok(())
     }

@@ -194,13 +194,17 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
             through_line: l
         }),
     ];
-    let file = (0..3usize, 1..50u64).prop_map(|(t, rows)| FileAdd {
-        table: ["customer", "person_daily", "dead_letters"][t].into(),
-        dt: "2026-11-26".into(),
-        path: format!("x/{rows}"),
-        rows,
-        bytes: 1,
-    });
+    let file =
+        (0..3usize, 1..50u64, proptest::option::of(0..1000i64)).prop_map(|(t, rows, ingested)| {
+            FileAdd {
+                table: ["customer", "person_daily", "dead_letters"][t].into(),
+                dt: "2026-11-26".into(),
+                path: format!("x/{rows}"),
+                rows,
+                bytes: 1,
+                ingested_us: ingested.map(|a| [a, a + rows as i64]),
+            }
+        });
     (
         proptest::bool::ANY,
         proptest::collection::vec(file, 0..4),
