@@ -153,11 +153,7 @@ async fn session(
     let ctx = crmdq_score::session();
     let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
     crmdq_score::register_all(&ctx, w, &snap, roster).await?;
-    for (name, body) in crmdq_score::sql::entry_views() {
-        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
-            .await
-            .map_err(|e| AlertError::query(&body, e))?;
-    }
+    crmdq_score::create_entry_views(&ctx).await?;
     Ok((ctx, snap))
 }
 

@@ -87,6 +87,16 @@ fn file_ingest_scores_match_hand_computed_numbers_and_reingest_adds_nothing() {
         (Some("invalid_json"), Some(14), Some("not json"))
     );
 
+    // `crmdq sql` has the entry views too: every delivery, and the entries scored.
+    let v = sql(
+        &w,
+        "SELECT (SELECT COUNT(*) FROM all_deliveries) AS a, (SELECT COUNT(*) FROM entries) AS e, \
+           (SELECT SUM(entries) FROM person_daily) AS p, (SELECT COUNT(*) FROM customer_entries) AS c",
+    );
+    assert_eq!(v[0]["a"], 13, "{v:?}");
+    assert_eq!(v[0]["e"], v[0]["p"], "{v:?}");
+    assert!(v[0]["c"].as_i64().unwrap() > 0, "{v:?}");
+
     // Verdicts are explainable down to the record.
     let c2 = sql(
         &w,

@@ -1,5 +1,6 @@
 //! Query the committed warehouse with SQL: every table by name (`customer`, …,
-//! `dead_letters`, `person_daily`, `team_daily`, `rule_daily`, `roster`).
+//! `dead_letters`, `person_daily`, `team_daily`, `rule_daily`, `roster`), and the entry
+//! views (`all_deliveries`, `<type>_entries`, `entries`).
 
 use std::path::Path;
 
@@ -26,6 +27,7 @@ pub async fn session_with_roster(
     let snap = w.snapshot().await?;
     let ctx = crmdq_score::session();
     crmdq_score::register_all(&ctx, w, &snap, roster).await?;
+    crmdq_score::create_entry_views(&ctx).await?;
     Ok(ctx)
 }
 

@@ -249,6 +249,17 @@ pub async fn register_live(
     Ok(())
 }
 
+/// Create the views over the record tables a reader of entries needs (`all_deliveries`,
+/// `<type>_entries`, `entries`: [`sql::entry_views`]) in `ctx`, which holds the tables.
+pub async fn create_entry_views(ctx: &SessionContext) -> Result<(), ScoreError> {
+    for (name, body) in sql::entry_views() {
+        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
+            .await
+            .map_err(q(&name))?;
+    }
+    Ok(())
+}
+
 fn register_roster(ctx: &SessionContext, roster: RecordBatch) -> Result<(), ScoreError> {
     let schema = roster.schema();
     ctx.register_table(
