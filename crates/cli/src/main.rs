@@ -14,6 +14,13 @@ use crmdq_config::Pipeline;
 use crmdq_pipeline::{Clock, FixedClock, SystemClock};
 use crmdq_warehouse::Warehouse;
 
+/// jemalloc rather than glibc's malloc: `score` works through a warehouse a chunk of dates
+/// at a time from several threads, and glibc's per-thread arenas kept what each chunk
+/// freed (RSS on 10M entries grew from 350 MiB to 1.1 GB over 25 chunks of the same size;
+/// with two arenas it stayed near 400 MiB).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// `println!` that ends the process quietly when stdout is closed (`crmdq … | head`)
 /// instead of panicking; other write errors are reported on stderr.
 macro_rules! println {
