@@ -63,30 +63,14 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
         .map(|l| shifted(l, -3))
         .collect();
     assert!(early.len() > 5 && late.len() > 5);
-    ingest_at(
-        &p,
-        &w,
-        &dir.path().join("early.ndjson"),
-        &early,
-        "2026-10-20T01:00:00Z",
-    )
-    .await;
-    ingest_at(
-        &p,
-        &w,
-        &dir.path().join("main.ndjson"),
-        &lines,
-        "2026-10-20T02:00:00Z",
-    )
-    .await;
-    ingest_at(
-        &p,
-        &w,
-        &dir.path().join("late.ndjson"),
-        &late,
-        "2026-10-20T03:00:00Z",
-    )
-    .await;
+    for (name, lines, at) in [
+        ("early", &early, "2026-10-20T01:00:00Z"),
+        ("main", &lines, "2026-10-20T02:00:00Z"),
+        ("late", &late, "2026-10-20T03:00:00Z"),
+    ] {
+        let path = dir.path().join(format!("{name}.ndjson"));
+        ingest_at(&p, &w, &path, lines, at).await;
+    }
 
     let score = |chunk_rows: u64| {
         let (p, w, roster) = (&p, &w, &roster);

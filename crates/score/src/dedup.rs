@@ -54,15 +54,9 @@ pub fn first_deliveries(
     let dts = if pinned.0.is_empty() {
         Vec::new()
     } else {
-        let i = schema.index_of("dt")?;
         batches
             .iter()
-            .map(|b| {
-                b.column(i)
-                    .as_string_opt::<i32>()
-                    .cloned()
-                    .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))
-            })
+            .map(|b| dt_column(schema, b).cloned())
             .collect::<Result<Vec<StringArray>, ArrowError>>()?
     };
     // Key → (batch, row) of the first delivery seen so far.
@@ -132,15 +126,11 @@ impl Pinned {
     ) -> Result<Pinned, ArrowError> {
         let kept = first_deliveries(schema, batches, &Pinned::default(), None)?;
         let (keys, order) = converters(schema)?;
-        let dt = schema.index_of("dt")?;
         let mut out = HashMap::new();
         for b in &kept {
             let k = keys.convert_columns(&columns(schema, b, &KEY)?)?;
             let o = order.convert_columns(&columns(schema, b, &ORDER)?)?;
-            let d = b
-                .column(dt)
-                .as_string_opt::<i32>()
-                .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))?;
+            let d = dt_column(schema, b)?;
             for r in 0..b.num_rows() {
                 if d.is_valid(r) {
                     out.insert(
@@ -196,14 +186,10 @@ pub fn chunks_per_key(
     chunk_of: impl Fn(&str) -> Option<usize>,
 ) -> Result<HashMap<Vec<u8>, std::collections::BTreeSet<usize>>, ArrowError> {
     let (keys, _) = converters(schema)?;
-    let dt = schema.index_of("dt")?;
     let mut out: HashMap<Vec<u8>, std::collections::BTreeSet<usize>> = HashMap::new();
     for b in batches {
         let k = keys.convert_columns(&columns(schema, b, &KEY)?)?;
-        let d = b
-            .column(dt)
-            .as_string_opt::<i32>()
-            .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))?;
+        let d = dt_column(schema, b)?;
         for r in 0..b.num_rows() {
             let chunk = if d.is_valid(r) {
                 chunk_of(d.value(r))
@@ -257,6 +243,13 @@ fn converters(schema: &SchemaRef) -> Result<(RowConverter, RowConverter), ArrowE
             }),
         )?,
     ))
+}
+
+/// The `dt` column of `b` (whose schema is `schema`).
+fn dt_column<'a>(schema: &SchemaRef, b: &'a RecordBatch) -> Result<&'a StringArray, ArrowError> {
+    b.column(schema.index_of("dt")?)
+        .as_string_opt::<i32>()
+        .ok_or_else(|| ArrowError::SchemaError("dt is not Utf8".into()))
 }
 
 /// The columns `names` of `b` (whose schema is `schema`).
