@@ -833,7 +833,10 @@ async fn score_chunk(
     }
     drop(puts);
     if let Some(dt) = latest.filter(|d| in_chunk.contains(d)) {
-        let sql = format!("SELECT * FROM entries WHERE dt = '{dt}'");
+        let sql = format!(
+            "SELECT * FROM entries WHERE dt = '{}'",
+            dt.replace('\'', "''")
+        );
         let table = materialized(&ctx, &sql, None).await.map_err(q("entries"))?;
         out.latest_entries = Some(ScoredEntries {
             dt: dt.to_string(),
