@@ -632,10 +632,14 @@ pub async fn score_with(
             .collect();
         let mut set =
             Arc::try_unwrap(std::mem::take(&mut earlier)).unwrap_or_else(|a| (*a).clone());
+        let last = i + 1 == chunks.len();
         for (rt, fingerprints, keys) in seen {
             let idx = RecordType::ALL.iter().position(|r| *r == rt).unwrap_or(0);
             again[idx].extend(keys);
-            set.extend(fingerprints);
+            // No chunk comes after the last to look them up (a one-chunk score keeps none).
+            if !last {
+                set.extend(fingerprints);
+            }
         }
         earlier = Arc::new(set);
         tracing::info!(
