@@ -5,8 +5,8 @@
 //! stays the definition (serve and alerts query it); `tests::native_equals_sql` holds
 //! the two equal.
 
+use datafusion::common::HashMap;
 use datafusion::common::hash_map::Entry;
-use datafusion::common::{HashMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{SortOptions, filter_record_batch};
@@ -86,14 +86,21 @@ pub fn first_deliveries(
         }
     }
     if let Some(seen) = seen {
-        seen.fingerprints.reserve(first.len());
-        for key in first.keys() {
-            let fp = seen.fingerprint(key);
-            if seen.earlier.contains(&fp) {
+        // In fingerprint order, so that the lookups walk the earlier ones forward.
+        let mut fps: Vec<(u64, &[u8])> = first
+            .keys()
+            .map(|key| (seen.fingerprint(key), *key))
+            .collect();
+        fps.sort_unstable_by_key(|(fp, _)| *fp);
+        let mut from = 0;
+        for (fp, key) in &fps {
+            let (found, at) = seen.earlier.find_from(*fp, from);
+            from = at;
+            if found {
                 seen.again.push(key.to_vec());
             }
-            seen.fingerprints.push(fp);
         }
+        seen.fingerprints.extend(fps.into_iter().map(|(fp, _)| fp));
     }
     if first.len() == total && !skipped {
         return Ok(batches);
@@ -159,9 +166,10 @@ impl Pinned {
 /// resolves them exactly). About 8 bytes per record version in the warehouse.
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub earlier: std::sync::Arc<HashSet<u64>>,
+    pub earlier: std::sync::Arc<Fingerprints>,
     /// Distinguishes record types (the same key in two types is two versions).
     pub salt: u64,
+    /// Ascending.
     pub fingerprints: Vec<u64>,
     /// Keys in row format ([`KEY`]).
     pub again: Vec<Vec<u8>>,
@@ -175,6 +183,68 @@ impl Seen {
         self.salt.hash(&mut h);
         key.hash(&mut h);
         h.finish()
+    }
+}
+
+/// A set of 64-bit fingerprints, as one ascending array: 8 bytes each (a hash set takes
+/// twice that, and twice again while it grows), filled chunk by chunk without copies
+/// when its capacity is reserved up front.
+#[derive(Debug, Default, Clone)]
+pub struct Fingerprints(Vec<u64>);
+
+impl Fingerprints {
+    /// An empty set with room for `n` fingerprints.
+    pub fn with_capacity(n: usize) -> Fingerprints {
+        Fingerprints(Vec::with_capacity(n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, fp: u64) -> bool {
+        self.find_from(fp, 0).0
+    }
+
+    /// Whether `fp` is in the set, looking from position `from` on (every element
+    /// before it is smaller than `fp`), and the position to look from for a larger one.
+    /// Gallops: ascending lookups a few hundred elements apart touch a few cache lines
+    /// each, where a binary search over the whole set misses the cache ~10 times.
+    fn find_from(&self, fp: u64, from: usize) -> (bool, usize) {
+        let a = &self.0;
+        let from = from.min(a.len());
+        let mut step = 1;
+        while from + step < a.len() && a[from + step] < fp {
+            step *= 2;
+        }
+        let lo = from + step / 2;
+        let hi = (from + step + 1).min(a.len());
+        let at = lo + a[lo..hi].partition_point(|x| *x < fp);
+        (a.get(at) == Some(&fp), at)
+    }
+
+    /// Add `more` (ascending), merging in place from the back.
+    pub fn merge(&mut self, more: &[u64]) {
+        debug_assert!(more.is_sorted());
+        let old = self.0.len();
+        self.0.extend_from_slice(more);
+        let (mut i, mut j, mut k) = (old, more.len(), self.0.len());
+        // The merged tail grows from the back; `more` is read from its own slice, the
+        // old elements from the front of the array, which the tail never overtakes.
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.0[i - 1] > more[j - 1] {
+                i -= 1;
+                self.0[k] = self.0[i];
+            } else {
+                j -= 1;
+                self.0[k] = more[j];
+            }
+        }
     }
 }
 
@@ -294,6 +364,42 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    /// Merging keeps the set ascending and finds exactly what was added.
+    #[test]
+    fn fingerprints_merge() {
+        let mut set = Fingerprints::with_capacity(8);
+        set.merge(&[]);
+        assert!(set.is_empty());
+        set.merge(&[5, 9, 20]);
+        set.merge(&[1, 9, 12, 30]);
+        set.merge(&[0, u64::MAX]);
+        assert_eq!(set.0, vec![0, 1, 5, 9, 9, 12, 20, 30, u64::MAX]);
+        for fp in [0, 1, 5, 9, 12, 20, 30, u64::MAX] {
+            assert!(set.contains(fp), "{fp}");
+        }
+        for fp in [2, 10, 21, u64::MAX - 1] {
+            assert!(!set.contains(fp), "{fp}");
+        }
+        // Walking forward finds what a fresh lookup finds.
+        let mut from = 0;
+        for fp in [0, 3, 9, 9, 29, 30] {
+            let (found, at) = set.find_from(fp, from);
+            assert_eq!(found, set.contains(fp), "{fp}");
+            from = at;
+        }
+        // A large set against sorted lookups at every distance, present and absent.
+        let mut big = Fingerprints::with_capacity(0);
+        let evens: Vec<u64> = (0..10_000).map(|i| i * 2).collect();
+        big.merge(&evens);
+        let mut from = 0;
+        for fp in (0..20_010).step_by(7) {
+            let (found, at) = big.find_from(fp, from);
+            assert_eq!(found, fp % 2 == 0 && fp < 20_000, "{fp}");
+            assert_eq!(at, big.0.partition_point(|x| *x < fp), "{fp}");
+            from = at;
+        }
     }
 
     /// Deliveries that differ in content, in every order, with NULL keys and NULL order

@@ -352,7 +352,7 @@ async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), Sco
 async fn materialize_entries(
     ctx: &SessionContext,
     pinned: &[Arc<dedup::Pinned>],
-    earlier: &Arc<datafusion::common::HashSet<u64>>,
+    earlier: &Arc<dedup::Fingerprints>,
 ) -> Result<Vec<(RecordType, dedup::Seen)>, ScoreError> {
     use futures::TryStreamExt as _;
     let tables: Vec<(RecordType, MemTable, dedup::Seen)> =
@@ -544,12 +544,7 @@ impl Default for ScoreOptions {
 /// The record tables' business dates in order, grouped into chunks of at most
 /// `chunk_rows` deliveries (a date with more is a chunk of its own).
 fn date_chunks(snap: &Snapshot, chunk_rows: u64) -> Vec<Vec<String>> {
-    let mut rows: BTreeMap<&str, u64> = BTreeMap::new();
-    for rt in RecordType::ALL {
-        for f in snap.files_of(rt.as_str()) {
-            *rows.entry(f.dt.as_str()).or_default() += f.rows;
-        }
-    }
+    let rows = rows_per_date(snap);
     let mut chunks = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut n = 0;
@@ -565,6 +560,17 @@ fn date_chunks(snap: &Snapshot, chunk_rows: u64) -> Vec<Vec<String>> {
         chunks.push(current);
     }
     chunks
+}
+
+/// The record tables' deliveries on each business date.
+fn rows_per_date(snap: &Snapshot) -> BTreeMap<&str, u64> {
+    let mut rows: BTreeMap<&str, u64> = BTreeMap::new();
+    for rt in RecordType::ALL {
+        for f in snap.files_of(rt.as_str()) {
+            *rows.entry(f.dt.as_str()).or_default() += f.rows;
+        }
+    }
+    rows
 }
 
 /// (Re)compute the score tables from the committed warehouse and commit them.
@@ -606,7 +612,19 @@ pub async fn score_with(
         .clone()
         .or_else(|| chunks.last().and_then(|c| c.last()).cloned());
     let mut outputs: Vec<ChunkOutput> = Vec::with_capacity(chunks.len());
-    let mut earlier: Arc<datafusion::common::HashSet<u64>> = Arc::default();
+    // Every chunk's fingerprints but the last's (nothing after it looks them up), at
+    // most one per delivery: reserved once, so that merging never copies the set.
+    let rows = rows_per_date(&snap);
+    let kept_rows: u64 = chunks
+        .iter()
+        .rev()
+        .skip(1)
+        .flatten()
+        .filter_map(|dt| rows.get(dt.as_str()))
+        .sum();
+    let mut earlier = Arc::new(dedup::Fingerprints::with_capacity(
+        usize::try_from(kept_rows).unwrap_or(0),
+    ));
     let mut again: Vec<Vec<Vec<u8>>> = vec![Vec::new(); RecordType::ALL.len()];
     let no_pins: Vec<Arc<dedup::Pinned>> = Vec::new();
     for (i, dates) in chunks.iter().enumerate() {
@@ -626,22 +644,20 @@ pub async fn score_with(
         // The fingerprints of this chunk join the earlier ones. The set is shared with
         // the deduplication threads only while a chunk runs: once each `Seen` (which
         // holds a reference) is taken apart, it is ours again, without a copy.
-        let seen: Vec<(RecordType, Vec<u64>, Vec<Vec<u8>>)> = seen
-            .into_iter()
-            .map(|(rt, s)| (rt, s.fingerprints, s.again))
-            .collect();
-        let mut set =
-            Arc::try_unwrap(std::mem::take(&mut earlier)).unwrap_or_else(|a| (*a).clone());
-        let last = i + 1 == chunks.len();
-        for (rt, fingerprints, keys) in seen {
+        let mut fingerprints = Vec::new();
+        for (rt, s) in seen {
             let idx = RecordType::ALL.iter().position(|r| *r == rt).unwrap_or(0);
-            again[idx].extend(keys);
-            // No chunk comes after the last to look them up (a one-chunk score keeps none).
-            if !last {
-                set.extend(fingerprints);
-            }
+            again[idx].extend(s.again);
+            fingerprints.extend(s.fingerprints);
         }
-        earlier = Arc::new(set);
+        // No chunk comes after the last to look them up (a one-chunk score keeps none).
+        if i + 1 < chunks.len() {
+            fingerprints.sort_unstable();
+            let mut set =
+                Arc::try_unwrap(std::mem::take(&mut earlier)).unwrap_or_else(|a| (*a).clone());
+            set.merge(&fingerprints);
+            earlier = Arc::new(set);
+        }
         tracing::info!(
             chunk = i,
             dates = dates.len(),
@@ -723,7 +739,7 @@ async fn score_chunk(
     roster: &RecordBatch,
     dates: &[String],
     pinned: &[Arc<dedup::Pinned>],
-    earlier: &Arc<datafusion::common::HashSet<u64>>,
+    earlier: &Arc<dedup::Fingerprints>,
     latest: Option<&str>,
     props: &WriterProperties,
 ) -> Result<(ChunkOutput, Vec<(RecordType, dedup::Seen)>), ScoreError> {
