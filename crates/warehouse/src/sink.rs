@@ -1,8 +1,14 @@
-//! The Parquet sink: one open writer per (table, partition), rolled by encoded size, rows
-//! and age, capped in number and buffered bytes. A closed file is written and fsynced in
-//! the background (a few at a time, so encoding goes on meanwhile); [`Sink::commit`]
-//! waits until every one is durable, then names them in a log entry together with the
-//! source positions. Until then no reader sees them.
+//! The Parquet sink: one open file per (table, partition), rolled by size, rows and age,
+//! its rows held as Arrow batches until they outgrow a budget, then streamed into a
+//! Parquet writer (capped in number). A closed file is encoded, written and fsynced in the
+//! background (a few at a time, so decoding and checking go on meanwhile);
+//! [`Sink::commit`] waits until every one is durable, then names them in a log entry
+//! together with the source positions. Until then no reader sees them.
+//!
+//! Why batches first: a Parquet writer costs per column (encoders, and a zstd compressor
+//! and decompressor each) more than a small file's data. A stream spread over many dates
+//! (a Kafka backlog, a backfill) used to churn through the writer cap, one small file per
+//! eviction; now each partition is one file per commit unless it is large.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -125,11 +131,22 @@ pub struct SinkStats {
     pub peak_buffered_bytes: u64,
 }
 
+/// An open file's rows so far.
+enum Body {
+    /// Arrow batches (their memory size in `bytes`), not yet encoded.
+    Batches {
+        batches: Vec<RecordBatch>,
+        bytes: u64,
+    },
+    /// A Parquet writer the rows are streamed into (the partition outgrew the batch budget).
+    Writer(Box<ArrowWriter<Vec<u8>>>),
+}
+
 struct OpenFile {
     table: String,
     table_dir: String,
     dt: String,
-    writer: ArrowWriter<Vec<u8>>,
+    body: Body,
     rows: u64,
     opened: Instant,
     /// The range of `dq_ingested_at` written so far ([`FileAdd::ingested_us`]).
@@ -137,9 +154,43 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    fn encoded_bytes(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    /// Bytes held: encoded (and buffered in the writer), or the batches' memory.
+    fn held_bytes(&self) -> u64 {
+        match &self.body {
+            Body::Batches { bytes, .. } => *bytes,
+            Body::Writer(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+        }
     }
+
+    fn is_writer(&self) -> bool {
+        matches!(self.body, Body::Writer(_))
+    }
+}
+
+/// The part of `max_buffered_bytes` that open files may hold as Arrow batches; past it,
+/// the largest are moved into Parquet writers.
+fn batch_budget(limits: &SinkLimits) -> u64 {
+    limits.max_buffered_bytes / 4
+}
+
+/// The Parquet file of `batches` (all of one schema), encoded.
+fn encode(
+    batches: &[RecordBatch],
+    props: WriterProperties,
+    table: &str,
+) -> Result<Vec<u8>, WarehouseError> {
+    let enc = |source| WarehouseError::Encode {
+        table: table.into(),
+        source,
+    };
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let mut w = ArrowWriter::try_new(Vec::new(), first.schema(), Some(props)).map_err(enc)?;
+    for b in batches {
+        w.write(b).map_err(enc)?;
+    }
+    w.into_inner().map_err(enc)
 }
 
 /// Closed files being written and fsynced at once, at most (and at most
@@ -162,6 +213,10 @@ pub struct Sink {
     limits: SinkLimits,
     props: WriterProperties,
     open: BTreeMap<(String, String), OpenFile>,
+    /// Open files streaming into a Parquet writer (at most `max_open_writers`), and the
+    /// bytes the others hold as batches.
+    writers: usize,
+    batch_bytes: u64,
     /// Closed, not yet committed (durable once `writing` has drained).
     pending: Vec<FileAdd>,
     /// Background encodes and writes of closed files.
@@ -190,6 +245,8 @@ impl Sink {
             limits,
             props,
             open: BTreeMap::new(),
+            writers: 0,
+            batch_bytes: 0,
             pending: Vec::new(),
             writing: tokio::task::JoinSet::new(),
             writing_bytes: 0,
@@ -204,13 +261,25 @@ impl Sink {
         &self.stats
     }
 
+    /// Parquet writers open (at most `max_open_writers`).
     pub fn open_writers(&self) -> usize {
+        self.writers
+    }
+
+    /// Files open (partitions with uncommitted rows not yet closed): writers and batches.
+    pub fn open_files(&self) -> usize {
         self.open.len()
     }
 
-    /// Bytes held in memory by open writers and closed-but-uncommitted files' accounting.
+    /// Bytes held in memory by open files and closed-but-uncommitted files' accounting.
     pub fn buffered_bytes(&self) -> u64 {
-        self.open.values().map(OpenFile::encoded_bytes).sum::<u64>() + self.writing_bytes
+        self.open
+            .values()
+            .filter(|f| f.is_writer())
+            .map(OpenFile::held_bytes)
+            .sum::<u64>()
+            + self.batch_bytes
+            + self.writing_bytes
     }
 
     /// Whether the caller should commit now (buffered bytes over the limit).
@@ -230,57 +299,100 @@ impl Sink {
             return Ok(());
         }
         let key = (table.to_string(), dt.to_string());
-        if !self.open.contains_key(&key) {
-            while self.open.len() >= self.limits.max_open_writers {
-                // Make room: close the writer holding the most bytes.
-                let victim = self
-                    .open
-                    .iter()
-                    .max_by_key(|(_, f)| f.encoded_bytes())
-                    .map(|(k, _)| k.clone())
-                    .expect("non-empty");
-                self.close(&victim, RollReason::WriterCap).await?;
+        let bytes = batch.get_array_memory_size() as u64;
+        let f = self.open.entry(key.clone()).or_insert_with(|| OpenFile {
+            table: table.into(),
+            table_dir: table_dir.into(),
+            dt: dt.into(),
+            body: Body::Batches {
+                batches: Vec::new(),
+                bytes: 0,
+            },
+            rows: 0,
+            opened: Instant::now(),
+            ingested: Ingested::NoRows,
+        });
+        match &mut f.body {
+            Body::Batches { batches, bytes: b } => {
+                batches.push(batch.clone());
+                *b += bytes;
+                self.batch_bytes += bytes;
             }
-            let writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(self.props.clone()))
-                .map_err(|source| WarehouseError::Encode {
-                    table: table.into(),
-                    source,
-                })?;
-            self.open.insert(
-                key.clone(),
-                OpenFile {
-                    table: table.into(),
-                    table_dir: table_dir.into(),
-                    dt: dt.into(),
-                    writer,
-                    rows: 0,
-                    opened: Instant::now(),
-                    ingested: Ingested::NoRows,
-                },
-            );
-        }
-        let f = self.open.get_mut(&key).expect("inserted above");
-        f.writer
-            .write(batch)
-            .map_err(|source| WarehouseError::Encode {
+            Body::Writer(w) => w.write(batch).map_err(|source| WarehouseError::Encode {
                 table: table.into(),
                 source,
-            })?;
+            })?,
+        }
         f.rows += batch.num_rows() as u64;
         f.ingested = f.ingested.add(ingested_range(batch));
-        let buffered = self.buffered_bytes();
-        self.stats.peak_open_writers = self.stats.peak_open_writers.max(self.open.len());
-        self.stats.peak_buffered_bytes = self.stats.peak_buffered_bytes.max(buffered);
-        let f = self.open.get_mut(&key).expect("inserted above");
-        let reason = if f.encoded_bytes() >= self.limits.max_file_bytes {
+        let reason = if f.held_bytes() >= self.limits.max_file_bytes {
             Some(RollReason::Size)
         } else if f.rows >= self.limits.max_file_rows {
             Some(RollReason::Rows)
         } else {
             None
         };
+        let buffered = self.buffered_bytes();
+        self.stats.peak_buffered_bytes = self.stats.peak_buffered_bytes.max(buffered);
         if let Some(r) = reason {
             self.close(&key, r).await?;
+        }
+        self.keep_batch_budget().await
+    }
+
+    /// Past the batch budget, move the largest batched files into Parquet writers (down
+    /// to half the budget, so that this is not done again on the next batch), closing the
+    /// largest writer when all `max_open_writers` are taken.
+    async fn keep_batch_budget(&mut self) -> Result<(), WarehouseError> {
+        let budget = batch_budget(&self.limits);
+        if self.batch_bytes <= budget {
+            return Ok(());
+        }
+        let mut batched: Vec<(u64, (String, String))> = self
+            .open
+            .iter()
+            .filter(|(_, f)| !f.is_writer())
+            .map(|(k, f)| (f.held_bytes(), k.clone()))
+            .collect();
+        batched.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
+        for (_, key) in batched {
+            if self.batch_bytes <= budget / 2 {
+                break;
+            }
+            while self.writers >= self.limits.max_open_writers {
+                let victim = self
+                    .open
+                    .iter()
+                    .filter(|(_, f)| f.is_writer())
+                    .max_by_key(|(_, f)| f.held_bytes())
+                    .map(|(k, _)| k.clone())
+                    .expect("a writer is open");
+                self.close(&victim, RollReason::WriterCap).await?;
+            }
+            let f = self.open.get_mut(&key).expect("listed above");
+            let Body::Batches { batches, bytes } = std::mem::replace(
+                &mut f.body,
+                Body::Batches {
+                    batches: Vec::new(),
+                    bytes: 0,
+                },
+            ) else {
+                unreachable!("only batched files are listed");
+            };
+            let enc = |source| WarehouseError::Encode {
+                table: f.table.clone(),
+                source,
+            };
+            let schema = batches.first().map(RecordBatch::schema).expect("not empty");
+            let mut w =
+                ArrowWriter::try_new(Vec::new(), schema, Some(self.props.clone())).map_err(enc)?;
+            for b in &batches {
+                w.write(b).map_err(enc)?;
+            }
+            f.body = Body::Writer(Box::new(w));
+            self.batch_bytes -= bytes;
+            self.writers += 1;
+            self.stats.peak_open_writers = self.stats.peak_open_writers.max(self.writers);
         }
         Ok(())
     }
@@ -311,7 +423,7 @@ impl Sink {
             table,
             table_dir,
             dt,
-            writer,
+            body,
             rows,
             ingested,
             ..
@@ -324,7 +436,16 @@ impl Sink {
             self.seq
         );
         // Estimated until encoded; the task reports the real size.
-        let estimate = (writer.bytes_written() + writer.in_progress_size()) as u64;
+        let estimate = match &body {
+            Body::Batches { bytes, .. } => {
+                self.batch_bytes -= bytes;
+                *bytes
+            }
+            Body::Writer(w) => {
+                self.writers -= 1;
+                (w.bytes_written() + w.in_progress_size()) as u64
+            }
+        };
         while !self.writing.is_empty()
             && (self.writing.len() >= MAX_IN_FLIGHT
                 || self.writing_bytes + estimate > MAX_IN_FLIGHT_BYTES)
@@ -334,19 +455,24 @@ impl Sink {
         let w = self.warehouse.clone();
         let rel = path.clone();
         let tbl = table.clone();
+        let props = self.props.clone();
         let idx = self.pending.len();
         self.writing_bytes += estimate;
-        // Finishing the file (the last row group's encoding and compression — for small
-        // partitions, all of it), the write and the fsync run beside the next batches.
+        // Encoding the file (for batched files all of it, for writers the last row
+        // group's), the write and the fsync run beside the next batches.
         self.writing.spawn(async move {
-            let bytes = tokio::task::spawn_blocking(move || writer.into_inner())
-                .await
-                .map_err(|e| WarehouseError::Write {
-                    path: rel.clone(),
-                    retryable: true,
-                    source: Box::new(e),
-                })?
-                .map_err(|source| WarehouseError::Encode { table: tbl, source })?;
+            let bytes = tokio::task::spawn_blocking(move || match body {
+                Body::Batches { batches, .. } => encode(&batches, props, &tbl),
+                Body::Writer(w) => w
+                    .into_inner()
+                    .map_err(|source| WarehouseError::Encode { table: tbl, source }),
+            })
+            .await
+            .map_err(|e| WarehouseError::Write {
+                path: rel.clone(),
+                retryable: true,
+                source: Box::new(e),
+            })??;
             let size = bytes.len() as u64;
             w.put_durable(&rel, bytes.into()).await?;
             Ok(Written {
@@ -489,6 +615,8 @@ impl Sink {
     /// no reader sees.
     pub fn discard(&mut self) {
         self.open.clear();
+        self.writers = 0;
+        self.batch_bytes = 0;
         self.pending.clear();
         // Writes under way finish as orphans (or are cut short); no log entry names them.
         self.writing.abort_all();

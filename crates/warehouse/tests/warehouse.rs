@@ -42,6 +42,8 @@ async fn sink_rolls_caps_commits_and_discards() {
     let limits = SinkLimits {
         max_file_rows: 100,
         max_open_writers: 2,
+        // No room for batches: every open file streams into a Parquet writer at once.
+        max_buffered_bytes: 4,
         ..SinkLimits::default()
     };
     let mut sink = Sink::new(w.clone(), limits, "t".into());
@@ -145,6 +147,62 @@ async fn sink_rolls_caps_commits_and_discards() {
         None
     );
     assert_eq!(w.snapshot().await.unwrap().rows_of("customer"), 270);
+}
+
+/// Many small partitions within the batch budget: no Parquet writer is opened and none is
+/// evicted; each partition is one file at the commit, with its rows in write order.
+#[tokio::test]
+async fn small_partitions_are_one_file_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Warehouse::open(dir.path()).unwrap();
+    let limits = SinkLimits {
+        max_open_writers: 2,
+        ..SinkLimits::default()
+    };
+    let mut sink = Sink::new(w.clone(), limits, "s".into());
+    for round in 0..3 {
+        for d in 0..100 {
+            let dt = format!("2026-{:02}-{:02}", 1 + d / 28, 1 + d % 28);
+            sink.write(
+                "customer",
+                "records/customer",
+                &dt,
+                &batch(10, &format!("r{round}")),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(sink.open_files(), 100);
+    assert_eq!(sink.open_writers(), 0);
+    sink.commit(vec![], "t".into(), "test".into())
+        .await
+        .unwrap();
+    let stats = sink.stats();
+    assert_eq!(stats.peak_open_writers, 0, "{stats:?}");
+    assert_eq!(stats.files_rolled.get(&RollReason::WriterCap), None);
+    assert_eq!(stats.files_rolled.get(&RollReason::Commit), Some(&100));
+    let snap = w.snapshot().await.unwrap();
+    let files = snap.files_of("customer");
+    assert_eq!(files.len(), 100);
+    for f in files {
+        assert_eq!((f.rows, rows_in(&w, f)), (30, 30), "{}", f.path);
+        let file = std::fs::File::open(w.abs(&f.path)).unwrap();
+        let tags: Vec<String> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+                .unwrap()
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let t = arrow::array::AsArray::as_string::<i32>(b.column(1)).clone();
+                    t.iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>()
+                })
+                .collect();
+        let want: Vec<String> = ["r0", "r1", "r2"]
+            .iter()
+            .flat_map(|t| std::iter::repeat_n(t.to_string(), 10))
+            .collect();
+        assert_eq!(tags, want, "{}", f.path);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
