@@ -84,6 +84,9 @@ impl WarehouseError {
 pub struct Warehouse {
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
+    /// Folders under the root whose own entries (in their parents) were made durable by
+    /// this process: a new partition folder is fsynced into its parent once.
+    synced_dirs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 impl Warehouse {
@@ -104,6 +107,7 @@ impl Warehouse {
         Ok(Warehouse {
             root,
             store: Arc::new(store),
+            synced_dirs: Arc::default(),
         })
     }
 
@@ -132,8 +136,9 @@ impl Warehouse {
                 source: Box::new(e),
             })?;
         // fsync blocks on the disk: off the async workers.
-        let abs = self.abs(rel);
-        tokio::task::spawn_blocking(move || fsync_path(&abs))
+        let w = self.clone();
+        let rel_owned = rel.to_string();
+        tokio::task::spawn_blocking(move || w.fsync(&rel_owned))
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r)
@@ -144,9 +149,26 @@ impl Warehouse {
             })
     }
 
-    /// Make `rel` and its directory entry durable (blocking).
+    /// Make `rel`, its directory entry and (once per process) the entries of the folders
+    /// above it up to the root durable (blocking). A file's own fsync does not make a
+    /// folder just created for it durable: after a crash the log could name a file whose
+    /// partition folder is gone.
     pub(crate) fn fsync(&self, rel: &str) -> std::io::Result<()> {
-        fsync_path(&self.abs(rel))
+        let abs = self.abs(rel);
+        fsync_path(&abs)?;
+        let poisoned = || std::io::Error::other("synced-folder set poisoned");
+        let new = {
+            let known = self.synced_dirs.lock().map_err(|_| poisoned())?;
+            new_dirs(&self.root, &abs, &known)
+        };
+        for dir in &new {
+            if let Some(parent) = dir.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+        }
+        // Known only once synced (a failed sync is tried again by the next write there).
+        self.synced_dirs.lock().map_err(|_| poisoned())?.extend(new);
+        Ok(())
     }
 
     /// Read the whole commit log.
@@ -201,6 +223,22 @@ pub fn partition_dir(table_dir: &str, dt: &str) -> String {
     format!("{table_dir}/dt={dt}")
 }
 
+/// The folders from `file`'s up to (not including) `root` whose entries are not in
+/// `known`, deepest first. Stops at the first known one (the folders above it were known
+/// before it).
+fn new_dirs(root: &Path, file: &Path, known: &std::collections::HashSet<PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || known.contains(d) {
+            break;
+        }
+        out.push(d.to_path_buf());
+        dir = d.parent();
+    }
+    out
+}
+
 /// Make a written file and its directory entry durable.
 fn fsync_path(abs: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(abs)?.sync_all()?;
@@ -208,4 +246,58 @@ fn fsync_path(abs: &std::path::Path) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod dir_tests {
+    use super::*;
+
+    /// A file's folders up to the root are synced the first time only; a sibling folder
+    /// stops at the shared parent; nothing above the root.
+    #[test]
+    fn new_folders_once_each() {
+        let root = Path::new("/wh");
+        let mut known = std::collections::HashSet::new();
+        let f = |p: &str| PathBuf::from(p);
+        // As `Warehouse::fsync` does: what is returned becomes known.
+        let mut new_dirs = |file: &str| {
+            let new = new_dirs(root, &f(file), &known);
+            known.extend(new.clone());
+            new
+        };
+        assert_eq!(
+            new_dirs("/wh/records/customer/dt=2026-01-01/a.parquet"),
+            vec![
+                f("/wh/records/customer/dt=2026-01-01"),
+                f("/wh/records/customer"),
+                f("/wh/records")
+            ]
+        );
+        assert!(new_dirs("/wh/records/customer/dt=2026-01-01/b.parquet").is_empty());
+        assert_eq!(
+            new_dirs("/wh/records/customer/dt=2026-01-02/c.parquet"),
+            vec![f("/wh/records/customer/dt=2026-01-02")]
+        );
+        assert!(new_dirs("/wh/top.json").is_empty());
+        assert!(new_dirs("/elsewhere/x/y.json").is_empty());
+    }
+
+    /// Durable writes into new folders work end to end (and the second one in a folder
+    /// takes the known path).
+    #[tokio::test]
+    async fn put_durable_into_new_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(dir.path()).unwrap();
+        for rel in ["a/b/dt=1/x.parquet", "a/b/dt=1/y.parquet", "a/c/z.parquet"] {
+            w.put_durable(rel, bytes::Bytes::from_static(b"data"))
+                .await
+                .unwrap();
+            assert_eq!(std::fs::read(w.abs(rel)).unwrap(), b"data");
+        }
+        let known = w.synced_dirs.lock().unwrap().clone();
+        for d in ["a/b/dt=1", "a/b", "a", "a/c"] {
+            assert!(known.contains(&w.abs(d)), "{d}: {known:?}");
+        }
+        assert!(!known.contains(w.root()));
+    }
 }
