@@ -173,24 +173,25 @@ fn batch_budget(limits: &SinkLimits) -> u64 {
     limits.max_buffered_bytes / 4
 }
 
-/// The Parquet file of `batches` (all of one schema), encoded.
-fn encode(
+/// A Parquet writer holding `batches` (an open file's: at least one, all of one schema).
+fn writer_of(
     batches: &[RecordBatch],
     props: WriterProperties,
     table: &str,
-) -> Result<Vec<u8>, WarehouseError> {
+) -> Result<ArrowWriter<Vec<u8>>, WarehouseError> {
     let enc = |source| WarehouseError::Encode {
         table: table.into(),
         source,
     };
-    let Some(first) = batches.first() else {
-        return Ok(Vec::new());
-    };
-    let mut w = ArrowWriter::try_new(Vec::new(), first.schema(), Some(props)).map_err(enc)?;
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| enc(parquet::errors::ParquetError::General("no batch".into())))?;
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(enc)?;
     for b in batches {
         w.write(b).map_err(enc)?;
     }
-    w.into_inner().map_err(enc)
+    Ok(w)
 }
 
 /// Closed files being written and fsynced at once, at most (and at most
@@ -369,26 +370,13 @@ impl Sink {
                     .expect("a writer is open");
                 self.close(&victim, RollReason::WriterCap).await?;
             }
-            let f = self.open.get_mut(&key).expect("listed above");
-            let Body::Batches { batches, bytes } = std::mem::replace(
-                &mut f.body,
-                Body::Batches {
-                    batches: Vec::new(),
-                    bytes: 0,
-                },
-            ) else {
-                unreachable!("only batched files are listed");
+            let Some(f) = self.open.get_mut(&key) else {
+                continue; // (victims are writers: a batched file is still open)
             };
-            let enc = |source| WarehouseError::Encode {
-                table: f.table.clone(),
-                source,
+            let Body::Batches { batches, bytes } = &f.body else {
+                continue;
             };
-            let schema = batches.first().map(RecordBatch::schema).expect("not empty");
-            let mut w =
-                ArrowWriter::try_new(Vec::new(), schema, Some(self.props.clone())).map_err(enc)?;
-            for b in &batches {
-                w.write(b).map_err(enc)?;
-            }
+            let (w, bytes) = (writer_of(batches, self.props.clone(), &f.table)?, *bytes);
             f.body = Body::Writer(Box::new(w));
             self.batch_bytes -= bytes;
             self.writers += 1;
@@ -462,7 +450,9 @@ impl Sink {
         // group's), the write and the fsync run beside the next batches.
         self.writing.spawn(async move {
             let bytes = tokio::task::spawn_blocking(move || match body {
-                Body::Batches { batches, .. } => encode(&batches, props, &tbl),
+                Body::Batches { batches, .. } => writer_of(&batches, props, &tbl)?
+                    .into_inner()
+                    .map_err(|source| WarehouseError::Encode { table: tbl, source }),
                 Body::Writer(w) => w
                     .into_inner()
                     .map_err(|source| WarehouseError::Encode { table: tbl, source }),
