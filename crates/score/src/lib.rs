@@ -543,12 +543,11 @@ impl Default for ScoreOptions {
 
 /// The record tables' business dates in order, grouped into chunks of at most
 /// `chunk_rows` deliveries (a date with more is a chunk of its own).
-fn date_chunks(snap: &Snapshot, chunk_rows: u64) -> Vec<Vec<String>> {
-    let rows = rows_per_date(snap);
+fn date_chunks(rows: &BTreeMap<&str, u64>, chunk_rows: u64) -> Vec<Vec<String>> {
     let mut chunks = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut n = 0;
-    for (dt, r) in rows {
+    for (&dt, &r) in rows {
         if !current.is_empty() && n + r > chunk_rows {
             chunks.push(std::mem::take(&mut current));
             n = 0;
@@ -606,7 +605,8 @@ pub async fn score_with(
         ))
         .set_created_by("crmdq".to_string())
         .build();
-    let chunks = date_chunks(&snap, opts.chunk_rows.max(1));
+    let rows = rows_per_date(&snap);
+    let chunks = date_chunks(&rows, opts.chunk_rows.max(1));
     let latest = opts
         .entries_of
         .clone()
@@ -614,7 +614,6 @@ pub async fn score_with(
     let mut outputs: Vec<ChunkOutput> = Vec::with_capacity(chunks.len());
     // Every chunk's fingerprints but the last's (nothing after it looks them up), at
     // most one per delivery: reserved once, so that merging never copies the set.
-    let rows = rows_per_date(&snap);
     let kept_rows: u64 = chunks
         .iter()
         .rev()
