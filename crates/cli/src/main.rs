@@ -319,8 +319,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let r = crmdq_pipeline::demo::demo(&dir, clock, days, people).await?;
             println!(
-                "crmdq demo: {} messages produced to an in-process Kafka mock cluster (topic crm.records, 3 partitions)",
-                r.produced
+                "crmdq demo: {} messages produced to an in-process Kafka mock cluster (topic crm.records, {} partitions)",
+                r.produced, r.partitions
             );
             println!(
                 "consumed {} messages → {} records, {} dead letters, {} commits in {:.1}s\n",

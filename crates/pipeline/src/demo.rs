@@ -25,12 +25,84 @@ pub const CRM_PIPELINE: &str = include_str!("../../../pipelines/crm.yaml");
 pub struct DemoReport {
     pub dir: PathBuf,
     pub produced: usize,
+    /// Partitions of the demo topic (3, more for a stream past the mock's retention).
+    pub partitions: i32,
     pub run: RunSummary,
     pub teams: Vec<RecordBatch>,
     pub people: Vec<RecordBatch>,
     pub dead_letters: Vec<RecordBatch>,
     /// The shipped alert rules on the latest scored day (dry run).
     pub alerts: crmdq_alerts::Report,
+}
+
+/// What librdkafka's mock cluster keeps of one partition: it drops the oldest message
+/// sets past 5 MiB (`max_size` in `rdkafka_mock.c`, not configurable), so a bigger
+/// stream on too few partitions silently loses its head and a consumer waiting for all
+/// of it waits forever.
+pub const MOCK_PARTITION_BYTES: u64 = 5 * 1024 * 1024;
+
+/// Partitions for `lines` on the mock cluster: at least `min`, and one per 3 MiB of
+/// payload (keys and batch headers ride on top; the retention check catches the rest).
+#[must_use]
+pub fn mock_partitions(lines: &[String], min: i32) -> i32 {
+    let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 32).sum();
+    let per = 3 * 1024 * 1024;
+    i32::try_from(bytes.div_ceil(per))
+        .unwrap_or(i32::MAX)
+        .max(min)
+}
+
+/// Create `topic` on the mock cluster with enough partitions for `lines` (at least
+/// `min`), produce them, and check the cluster kept every one (low watermarks 0, high
+/// watermarks summing to the count). Returns the partition count.
+pub fn produce_to_mock<C: rdkafka::ClientContext>(
+    cluster: &MockCluster<'_, C>,
+    topic: &str,
+    lines: &[String],
+    min: i32,
+) -> Result<i32, PipelineError> {
+    let partitions = mock_partitions(lines, min);
+    cluster
+        .create_topic(topic, partitions, 1)
+        .map_err(|e| PipelineError::Other(format!("creating topic {topic}: {e}")))?;
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, topic, lines)?;
+    check_retained(&brokers, topic, partitions, lines.len())?;
+    Ok(partitions)
+}
+
+/// Check that `topic`'s `partitions` still hold all `produced` messages from offset 0
+/// (the mock cluster drops the oldest past [`MOCK_PARTITION_BYTES`]).
+pub fn check_retained(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    produced: usize,
+) -> Result<(), PipelineError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| PipelineError::Other(format!("creating a watermark probe: {e}")))?;
+    let mut kept = 0i64;
+    for p in 0..partitions {
+        let (low, high) = probe
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .map_err(|e| PipelineError::Other(format!("watermarks of {topic}[{p}]: {e}")))?;
+        if low > 0 {
+            return Err(PipelineError::Other(format!(
+                "the mock cluster dropped the first {low} messages of {topic}[{p}] \
+                 (it keeps {MOCK_PARTITION_BYTES} bytes per partition)"
+            )));
+        }
+        kept += high;
+    }
+    if usize::try_from(kept).ok() != Some(produced) {
+        return Err(PipelineError::Other(format!(
+            "the mock cluster holds {kept} messages of {topic}, {produced} were produced"
+        )));
+    }
+    Ok(())
 }
 
 /// Produce `lines` to `topic` (keyed by line number) and wait until all are acknowledged.
@@ -114,12 +186,9 @@ pub async fn demo(
     if let Some(k) = p.kafka.as_mut() {
         k.topics.retain(|t, _| t == "crm.records");
     }
-    cluster
-        .create_topic("crm.records", 3, 1)
-        .map_err(|e| PipelineError::Other(format!("creating topic crm.records: {e}")))?;
     let brokers = cluster.bootstrap_servers();
     let lines = generate(&spec);
-    produce(&brokers, "crm.records", &lines)?;
+    let partitions = produce_to_mock(&cluster, "crm.records", &lines, 3)?;
 
     let w = Warehouse::open(&p.warehouse.path)?;
     let opts = RunOptions {
@@ -150,6 +219,7 @@ pub async fn demo(
     Ok(DemoReport {
         dir: p.warehouse.path.clone(),
         produced: lines.len(),
+        partitions,
         run: summary,
         teams,
         people,

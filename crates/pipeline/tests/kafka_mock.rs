@@ -713,3 +713,33 @@ async fn an_offset_reset_is_counted_and_never_silent() {
     let snap = r.w.snapshot().await.unwrap();
     assert_eq!(snap.kafka.get(&("crm.records".to_string(), 0)), Some(&4));
 }
+
+/// librdkafka's mock cluster keeps 5 MiB per partition and drops the oldest beyond that:
+/// 8 MiB on one partition loses its head (and the retention check says so), while
+/// `produce_to_mock` spreads the same stream over enough partitions to keep all of it.
+/// (This is what stalled the benchmark's mock line at 200,000 messages.)
+#[test]
+fn mock_cluster_retention_is_checked_and_avoided() {
+    use crmdq_pipeline::demo::{check_retained, mock_partitions, produce_to_mock};
+    let lines: Vec<String> = (0..2_000)
+        .map(|i| {
+            format!(
+                "{{\"record_id\":\"r{i}\",\"pad\":\"{}\"}}",
+                "x".repeat(4_000)
+            )
+        })
+        .collect();
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("small", 1, 1).unwrap();
+    produce(&cluster.bootstrap_servers(), "small", &lines).unwrap();
+    let e = check_retained(&cluster.bootstrap_servers(), "small", 1, lines.len())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dropped the first"), "{e}");
+
+    assert_eq!(mock_partitions(&lines[..10], 3), 3);
+    let n = produce_to_mock(&cluster, "roomy", &lines, 1).unwrap();
+    assert!(n >= 3, "8 MiB needs more than one partition: {n}");
+    check_retained(&cluster.bootstrap_servers(), "roomy", n, lines.len()).unwrap();
+}
