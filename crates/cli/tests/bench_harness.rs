@@ -67,7 +67,19 @@ fn the_benchmark_harness_runs_and_agrees_with_duckdb() {
         assert!(v < rows && v > rows / 2, "{k}: {v} of {rows}");
     }
     let kernels = r["kernels"].as_array().unwrap();
-    assert_eq!(kernels.len(), 8, "{kernels:?}");
+    // Six kernels, then the mock cluster's bare consumer and crmdq, each end to end and
+    // from its first message.
+    assert_eq!(kernels.len(), 10, "{kernels:?}");
+    let kafka = kernels
+        .iter()
+        .filter(|k| {
+            k["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("kafka (mock cluster)")
+        })
+        .count();
+    assert_eq!(kafka, 4, "{kernels:?}");
     assert!(
         kernels
             .iter()

@@ -13,6 +13,7 @@ pub mod ingest;
 mod process;
 pub mod query;
 pub mod run;
+mod stage;
 pub mod stall;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crmdq_check::Checker;
 use crmdq_config::Pipeline;
-use crmdq_decode::{Decoder, SourcePos};
+use crmdq_decode::{Decoded, SourcePos};
 use crmdq_schema::RecordType;
 use crmdq_serve::metrics::{KindLabel, PartitionLabel, ReasonLabel, TopicLabel};
 use crmdq_serve::{CommitCounts, Metrics, RunHealth};
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{BATCH_ROWS, sink_limits};
 use crate::process::process;
+use crate::stage::DecodeStage;
 use crate::{Clock, PipelineError, writer_id};
 
 /// Options of a run.
@@ -60,6 +61,8 @@ pub struct RunSummary {
     pub rebalances: u64,
     /// Messages dropped because they were already committed or will be re-read after a seek.
     pub skipped: u64,
+    /// When the first message arrived (the time before it is the group join).
+    pub first_message_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +91,8 @@ struct Loop<'a> {
     warehouse: &'a Warehouse,
     checker: &'a Checker,
     sink: Sink,
-    decoder: Decoder,
+    /// Messages → decoded batches, decoding off the loop.
+    stage: DecodeStage,
     p: &'a Pipeline,
     clock: &'a dyn Clock,
     topics: BTreeMap<String, Option<RecordType>>,
@@ -115,6 +119,11 @@ struct Loop<'a> {
     log: crmdq_warehouse::Snapshot,
     /// Partitions with lag and no progress.
     stalls: crate::stall::StallWatch,
+    /// With `--until-caught-up`: each partition's end offset at start.
+    targets: Option<BTreeMap<Tp, i64>>,
+    /// A message just took its partition to its target: look at the end now rather
+    /// than at the next tick.
+    reached_one: bool,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -143,6 +152,9 @@ impl Loop<'_> {
         }
         st.strict = false;
         st.next = offset + 1;
+        if self.targets.as_ref().and_then(|t| t.get(&tp)) == Some(&st.next) {
+            self.reached_one = true;
+        }
         self.metrics
             .consumed
             .get_or_create(&TopicLabel {
@@ -155,13 +167,18 @@ impl Loop<'_> {
             partition: m.partition(),
             offset,
         };
-        self.decoder
-            .push_json(m.payload(), &pos, implied, self.clock.now());
+        self.stage.push(m.payload(), pos, implied, self.clock.now());
 
         self.buffered = true;
         self.summary.messages += 1;
-        if self.decoder.len() >= BATCH_ROWS {
-            self.flush_decoder().await?;
+        self.summary
+            .first_message_at
+            .get_or_insert_with(Instant::now);
+        if self.stage.queued() >= BATCH_ROWS {
+            // This batch decodes on its own thread while the one before is checked.
+            if let Some(d) = self.stage.dispatch().await? {
+                self.process_decoded(d).await?;
+            }
             // Buffers full: commit before consuming more (bounded memory).
             if self.sink.needs_commit() {
                 self.commit().await?;
@@ -170,23 +187,23 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Decode, check and hand to the sink everything consumed so far.
     async fn flush_decoder(&mut self) -> Result<(), PipelineError> {
-        if !self.decoder.is_empty() {
-            let c = process(
-                self.decoder.finish(),
-                self.checker,
-                &mut self.sink,
-                &self.p.time_zone,
-            )
-            .await?;
-            self.summary.records += c.records;
-            self.summary.dead_letters += c.dead_letters;
-            self.pending.merge(c.detail);
-            if self.dlq.is_some()
-                && let Some(dl) = c.dead_letter_batch
-            {
-                self.pending_dlq.push(dl);
-            }
+        for d in self.stage.drain().await? {
+            self.process_decoded(d).await?;
+        }
+        Ok(())
+    }
+
+    async fn process_decoded(&mut self, d: Decoded) -> Result<(), PipelineError> {
+        let c = process(d, self.checker, &mut self.sink, &self.p.time_zone).await?;
+        self.summary.records += c.records;
+        self.summary.dead_letters += c.dead_letters;
+        self.pending.merge(c.detail);
+        if self.dlq.is_some()
+            && let Some(dl) = c.dead_letter_batch
+        {
+            self.pending_dlq.push(dl);
         }
         Ok(())
     }
@@ -232,7 +249,18 @@ impl Loop<'_> {
             )
             .await
         {
-            Ok(_) => {}
+            Ok(version) => {
+                let rows: u64 = self.pending.records.values().sum();
+                let dead: u64 = self.pending.dead_letters.values().sum();
+                tracing::info!(
+                    version,
+                    records = rows,
+                    dead_letters = dead,
+                    partitions = advanced.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "committed"
+                );
+            }
             Err(crmdq_warehouse::WarehouseError::Fenced {
                 topic,
                 partition,
@@ -448,7 +476,7 @@ impl Loop<'_> {
     /// Forget everything consumed but not committed (it will be read again).
     fn drop_uncommitted(&mut self) {
         self.sink.discard();
-        let _ = self.decoder.finish();
+        self.stage.discard();
         self.buffered = false;
         self.pending = CommitCounts::default();
         self.pending_dlq.clear();
@@ -804,7 +832,7 @@ pub async fn run(
         warehouse: w,
         checker: &checker,
         sink: Sink::new(w.clone(), sink_limits(p), writer_id(clock)),
-        decoder: Decoder::new(p),
+        stage: DecodeStage::new(p.time_zone.clone(), p.max_message_bytes),
         p,
         clock,
         topics: kc.topics.clone(),
@@ -831,6 +859,8 @@ pub async fn run(
         pending_dlq: Vec::new(),
         log: w.snapshot().await?,
         stalls: crate::stall::StallWatch::new(p.serve.stall_after),
+        targets: targets.clone(),
+        reached_one: false,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_commit = Instant::now();
@@ -855,6 +885,11 @@ pub async fn run(
                 Ok(m) => {
                     let r = lp.on_message(&m).await;
                     lp.check(r)?;
+                    if std::mem::take(&mut lp.reached_one) {
+                        // The tick arm commits and stops once every partition is there
+                        // (and no message is waiting: `recv` comes first).
+                        tick.reset_immediately();
+                    }
                 }
                 Err(e) => {
                     lp.metrics.kafka_errors.inc();
