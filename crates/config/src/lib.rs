@@ -190,6 +190,8 @@ pub struct WarehouseConfig {
     pub max_buffered_bytes: u64,
     pub zstd_level: i32,
     pub row_group_rows: usize,
+    /// Files closed with less Arrow data than this are written with LZ4_RAW (0: never).
+    pub small_file_bytes: u64,
 }
 
 /// Metric name → weight, for one role (or `team`).
@@ -784,6 +786,7 @@ fn validate(
             path,
             "warehouse.row_group_rows",
         )? as usize,
+        small_file_bytes: w.small_file_bytes.unwrap_or(128 << 10),
     };
 
     // PII.

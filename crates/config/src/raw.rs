@@ -256,6 +256,9 @@ pub struct RawWarehouse {
     pub zstd_level: Option<i32>,
     /// Rows per Parquet row group. Default 128 Ki.
     pub row_group_rows: Option<u64>,
+    /// Files closed with less Arrow data than this are LZ4_RAW, not zstd. Default
+    /// 131072 (128 KiB); 0: always zstd.
+    pub small_file_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -27,6 +27,9 @@ fn empty_file_gives_contract_defaults() {
     assert!(c.placeholders["occupation"].contains("未知"));
     assert!(!c.placeholders["occupation"].contains("0"));
     assert_eq!(p.warehouse.path, PathBuf::from("/p/warehouse"));
+    assert_eq!(p.warehouse.small_file_bytes, 128 << 10);
+    let p = load("warehouse:\n  small_file_bytes: 0\n").unwrap();
+    assert_eq!(p.warehouse.small_file_bytes, 0);
 }
 
 #[test]

@@ -56,6 +56,7 @@ pub fn sink_limits(p: &Pipeline) -> SinkLimits {
         max_buffered_bytes: w.max_buffered_bytes,
         zstd_level: w.zstd_level,
         row_group_rows: w.row_group_rows,
+        small_file_bytes: w.small_file_bytes,
     }
 }
 

@@ -72,6 +72,10 @@ pub struct SinkLimits {
     pub max_buffered_bytes: u64,
     pub zstd_level: i32,
     pub row_group_rows: usize,
+    /// A file closed with less than this many bytes of Arrow data is written with
+    /// LZ4_RAW instead of zstd (0: always zstd). zstd's per-column contexts and tables
+    /// cost more than they save on a few hundred rows.
+    pub small_file_bytes: u64,
 }
 
 impl Default for SinkLimits {
@@ -84,6 +88,7 @@ impl Default for SinkLimits {
             max_buffered_bytes: 256 << 20,
             zstd_level: 3,
             row_group_rows: 128 * 1024,
+            small_file_bytes: 128 << 10,
         }
     }
 }
@@ -213,6 +218,8 @@ pub struct Sink {
     warehouse: Warehouse,
     limits: SinkLimits,
     props: WriterProperties,
+    /// `props` with LZ4_RAW, for files under `small_file_bytes`.
+    small_props: WriterProperties,
     open: BTreeMap<(String, String), OpenFile>,
     /// Open files streaming into a Parquet writer (at most `max_open_writers`), and the
     /// bytes the others hold as batches.
@@ -241,10 +248,16 @@ impl Sink {
             .set_max_row_group_row_count(Some(limits.row_group_rows))
             .set_created_by("crmdq".to_string())
             .build();
+        let small_props = props
+            .clone()
+            .into_builder()
+            .set_compression(Compression::LZ4_RAW)
+            .build();
         Sink {
             warehouse,
             limits,
             props,
+            small_props,
             open: BTreeMap::new(),
             writers: 0,
             batch_bytes: 0,
@@ -443,7 +456,12 @@ impl Sink {
         let w = self.warehouse.clone();
         let rel = path.clone();
         let tbl = table.clone();
-        let props = self.props.clone();
+        let props = match &body {
+            Body::Batches { bytes, .. } if *bytes < self.limits.small_file_bytes => {
+                self.small_props.clone()
+            }
+            _ => self.props.clone(),
+        };
         let idx = self.pending.len();
         self.writing_bytes += estimate;
         // Encoding the file (for batched files all of it, for writers the last row

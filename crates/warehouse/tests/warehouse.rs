@@ -489,3 +489,71 @@ async fn dt_filters_prune_files_and_keep_results() {
         assert_eq!(run(&ctx, sql, params).await, (rows, files), "{sql}");
     }
 }
+
+fn codecs(w: &Warehouse, f: &FileAdd) -> Vec<parquet::basic::Compression> {
+    let file = std::fs::File::open(w.abs(&f.path)).unwrap();
+    let r = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let md = parquet::file::reader::FileReader::metadata(&r);
+    md.row_groups()
+        .iter()
+        .flat_map(|g| {
+            g.columns()
+                .iter()
+                .map(parquet::file::metadata::ColumnChunkMetaData::compression)
+        })
+        .collect()
+}
+
+/// A file closed with less Arrow data than `small_file_bytes` is LZ4_RAW, a bigger one
+/// zstd, and with `small_file_bytes: 0` every file is zstd; all read back whole.
+#[tokio::test]
+async fn small_files_are_lz4_and_big_ones_zstd() {
+    use parquet::basic::Compression;
+    for (small_file_bytes, small_codec) in [(128 << 10, "LZ4_RAW"), (0, "ZSTD")] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(dir.path()).unwrap();
+        let limits = SinkLimits {
+            small_file_bytes,
+            ..SinkLimits::default()
+        };
+        let mut sink = Sink::new(w.clone(), limits, "c".into());
+        let big = batch(20_000, &"y".repeat(20)); // ~0.6 MB of Arrow data
+        sink.write(
+            "customer",
+            "records/customer",
+            "2026-11-01",
+            &batch(10, "x"),
+        )
+        .await
+        .unwrap();
+        sink.write("customer", "records/customer", "2026-11-02", &big)
+            .await
+            .unwrap();
+        sink.commit(vec![], "2026-11-28T00:00:00Z".into(), "test".into())
+            .await
+            .unwrap();
+        let snap = w.snapshot().await.unwrap();
+        let files = snap.files_of("customer");
+        assert_eq!(files.len(), 2);
+        for f in files {
+            let want = if f.dt == "2026-11-01" {
+                small_codec
+            } else {
+                "ZSTD"
+            };
+            let got = codecs(&w, f);
+            assert!(!got.is_empty());
+            assert!(
+                got.iter().all(|c| match c {
+                    Compression::LZ4_RAW => want == "LZ4_RAW",
+                    Compression::ZSTD(_) => want == "ZSTD",
+                    _ => false,
+                }),
+                "{} ({small_file_bytes}): {got:?}, want {want}",
+                f.dt
+            );
+            assert_eq!(rows_in(&w, f), i64::try_from(f.rows).unwrap());
+        }
+        assert_eq!(snap.rows_of("customer"), 20_010);
+    }
+}
