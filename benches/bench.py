@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -245,8 +246,10 @@ def kafka_tansu(crmdq, work, pipeline, n, reps=3):
                             "    topics:\n      crm.records: ~\n")
             s, rss, cpu, out = timed([crmdq, "--now", NOW, "run", "--pipeline", pipe, "--warehouse", wh,
                                       "--brokers", addr, "--until-caught-up"])
+            busy = re.search(r"busy (\d+)%", out)
             runs.append({"bare_seconds": bare_s, "bare_cpu_pct": bare_cpu, "crmdq_seconds": s,
-                         "crmdq_rss_mib": round(rss), "crmdq_cpu_pct": cpu, "crmdq_summary": out.strip()})
+                         "crmdq_rss_mib": round(rss), "crmdq_cpu_pct": cpu, "crmdq_summary": out.strip(),
+                         "crmdq_busy_pct": int(busy.group(1)) if busy else None})
         # Set aside only now (deleted when the harness ends): removing each turn's warehouse
         # before the next made each turn of crmdq slower than the one before (see set_aside).
         for rep in range(reps):
@@ -255,6 +258,7 @@ def kafka_tansu(crmdq, work, pipeline, n, reps=3):
         return {"messages": produced, "produce_seconds": round(produce_s, 1), "runs": runs,
                 "bare_seconds": med("bare_seconds"), "crmdq_seconds": med("crmdq_seconds"),
                 "crmdq_rss_mib": med("crmdq_rss_mib"), "crmdq_cpu_pct": med("crmdq_cpu_pct"),
+                "crmdq_busy_pct": [r["crmdq_busy_pct"] for r in runs],
                 "ratio_median": statistics.median(r["bare_seconds"] / r["crmdq_seconds"] for r in runs)}
     finally:
         broker.kill()
@@ -334,6 +338,9 @@ def table(res):
         rows.append(f"| kafka (tansu, sqlite): crmdq run --until-caught-up, median of {reps} (process start to exit), RSS {kt['crmdq_rss_mib']:.0f} MiB, CPU {kt['crmdq_cpu_pct']:.0f}% | {n:,} | {kt['crmdq_seconds']:.2f} | {n / kt['crmdq_seconds']:,.0f} |")
         turns = ", ".join(f"{r['bare_seconds'] / r['crmdq_seconds']:.2f}" for r in kt["runs"])
         rows.append(f"| kafka (tansu): crmdq's rate ÷ bare's, median of the {reps} turns ({turns}) | | | {kt['ratio_median']:.0%} |")
+        busy = ", ".join(f"{b}%" for b in kt.get("crmdq_busy_pct", []) if b is not None)
+        if busy:
+            rows.append(f"| kafka (tansu): crmdq's loop busy since its first message, per turn (the rest: waiting for the broker) | | | {busy} |")
     elif kt:
         rows.append(f"| kafka (tansu) | skipped: {kt['skipped']} | | |")
     return "\n".join(rows)

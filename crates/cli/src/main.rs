@@ -481,6 +481,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "consumed {} messages: {} records, {} dead letters, {} commits, {} rebalances",
                 s.messages, s.records, s.dead_letters, s.commits, s.rebalances
             );
+            if let Some(b) = s.busy_share() {
+                println!(
+                    "busy {:.0}% of the time since the first message (the rest: waiting for the broker)",
+                    b * 100.0
+                );
+            }
         }
         Command::Score {
             pipeline,

@@ -63,6 +63,20 @@ pub struct RunSummary {
     pub skipped: u64,
     /// When the first message arrived (the time before it is the group join).
     pub first_message_at: Option<Instant>,
+    /// When the run ended (after its last commit).
+    pub ended_at: Option<Instant>,
+    /// Time the loop spent on messages, rebalances and commits since the first message;
+    /// the rest of that time it waited for the broker. Busy near 100% means crmdq
+    /// is the bottleneck; well below, the broker is.
+    pub busy: Duration,
+}
+
+impl RunSummary {
+    /// Busy time as a share of the time from the first message to the end.
+    pub fn busy_share(&self) -> Option<f64> {
+        let span = self.ended_at?.duration_since(self.first_message_at?);
+        (!span.is_zero()).then(|| self.busy.as_secs_f64() / span.as_secs_f64())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -878,12 +892,18 @@ pub async fn run(
             biased;
             () = cancel.cancelled() => break,
             Some(ev) = events.recv() => {
+                let t = Instant::now();
                 assigned_once |= matches!(ev, RebalanceEvent::Assigned(_));
                 lp.on_rebalance(ev).await?;
+                if lp.summary.first_message_at.is_some() {
+                    lp.summary.busy += t.elapsed();
+                }
             }
             m = consumer.recv(), if lp.stalled.is_none() => match m {
                 Ok(m) => {
+                    let t = Instant::now();
                     let r = lp.on_message(&m).await;
+                    lp.summary.busy += t.elapsed();
                     lp.check(r)?;
                     if std::mem::take(&mut lp.reached_one) {
                         // The tick arm commits and stops once every partition is there
@@ -929,7 +949,9 @@ pub async fn run(
                         || lp.sink.needs_commit()
                         || reached)
                 {
+                    let t = Instant::now();
                     let r = lp.commit().await;
+                    lp.summary.busy += t.elapsed();
                     lp.check(r)?;
                     last_commit = Instant::now();
                 }
@@ -943,7 +965,10 @@ pub async fn run(
             }
         }
     }
+    let t = Instant::now();
     lp.commit().await?;
+    lp.summary.busy += t.elapsed();
+    lp.summary.ended_at = Some(Instant::now());
     if let Some(t) = alerts_task {
         let _ = t.await;
     }

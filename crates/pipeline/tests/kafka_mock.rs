@@ -63,6 +63,9 @@ async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
         .unwrap();
     assert_eq!(s.messages, 15);
     assert_eq!((s.records, s.dead_letters), (13, 2));
+    // The loop's busy time is within the time from the first message to the end.
+    let share = s.busy_share().expect("messages were consumed");
+    assert!(share > 0.0 && share <= 1.0, "{share}");
 
     // Positions are in the log: one per partition, summing to the message count.
     let snap = w.snapshot().await.unwrap();
