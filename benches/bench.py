@@ -189,6 +189,28 @@ def tansu_bin():
     return None
 
 
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of a live process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def per_broker_cpu_ratio(runs):
+    """Median over turns of crmdq's rate ÷ bare's, each drain's time first divided by the
+    broker's CPU seconds during it: the same ratio with the broker's own turn-to-turn
+    variance taken out (None without /proc)."""
+    ratios = []
+    for r in runs:
+        b, c = r.get("broker_cpu_seconds_bare"), r.get("broker_cpu_seconds_crmdq")
+        if not b or not c:
+            return None
+        ratios.append((r["bare_seconds"] / b) / (r["crmdq_seconds"] / c))
+    return statistics.median(ratios) if ratios else None
+
+
 def kafka_tansu(crmdq, work, pipeline, n, reps=3):
     """Produce n generated entries to tansu, then drain them `reps` times each, taking turns:
     with a bare librdkafka consumer (`bare_consumer.py`, confluent_kafka) and with
@@ -238,18 +260,40 @@ def kafka_tansu(crmdq, work, pipeline, n, reps=3):
         runs = []
         pipe = work / "tansu-pipeline.yaml"
         for rep in range(reps):
-            bare_s, _, bare_cpu, out = timed([sys.executable, HERE / "bare_consumer.py", addr, "crm.records",
-                                              str(produced), f"bench-bare-{rep}"])
-            wh = work / f"wh-tansu-{rep}"
-            set_aside(wh)
-            pipe.write_text(f"name: bench\nroster: {roster}\nsource:\n  kafka:\n    group_id: bench-crmdq-{rep}\n"
-                            "    topics:\n      crm.records: ~\n")
-            s, rss, cpu, out = timed([crmdq, "--now", NOW, "run", "--pipeline", pipe, "--warehouse", wh,
-                                      "--brokers", addr, "--until-caught-up"])
+            def bare():
+                return timed([sys.executable, HERE / "bare_consumer.py", addr, "crm.records",
+                              str(produced), f"bench-bare-{rep}"])
+
+            def ours():
+                wh = work / f"wh-tansu-{rep}"
+                set_aside(wh)
+                pipe.write_text(f"name: bench\nroster: {roster}\nsource:\n  kafka:\n    group_id: bench-crmdq-{rep}\n"
+                                "    topics:\n      crm.records: ~\n")
+                return timed([crmdq, "--now", NOW, "run", "--pipeline", pipe, "--warehouse", wh,
+                              "--brokers", addr, "--until-caught-up"])
+
+            # The broker's CPU seconds while each drained: tansu is CPU-bound, and its cost
+            # for the same drain varies from turn to turn (sqlite) by more than the gap.
+            def with_broker_cpu(f):
+                c0 = proc_cpu_seconds(broker.pid)
+                r = f()
+                c1 = proc_cpu_seconds(broker.pid)
+                return r, (c1 - c0 if c0 is not None and c1 is not None else None)
+
+            # Who goes first alternates, so that a broker warming up (or slowing down)
+            # within a turn favours neither.
+            if rep % 2 == 0:
+                (bare_s, _, bare_cpu, _), bare_broker = with_broker_cpu(bare)
+                (s, rss, cpu, out), ours_broker = with_broker_cpu(ours)
+            else:
+                (s, rss, cpu, out), ours_broker = with_broker_cpu(ours)
+                (bare_s, _, bare_cpu, _), bare_broker = with_broker_cpu(bare)
             busy = re.search(r"busy (\d+)%", out)
             runs.append({"bare_seconds": bare_s, "bare_cpu_pct": bare_cpu, "crmdq_seconds": s,
                          "crmdq_rss_mib": round(rss), "crmdq_cpu_pct": cpu, "crmdq_summary": out.strip(),
-                         "crmdq_busy_pct": int(busy.group(1)) if busy else None})
+                         "crmdq_busy_pct": int(busy.group(1)) if busy else None,
+                         "first": "bare" if rep % 2 == 0 else "crmdq",
+                         "broker_cpu_seconds_bare": bare_broker, "broker_cpu_seconds_crmdq": ours_broker})
         # Set aside only now (deleted when the harness ends): removing each turn's warehouse
         # before the next made each turn of crmdq slower than the one before (see set_aside).
         for rep in range(reps):
@@ -259,7 +303,8 @@ def kafka_tansu(crmdq, work, pipeline, n, reps=3):
                 "bare_seconds": med("bare_seconds"), "crmdq_seconds": med("crmdq_seconds"),
                 "crmdq_rss_mib": med("crmdq_rss_mib"), "crmdq_cpu_pct": med("crmdq_cpu_pct"),
                 "crmdq_busy_pct": [r["crmdq_busy_pct"] for r in runs],
-                "ratio_median": statistics.median(r["bare_seconds"] / r["crmdq_seconds"] for r in runs)}
+                "ratio_median": statistics.median(r["bare_seconds"] / r["crmdq_seconds"] for r in runs),
+                "ratio_per_broker_cpu_median": per_broker_cpu_ratio(runs)}
     finally:
         broker.kill()
         broker.wait()
@@ -338,6 +383,9 @@ def table(res):
         rows.append(f"| kafka (tansu, sqlite): crmdq run --until-caught-up, median of {reps} (process start to exit), RSS {kt['crmdq_rss_mib']:.0f} MiB, CPU {kt['crmdq_cpu_pct']:.0f}% | {n:,} | {kt['crmdq_seconds']:.2f} | {n / kt['crmdq_seconds']:,.0f} |")
         turns = ", ".join(f"{r['bare_seconds'] / r['crmdq_seconds']:.2f}" for r in kt["runs"])
         rows.append(f"| kafka (tansu): crmdq's rate ÷ bare's, median of the {reps} turns ({turns}) | | | {kt['ratio_median']:.0%} |")
+        if kt.get("ratio_per_broker_cpu_median") is not None:
+            cpu = ", ".join(f"{r['broker_cpu_seconds_bare']:.1f}/{r['broker_cpu_seconds_crmdq']:.1f}" for r in kt["runs"])
+            rows.append(f"| kafka (tansu): the same, each drain's time per second of broker CPU (broker CPU s per turn, bare/crmdq: {cpu}) | | | {kt['ratio_per_broker_cpu_median']:.0%} |")
         busy = ", ".join(f"{b}%" for b in kt.get("crmdq_busy_pct", []) if b is not None)
         if busy:
             rows.append(f"| kafka (tansu): crmdq's loop busy since its first message, per turn (the rest: waiting for the broker) | | | {busy} |")

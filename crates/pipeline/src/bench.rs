@@ -213,9 +213,11 @@ pub async fn kafka_mock(
     )
     .await?;
     let run_secs = t.elapsed().as_secs_f64();
-    let run_drain = s
-        .first_message_at
-        .map_or(run_secs, |f| f.elapsed().as_secs_f64());
+    // From the first message to the end of the last commit (not the consumer's close).
+    let run_drain = match (s.first_message_at, s.ended_at) {
+        (Some(f), Some(e)) => e.duration_since(f).as_secs_f64(),
+        _ => run_secs,
+    };
     if s.messages != n {
         return Err(PipelineError::Other(format!(
             "run consumed {} of {n} messages",
