@@ -1,35 +1,46 @@
 //! Phone normalisation, placeholder patterns and validity (libphonenumber metadata via
 //! the `phonenumber` crate).
 
+use std::borrow::Cow;
+
 use phonenumber::country::Id;
 use unicode_normalization::UnicodeNormalization;
 
 /// NFKC, then drop spaces, hyphens, dots and parentheses. `+86`/`0086` prefixes are kept
 /// for the parser; [`national_digits`] strips them for placeholder comparison.
-pub fn normalize(s: &str) -> String {
+pub fn normalize(s: &str) -> Cow<'_, str> {
+    // The usual case, plain ASCII digits without separators, is returned as it is.
+    if s.is_ascii() && !s.bytes().any(|b| SEPARATORS.contains(&b)) && s.trim() == s {
+        return Cow::Borrowed(s);
+    }
     let t: String = if s.is_ascii() {
         s.to_string()
     } else {
         s.nfkc().collect()
     };
-    t.chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}' | '\t'))
-        .collect::<String>()
-        .trim()
-        .to_string()
+    Cow::Owned(
+        t.chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}' | '\t'))
+            .collect::<String>()
+            .trim()
+            .to_string(),
+    )
 }
+
+/// The ASCII characters [`normalize`] drops.
+const SEPARATORS: &[u8] = b" -.()\t";
 
 /// The national significant digits for placeholder comparison: normalised, country
 /// prefix of `region` removed (`+86 138-0013-8000` → `13800138000`).
-pub fn national_digits(normalized: &str, country_code: &str) -> String {
+pub fn national_digits<'a>(normalized: &'a str, country_code: &str) -> &'a str {
     let s = normalized;
-    let plus = format!("+{country_code}");
-    let zeros = format!("00{country_code}");
-    let rest = s
-        .strip_prefix(&plus)
-        .or_else(|| s.strip_prefix(&zeros))
-        .unwrap_or(s);
-    rest.to_string()
+    s.strip_prefix('+')
+        .and_then(|r| r.strip_prefix(country_code))
+        .or_else(|| {
+            s.strip_prefix("00")
+                .and_then(|r| r.strip_prefix(country_code))
+        })
+        .unwrap_or(s)
 }
 
 /// All one digit (`11111111111`), at least 5 long.
@@ -149,7 +160,7 @@ impl PhoneRules {
             return false;
         }
         let n = match n.strip_prefix("00") {
-            Some(rest) if !rest.is_empty() => format!("+{rest}"),
+            Some(rest) if !rest.is_empty() => Cow::Owned(format!("+{rest}")),
             _ => n,
         };
         let Ok(p) = phonenumber::parse(Some(self.region_id), &n) else {

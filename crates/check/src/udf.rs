@@ -2,6 +2,7 @@
 //! session under their public names, so user checks can call them too:
 //! `phone_valid(text)`, `cn_id_valid(text)`, `cn_id_age(text, timestamp)`.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -29,11 +30,16 @@ fn utf8_arg(args: &ScalarFunctionArgs, i: usize) -> Result<ArrayRef> {
 }
 
 /// Placeholder normal form: NFKC, trim, lower case.
-pub fn normalize_value(v: &str) -> String {
+pub fn normalize_value(v: &str) -> Cow<'_, str> {
     if v.is_ascii() {
-        v.trim().to_ascii_lowercase()
+        let t = v.trim();
+        if t.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(t.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(t)
+        }
     } else {
-        v.nfkc().collect::<String>().trim().to_lowercase()
+        Cow::Owned(v.nfkc().collect::<String>().trim().to_lowercase())
     }
 }
 
@@ -91,6 +97,9 @@ impl<T: TextTest> ScalarUDFImpl for TextUdf<T> {
 pub struct Missing {
     name: String,
     placeholders: Arc<BTreeSet<String>>,
+    /// The longest placeholder in bytes: a longer ASCII value (whose normal form is as long
+    /// as its trimmed self) cannot be one, and is not normalised at all.
+    longest: usize,
     /// Phone placeholder rules (normalisation, repeated and consecutive digits).
     phone: Option<PhonePlaceholders>,
 }
@@ -108,9 +117,11 @@ impl Missing {
         placeholders: Arc<BTreeSet<String>>,
         phone: Option<PhonePlaceholders>,
     ) -> Self {
+        let longest = placeholders.iter().map(String::len).max().unwrap_or(0);
         Missing {
             name,
             placeholders,
+            longest,
             phone,
         }
     }
@@ -122,15 +133,16 @@ impl TextTest for Missing {
     }
 
     fn test(&self, v: &str) -> bool {
-        let n = normalize_value(v);
-        if self.placeholders.contains(&n) {
+        let may_be_listed = !v.is_ascii() || v.trim().len() <= self.longest;
+        if may_be_listed && self.placeholders.contains(normalize_value(v).as_ref()) {
             return true;
         }
         if let Some(p) = &self.phone {
-            let digits = phone::national_digits(&phone::normalize(v), &p.country_code);
-            return self.placeholders.contains(&digits)
-                || (p.all_same && phone::all_same_digits(&digits))
-                || (p.consecutive && phone::consecutive_digits(&digits));
+            let normalized = phone::normalize(v);
+            let digits = phone::national_digits(&normalized, &p.country_code);
+            return self.placeholders.contains(digits)
+                || (p.all_same && phone::all_same_digits(digits))
+                || (p.consecutive && phone::consecutive_digits(digits));
         }
         false
     }
@@ -241,5 +253,100 @@ impl ScalarUDFImpl for CnIdAge {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The normal forms as they were before the borrowed fast paths: what these must equal.
+    fn value_reference(v: &str) -> String {
+        if v.is_ascii() {
+            v.trim().to_ascii_lowercase()
+        } else {
+            v.nfkc().collect::<String>().trim().to_lowercase()
+        }
+    }
+
+    fn phone_reference(s: &str) -> String {
+        let t: String = if s.is_ascii() {
+            s.to_string()
+        } else {
+            s.nfkc().collect()
+        };
+        t.chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}' | '\t'))
+            .collect::<String>()
+            .trim()
+            .to_string()
+    }
+
+    fn digits_reference(n: &str, cc: &str) -> String {
+        let (plus, zeros) = (format!("+{cc}"), format!("00{cc}"));
+        n.strip_prefix(&plus)
+            .or_else(|| n.strip_prefix(&zeros))
+            .unwrap_or(n)
+            .to_string()
+    }
+
+    const SAMPLES: &[&str] = &[
+        "",
+        " ",
+        "N/A",
+        " unknown ",
+        "unknown",
+        "Manager",
+        "\tx\n",
+        "13800138000",
+        " 13800138000",
+        "+86 138-0013-8000",
+        "0086(138)00138000",
+        "+8613800138000",
+        "008613800138000",
+        "+1 415 555 0100",
+        "１３８００１３８０００",
+        "无",
+        " 不详 ",
+        "\u{a0}138\u{a0}0013\u{a0}8000",
+        "138.0013.8000\n",
+    ];
+
+    #[test]
+    fn fast_paths_agree_with_the_reference_forms() {
+        for s in SAMPLES {
+            assert_eq!(normalize_value(s), value_reference(s), "{s:?}");
+            assert_eq!(phone::normalize(s), phone_reference(s), "{s:?}");
+            let n = phone_reference(s);
+            assert_eq!(phone::national_digits(&n, "86"), digits_reference(&n, "86"));
+        }
+    }
+
+    /// The length filter never hides a listed value.
+    #[test]
+    fn long_values_are_not_listed_and_listed_ones_are_found() {
+        let listed: BTreeSet<String> = ["n/a", "unknown", "不详", "13800000000"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let m = Missing::new("m".into(), Arc::new(listed), None);
+        for v in ["N/A", "  Unknown\t", "不详", " 不详 ", "13800000000"] {
+            assert!(m.test(v), "{v:?} is a placeholder");
+        }
+        for v in ["unknown person", "Manager", "1380000000012", "n/a."] {
+            assert!(!m.test(v), "{v:?} is not");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn normal_forms_match_the_reference(s in "[ \\t\\-.()+0-9a-zA-Z\u{a0}\u{ff10}-\u{ff19}无]{0,20}") {
+            prop_assert_eq!(normalize_value(&s).into_owned(), value_reference(&s));
+            prop_assert_eq!(phone::normalize(&s).into_owned(), phone_reference(&s));
+            let n = phone_reference(&s);
+            prop_assert_eq!(phone::national_digits(&n, "86").to_string(), digits_reference(&n, "86"));
+        }
     }
 }

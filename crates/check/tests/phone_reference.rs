@@ -95,7 +95,7 @@ fn phone_validity_agrees_with_libphonenumber_python_port() {
     // The same normalisation feeds both sides; the reference judges the normalised text.
     let normalized: Vec<String> = numbers
         .iter()
-        .map(|n| crmdq_check::phone::normalize(n))
+        .map(|n| crmdq_check::phone::normalize(n).into_owned())
         .collect();
     let mut input = String::new();
     for n in &normalized {

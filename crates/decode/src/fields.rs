@@ -14,9 +14,13 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// The fields of one object, in message order (duplicates included until removed).
+/// A removed field leaves a `None` behind rather than shifting the fields after it: the
+/// decoder takes out most fields of every record, one by one.
 #[derive(Debug, Default)]
 pub(crate) struct Fields<'a> {
-    items: Vec<(Cow<'a, str>, Value)>,
+    items: Vec<(Cow<'a, str>, Option<Value>)>,
+    /// Fields not removed yet.
+    live: usize,
 }
 
 impl Fields<'_> {
@@ -25,30 +29,35 @@ impl Fields<'_> {
         self.items
             .iter()
             .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+            .find(|(k, v)| v.is_some() && k == key)
+            .and_then(|(_, v)| v.as_ref())
     }
 
     /// Take `key` out (every occurrence); its value is the last one.
     pub(crate) fn remove(&mut self, key: &str) -> Option<Value> {
-        let last = self.items.iter().rposition(|(k, _)| k == key)?;
-        let (_, v) = self.items.remove(last);
-        // Earlier duplicates (rare) go too, as a map would have overwritten them.
-        if self.items.iter().any(|(k, _)| k == key) {
-            self.items.retain(|(k, _)| k != key);
+        let mut last = None;
+        for (k, v) in self.items.iter_mut().rev() {
+            if v.is_some() && k == key {
+                // Earlier duplicates (rare) go too, as a map would have overwritten them.
+                let taken = v.take();
+                self.live -= 1;
+                last = last.or(taken);
+            }
         }
-        Some(v)
+        last
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.live == 0
     }
 
     /// What is left, as the JSON object `serde_json::Map` would hold.
     pub(crate) fn into_map(self) -> Map<String, Value> {
         let mut m = Map::new();
         for (k, v) in self.items {
-            m.insert(k.into_owned(), v);
+            if let Some(v) = v {
+                m.insert(k.into_owned(), v);
+            }
         }
         m
     }
@@ -57,7 +66,11 @@ impl Fields<'_> {
 impl From<Map<String, Value>> for Fields<'static> {
     fn from(m: Map<String, Value>) -> Self {
         Fields {
-            items: m.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+            live: m.len(),
+            items: m
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Some(v)))
+                .collect(),
         }
     }
 }
@@ -98,9 +111,12 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
                 let mut items = Vec::with_capacity(map.size_hint().unwrap_or(16));
                 while let Some(Key(k)) = map.next_key()? {
-                    items.push((k, map.next_value::<Value>()?));
+                    items.push((k, Some(map.next_value::<Value>()?)));
                 }
-                Ok(Fields { items })
+                Ok(Fields {
+                    live: items.len(),
+                    items,
+                })
             }
         }
         d.deserialize_map(V)
@@ -126,6 +142,15 @@ mod tests {
         assert_eq!(f.into_map(), m);
         let f: Fields = serde_json::from_str(text).unwrap();
         assert_eq!(f.into_map(), as_map);
+        // Removed fields are gone for get, is_empty and into_map alike.
+        let mut f: Fields = serde_json::from_str(text).unwrap();
+        assert_eq!(f.remove("b"), Some(Value::from(5)));
+        assert_eq!(f.remove("b"), None);
+        assert_eq!(f.remove("cA"), Some(Value::from(4)));
+        assert!(!f.is_empty());
+        assert_eq!(f.remove("a"), Some(Value::from(3)));
+        assert!(f.is_empty());
+        assert!(f.into_map().is_empty());
     }
 
     #[test]
