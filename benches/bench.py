@@ -315,7 +315,7 @@ def main():
     ap.add_argument("--records", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--kernel-records", type=int, default=200_000)
     ap.add_argument("--kafka-records", type=int, default=200_000, help="messages for the tansu line (0: skip)")
-    ap.add_argument("--kafka-reps", type=int, default=3, help="turns of bare consumer and crmdq on tansu (medians reported)")
+    ap.add_argument("--kafka-reps", type=int, default=6, help="turns of bare consumer and crmdq on tansu, who goes first alternating (medians reported)")
     ap.add_argument("--mock-records", type=int, default=200_000, help="messages for the mock-cluster line")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "crmdq-bench")
     ap.add_argument("--crmdq", default=None, help="crmdq binary (default: the release build)")
