@@ -490,7 +490,8 @@ async fn dt_filters_prune_files_and_keep_results() {
     }
 }
 
-fn codecs(w: &Warehouse, f: &FileAdd) -> Vec<parquet::basic::Compression> {
+/// Each column chunk's codec, and whether it has a dictionary page.
+fn codecs(w: &Warehouse, f: &FileAdd) -> Vec<(parquet::basic::Compression, bool)> {
     let file = std::fs::File::open(w.abs(&f.path)).unwrap();
     let r = parquet::file::reader::SerializedFileReader::new(file).unwrap();
     let md = parquet::file::reader::FileReader::metadata(&r);
@@ -499,13 +500,14 @@ fn codecs(w: &Warehouse, f: &FileAdd) -> Vec<parquet::basic::Compression> {
         .flat_map(|g| {
             g.columns()
                 .iter()
-                .map(parquet::file::metadata::ColumnChunkMetaData::compression)
+                .map(|c| (c.compression(), c.dictionary_page_offset().is_some()))
         })
         .collect()
 }
 
-/// A file closed with less Arrow data than `small_file_bytes` is LZ4_RAW, a bigger one
-/// zstd, and with `small_file_bytes: 0` every file is zstd; all read back whole.
+/// A file closed with less Arrow data than `small_file_bytes` is LZ4_RAW without
+/// dictionaries, a bigger one zstd with them, and with `small_file_bytes: 0` every file
+/// is zstd with dictionaries; all read back whole.
 #[tokio::test]
 async fn small_files_are_lz4_and_big_ones_zstd() {
     use parquet::basic::Compression;
@@ -544,7 +546,7 @@ async fn small_files_are_lz4_and_big_ones_zstd() {
             let got = codecs(&w, f);
             assert!(!got.is_empty());
             assert!(
-                got.iter().all(|c| match c {
+                got.iter().all(|(c, _)| match c {
                     Compression::LZ4_RAW => want == "LZ4_RAW",
                     Compression::ZSTD(_) => want == "ZSTD",
                     _ => false,
@@ -552,6 +554,14 @@ async fn small_files_are_lz4_and_big_ones_zstd() {
                 "{} ({small_file_bytes}): {got:?}, want {want}",
                 f.dt
             );
+            // Dictionaries: none in small files; in zstd files, on the repetitive
+            // string column at least.
+            let dictionaries = got.iter().filter(|(_, d)| *d).count();
+            if want == "LZ4_RAW" {
+                assert_eq!(dictionaries, 0, "{}: {got:?}", f.dt);
+            } else {
+                assert!(dictionaries > 0, "{}: {got:?}", f.dt);
+            }
             assert_eq!(rows_in(&w, f), i64::try_from(f.rows).unwrap());
         }
         assert_eq!(snap.rows_of("customer"), 20_010);
