@@ -10,25 +10,22 @@ use unicode_normalization::UnicodeNormalization;
 /// for the parser; [`national_digits`] strips them for placeholder comparison.
 pub fn normalize(s: &str) -> Cow<'_, str> {
     // The usual case, plain ASCII digits without separators, is returned as it is.
-    if s.is_ascii() && !s.bytes().any(|b| SEPARATORS.contains(&b)) && s.trim() == s {
+    if s.is_ascii() && !s.contains(is_separator) && s.trim() == s {
         return Cow::Borrowed(s);
     }
-    let t: String = if s.is_ascii() {
-        s.to_string()
+    let t: Cow<'_, str> = if s.is_ascii() {
+        Cow::Borrowed(s)
     } else {
-        s.nfkc().collect()
+        Cow::Owned(s.nfkc().collect())
     };
-    Cow::Owned(
-        t.chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}' | '\t'))
-            .collect::<String>()
-            .trim()
-            .to_string(),
-    )
+    let kept: String = t.chars().filter(|c| !is_separator(*c)).collect();
+    Cow::Owned(kept.trim().to_string())
 }
 
-/// The ASCII characters [`normalize`] drops.
-const SEPARATORS: &[u8] = b" -.()\t";
+/// The characters [`normalize`] drops (after NFKC).
+fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}' | '\t')
+}
 
 /// The national significant digits for placeholder comparison: normalised, country
 /// prefix of `region` removed (`+86 138-0013-8000` → `13800138000`).
