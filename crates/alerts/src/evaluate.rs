@@ -1,121 +1,40 @@
-//! What each rule observes for a business date: person and team rules read the score
-//! tables (the value on D and the subject's own trailing baseline), pipeline rules read
-//! the warehouse's ingestion times. Deciding is separate ([`Observation::firing`]) and
-//! pure, so it is tested without a warehouse.
+//! What each rule observes: person and team rules read a column of the score tables over
+//! a range of business dates (the days judged and the baseline window before them),
+//! pipeline rules read the warehouse's ingestion times. Deciding is separate and pure
+//! ([`crate::episode`]), so it is tested without a warehouse.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
-use crmdq_config::{AlertCondition, AlertRule, AlertScope};
+use crmdq_config::{AlertRule, AlertScope};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 use jiff::civil::Date;
 
 use crate::AlertError;
 
-/// One subject's numbers for one rule on one date.
+/// A pipeline rule's reading at the clock's now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub subject: String,
+    pub entries: Option<i64>,
+    pub value: Option<f64>,
+}
+
+/// A person's or team's row of the score table on one business date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
     pub team_id: Option<String>,
     pub manager_id: Option<String>,
     pub entries: Option<i64>,
-    pub value: Option<f64>,
-    /// Baseline statistics over the trailing window (drop rules).
-    pub mean: Option<f64>,
-    pub sd: Option<f64>,
-    pub median: Option<f64>,
-    /// Days of history in the baseline.
-    pub history: i64,
+    pub value: f64,
 }
 
-/// The verdict of a rule on an observation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    pub firing: bool,
-    /// The value the rule compares against (for a drop: mean − allowance, or median − x).
-    pub threshold: Option<f64>,
-    /// The subject's own baseline (drop rules).
-    pub baseline: Option<f64>,
-    /// How the threshold came about, in words.
-    pub basis: String,
-}
-
-impl Observation {
-    /// Apply `rule` (its entry minimum was applied when observing).
-    pub fn judge(&self, rule: &AlertRule) -> Verdict {
-        let Some(v) = self.value else {
-            return Verdict {
-                firing: false,
-                threshold: None,
-                baseline: None,
-                basis: "no value".into(),
-            };
-        };
-        match &rule.condition {
-            AlertCondition::Below(t) => Verdict {
-                firing: v < *t,
-                threshold: Some(*t),
-                baseline: None,
-                basis: format!("fires below {t}"),
-            },
-            AlertCondition::Above(t) => Verdict {
-                firing: v > *t,
-                threshold: Some(*t),
-                baseline: None,
-                basis: format!("fires above {t}"),
-            },
-            AlertCondition::Drop {
-                days,
-                stddevs,
-                below_median,
-                min_history,
-                min_drop,
-            } => {
-                if self.history < i64::from(*min_history) {
-                    return Verdict {
-                        firing: false,
-                        threshold: None,
-                        baseline: None,
-                        basis: format!("{} of {min_history} days of history needed", self.history),
-                    };
-                }
-                if let (Some(k), Some(mean)) = (stddevs, self.mean) {
-                    let sd = self.sd.unwrap_or(0.0);
-                    let allowance = (k * sd).max(*min_drop);
-                    let t = mean - allowance;
-                    Verdict {
-                        firing: v < t,
-                        threshold: Some(t),
-                        baseline: Some(mean),
-                        basis: format!(
-                            "{days}-day mean {mean:.3}, sd {sd:.3}; fires below mean − max({k}·sd, {min_drop}) = {t:.3}"
-                        ),
-                    }
-                } else if let (Some(x), Some(med)) = (below_median, self.median) {
-                    let t = med - x;
-                    Verdict {
-                        firing: v < t,
-                        threshold: Some(t),
-                        baseline: Some(med),
-                        basis: format!(
-                            "{days}-day median {med:.3}; fires below median − {x} = {t:.3}"
-                        ),
-                    }
-                } else {
-                    Verdict {
-                        firing: false,
-                        threshold: None,
-                        baseline: None,
-                        basis: "no baseline".into(),
-                    }
-                }
-            }
-        }
-    }
-}
+/// Subject → business date → its row, for the days it is judged on (at least the rule's
+/// `min_entries` and a value).
+pub type Rows = BTreeMap<String, BTreeMap<Date, DayRow>>;
 
 /// Run `sql` with positional parameters and collect it.
 pub(crate) async fn query(
@@ -164,91 +83,85 @@ pub(crate) fn int(b: &RecordBatch, name: &str, i: usize) -> Option<i64> {
     Some(c.as_primitive::<Int64Type>().value(i))
 }
 
-/// Person- or team-scope observations of `rule` on `date`.
-pub async fn observe_scores(
+/// The person- or team-scope rows of `rule` from `from` to `to` (inclusive): the judged
+/// days and the baseline window before them, in one query. A person with rows for two
+/// roles on a day is judged on the first (by role).
+pub async fn observe_series(
     ctx: &SessionContext,
     rule: &AlertRule,
-    date: Date,
-) -> Result<Vec<Observation>, AlertError> {
+    from: Date,
+    to: Date,
+) -> Result<Rows, AlertError> {
     let (table, key) = match rule.scope {
         AlertScope::Person => ("person_daily", "person_id"),
         _ => ("team_daily", "team_id"),
     };
-    let m = &rule.metric;
-    let days = match rule.condition {
-        AlertCondition::Drop { days, .. } => days,
-        _ => 1,
-    };
-    let from = date - jiff::Span::new().days(i64::from(days));
-    let manager = if rule.scope == AlertScope::Person {
-        "c.manager_id"
+    let (manager, order) = if rule.scope == AlertScope::Person {
+        ("manager_id", ", role")
     } else {
-        "CAST(NULL AS VARCHAR)"
+        ("CAST(NULL AS VARCHAR)", "")
     };
+    let m = &rule.metric;
     let sql = format!(
-        "SELECT c.{key} AS subject, c.team_id, {manager} AS manager_id, c.entries, \
-           CAST(c.{m} AS DOUBLE) AS value, h.mean, h.sd, h.med, h.n \
-         FROM (SELECT * FROM {table} WHERE dt = $1 AND entries >= {min}) c \
-         LEFT JOIN (SELECT {key} AS k, AVG(CAST({m} AS DOUBLE)) AS mean, \
-             STDDEV_SAMP(CAST({m} AS DOUBLE)) AS sd, MEDIAN(CAST({m} AS DOUBLE)) AS med, \
-             COUNT({m}) AS n \
-           FROM {table} WHERE dt >= $2 AND dt < $1 AND entries >= {min} AND {m} IS NOT NULL \
-           GROUP BY {key}) h ON h.k = c.{key} \
-         ORDER BY subject",
+        "SELECT {key} AS subject, dt, team_id, {manager} AS manager_id, entries, \
+           CAST({m} AS DOUBLE) AS value \
+         FROM {table} WHERE dt >= $1 AND dt <= $2 AND entries >= {min} AND {m} IS NOT NULL \
+         ORDER BY subject, dt{order}",
         min = rule.min_entries,
     );
-    let batches = query(ctx, &sql, vec![s(&date.to_string()), s(&from.to_string())]).await?;
+    let batches = query(ctx, &sql, vec![s(&from.to_string()), s(&to.to_string())]).await?;
     let team_managers = if rule.scope == AlertScope::Team {
-        team_managers(ctx, date).await?
+        team_managers(ctx, from, to).await?
     } else {
         BTreeMap::new()
     };
-    let mut out: BTreeMap<String, Observation> = BTreeMap::new();
+    let mut out = Rows::new();
     for b in &batches {
         for i in 0..b.num_rows() {
-            let Some(subject) = text(b, "subject", i) else {
+            let (Some(subject), Some(dt), Some(value)) = (
+                text(b, "subject", i),
+                text(b, "dt", i).and_then(|d| d.parse::<Date>().ok()),
+                float(b, "value", i),
+            ) else {
                 continue;
             };
-            out.entry(subject.clone()).or_insert(Observation {
-                subject,
+            let manager_id = text(b, "manager_id", i)
+                .or_else(|| team_managers.get(&(dt, subject.clone())).cloned());
+            out.entry(subject).or_default().entry(dt).or_insert(DayRow {
                 team_id: text(b, "team_id", i),
-                manager_id: text(b, "manager_id", i)
-                    .or_else(|| team_managers.get(&subject_key(b, i)).cloned()),
+                manager_id,
                 entries: int(b, "entries", i),
-                value: float(b, "value", i),
-                mean: float(b, "mean", i),
-                sd: float(b, "sd", i),
-                median: float(b, "med", i),
-                history: int(b, "n", i).unwrap_or(0),
+                value,
             });
         }
     }
-    Ok(out.into_values().collect())
+    Ok(out)
 }
 
-fn subject_key(b: &RecordBatch, i: usize) -> String {
-    text(b, "subject", i).unwrap_or_default()
-}
-
-/// Each team's manager on `date`: the manager most of its scored members report to
-/// (ties: the smallest id).
+/// Each team's manager on each date from `from` to `to`: the manager most of its scored
+/// members report to (ties: the smallest id).
 async fn team_managers(
     ctx: &SessionContext,
-    date: Date,
-) -> Result<BTreeMap<String, String>, AlertError> {
+    from: Date,
+    to: Date,
+) -> Result<BTreeMap<(Date, String), String>, AlertError> {
     let b = query(
         ctx,
-        "SELECT team_id, manager_id, COUNT(*) AS n FROM person_daily \
-         WHERE dt = $1 AND team_id IS NOT NULL AND manager_id IS NOT NULL \
-         GROUP BY team_id, manager_id ORDER BY team_id, n DESC, manager_id",
-        vec![s(&date.to_string())],
+        "SELECT dt, team_id, manager_id, COUNT(*) AS n FROM person_daily \
+         WHERE dt >= $1 AND dt <= $2 AND team_id IS NOT NULL AND manager_id IS NOT NULL \
+         GROUP BY dt, team_id, manager_id ORDER BY dt, team_id, n DESC, manager_id",
+        vec![s(&from.to_string()), s(&to.to_string())],
     )
     .await?;
     let mut out = BTreeMap::new();
     for batch in &b {
         for i in 0..batch.num_rows() {
-            if let (Some(t), Some(m)) = (text(batch, "team_id", i), text(batch, "manager_id", i)) {
-                out.entry(t).or_insert(m);
+            if let (Some(d), Some(t), Some(m)) = (
+                text(batch, "dt", i).and_then(|d| d.parse::<Date>().ok()),
+                text(batch, "team_id", i),
+                text(batch, "manager_id", i),
+            ) {
+                out.entry((d, t)).or_insert(m);
             }
         }
     }
@@ -284,14 +197,8 @@ pub async fn observe_pipeline(
 ) -> Result<Option<Observation>, AlertError> {
     let obs = |value: Option<f64>, entries: Option<i64>, subject: String| Observation {
         subject,
-        team_id: None,
-        manager_id: None,
         entries,
         value,
-        mean: None,
-        sd: None,
-        median: None,
-        history: 0,
     };
     match rule.metric.as_str() {
         "dead_letter_ratio" => {
@@ -420,13 +327,19 @@ pub const SCORED_ENTRIES: &str = "crmdq_scored_entries";
 /// another date is not an entry of D), so: every delivery of each key (record_type,
 /// record_id, version) delivered on D — D's files, then one pass over the key columns —
 /// then the first delivery of each, kept if it is on D.
-async fn entries_on(ctx: &SessionContext, date: Date) -> Result<String, AlertError> {
+async fn entries_on(
+    ctx: &SessionContext,
+    date: Date,
+    scored_dt: Option<&str>,
+) -> Result<String, AlertError> {
     let day = date.strftime("%Y%m%d").to_string();
     let name = format!("crmdq_entries_on_{day}");
     if ctx.table_exist(name.as_str()).unwrap_or(false) {
         return Ok(name);
     }
-    if ctx.table_exist(SCORED_ENTRIES).unwrap_or(false) {
+    if scored_dt == Some(date.to_string().as_str())
+        && ctx.table_exist(SCORED_ENTRIES).unwrap_or(false)
+    {
         // Already deduplicated by the scoring run that precedes this evaluation.
         let sql = format!(
             "SELECT record_id, entered_by, dq_complete, dq_valid, dq_on_time FROM {SCORED_ENTRIES} WHERE dt = $1"
@@ -481,6 +394,7 @@ pub async fn explain_many(
     metric: &str,
     subjects: &[String],
     date: Date,
+    scored_dt: Option<&str>,
 ) -> Result<BTreeMap<String, Explanation>, AlertError> {
     let mut out: BTreeMap<String, Explanation> = BTreeMap::new();
     if subjects.is_empty() || scope == AlertScope::Pipeline {
@@ -506,7 +420,7 @@ pub async fn explain_many(
         .join(", ");
     let mut params = vec![s(&date.to_string())];
     params.extend(subjects.iter().map(|x| s(x)));
-    let table = entries_on(ctx, date).await?;
+    let table = entries_on(ctx, date, scored_dt).await?;
     let (subject_col, subject_entries) = match scope {
         AlertScope::Person => (
             "person_id",
@@ -583,95 +497,6 @@ pub async fn explain_many(
 pub type Explanation = (Option<String>, Vec<String>);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn rule(condition: AlertCondition) -> AlertRule {
-        AlertRule {
-            name: "r".into(),
-            scope: AlertScope::Person,
-            severity: "warning".into(),
-            metric: "completeness_rate".into(),
-            condition,
-            min_entries: 5,
-            window: Duration::from_hours(24),
-            topic: None,
-        }
-    }
-
-    fn obs(value: f64, mean: f64, sd: f64, history: i64) -> Observation {
-        Observation {
-            subject: "p".into(),
-            team_id: None,
-            manager_id: None,
-            entries: Some(10),
-            value: Some(value),
-            mean: Some(mean),
-            sd: Some(sd),
-            median: Some(mean),
-            history,
-        }
-    }
-
-    fn drop_rule(k: f64) -> AlertRule {
-        rule(AlertCondition::Drop {
-            days: 14,
-            stddevs: Some(k),
-            below_median: None,
-            min_history: 7,
-            min_drop: 0.1,
-        })
-    }
-
-    #[test]
-    fn thresholds() {
-        let r = rule(AlertCondition::Below(0.9));
-        assert!(obs(0.89, 0.0, 0.0, 0).judge(&r).firing);
-        assert!(!obs(0.9, 0.0, 0.0, 0).judge(&r).firing);
-        let r = rule(AlertCondition::Above(0.05));
-        assert!(obs(0.06, 0.0, 0.0, 0).judge(&r).firing);
-        assert!(!obs(0.05, 0.0, 0.0, 0).judge(&r).firing);
-    }
-
-    #[test]
-    fn drop_against_own_baseline() {
-        let r = drop_rule(3.0);
-        // mean 0.9, sd 0.05: allowance max(0.15, 0.1) = 0.15 → threshold 0.75.
-        let v = obs(0.74, 0.9, 0.05, 14).judge(&r);
-        assert!(v.firing);
-        assert!((v.threshold.unwrap() - 0.75).abs() < 1e-12);
-        assert_eq!(v.baseline, Some(0.9));
-        assert!(!obs(0.76, 0.9, 0.05, 14).judge(&r).firing);
-        // A perfectly stable baseline (sd 0) does not make every wobble an alert.
-        assert!(!obs(0.95, 1.0, 0.0, 14).judge(&r).firing);
-        assert!(obs(0.89, 1.0, 0.0, 14).judge(&r).firing);
-        // Too little history: never judged.
-        assert!(!obs(0.1, 0.9, 0.05, 6).judge(&r).firing);
-    }
-
-    #[test]
-    fn drop_below_median() {
-        let r = rule(AlertCondition::Drop {
-            days: 14,
-            stddevs: None,
-            below_median: Some(0.2),
-            min_history: 3,
-            min_drop: 0.1,
-        });
-        assert!(obs(0.69, 0.9, 0.0, 5).judge(&r).firing);
-        assert!(!obs(0.71, 0.9, 0.0, 5).judge(&r).firing);
-    }
-
-    #[test]
-    fn no_value_never_fires() {
-        let mut o = obs(0.0, 0.9, 0.0, 14);
-        o.value = None;
-        assert!(!o.judge(&drop_rule(3.0)).firing);
-    }
-}
-
-#[cfg(test)]
 mod explain_tests {
     use super::*;
 
@@ -721,6 +546,7 @@ mod explain_tests {
             "completeness_rate",
             &subjects(&["a", "b", "nobody"]),
             d,
+            Some("2026-10-20"),
         )
         .await
         .unwrap();
@@ -743,15 +569,23 @@ mod explain_tests {
                 "completeness_rate",
                 &subjects(&[one]),
                 d,
+                Some("2026-10-20"),
             )
             .await
             .unwrap();
             assert_eq!(alone.get(one), expected.get(one));
         }
         // A composite metric: all rules; the failing entries include late ones.
-        let overall = explain_many(&ctx, AlertScope::Person, "score", &subjects(&["b"]), d)
-            .await
-            .unwrap();
+        let overall = explain_many(
+            &ctx,
+            AlertScope::Person,
+            "score",
+            &subjects(&["b"]),
+            d,
+            Some("2026-10-20"),
+        )
+        .await
+        .unwrap();
         assert_eq!(overall["b"], x("missing.age ×3", &["r5", "r9"]));
         // Teams: their people on D (c is in t1 only on another day).
         let teams = explain_many(
@@ -760,6 +594,7 @@ mod explain_tests {
             "completeness_rate",
             &subjects(&["t1", "t2"]),
             d,
+            Some("2026-10-20"),
         )
         .await
         .unwrap();
@@ -781,6 +616,7 @@ mod explain_tests {
             "timeliness_rate",
             &subjects(&["t1"]),
             d,
+            Some("2026-10-20"),
         )
         .await
         .unwrap();

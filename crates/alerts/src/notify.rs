@@ -47,6 +47,9 @@ pub fn dingtalk_url(url: &str, secret: &str, timestamp_ms: i64) -> Result<String
 /// The JSON an event is sent as to a generic webhook (and `--webhook`).
 pub fn event_json(e: &AlertEvent) -> Value {
     json!({
+        "event_id": e.event_id,
+        "episode": e.episode,
+        "repeat": e.repeat,
         "status": e.state,
         "rule": e.rule,
         "scope": e.scope,
@@ -67,14 +70,19 @@ pub fn event_json(e: &AlertEvent) -> Value {
     })
 }
 
+/// Alertmanager identifies an alert by its label set, and a resolve must carry the
+/// labels of what it resolves: so the labels name the episode (`alert_id` = rule/subject/
+/// episode, the same for its firing, repeats and resolve), and the per-event `event_id`
+/// and the business date are annotations. Alertmanager de-duplicates repeated posts of
+/// one label set itself.
 fn alertmanager_body(e: &AlertEvent, now: &str) -> Value {
     let mut labels = json!({
         "alertname": e.rule,
+        "alert_id": format!("{}/{}/{}", e.rule, e.subject, e.episode),
         "severity": e.severity,
         "scope": e.scope,
         "subject": e.subject,
         "metric": e.metric,
-        "business_date": e.dt,
         "source": "crmdq",
     });
     if let Some(t) = &e.team_id {
@@ -90,6 +98,8 @@ fn alertmanager_body(e: &AlertEvent, now: &str) -> Value {
             "description": e.message,
             "top_rules": e.top_rules.clone().unwrap_or_default(),
             "example_records": e.example_records.join(", "),
+            "event_id": e.event_id,
+            "business_date": e.dt,
         },
         "startsAt": e.evaluated_at,
     });

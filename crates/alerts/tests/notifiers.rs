@@ -101,6 +101,10 @@ fn event(state: &str) -> AlertEvent {
         message: "WARNING person_completeness_drop: b.collapse completeness_rate 0.200".into(),
         top_rules: Some("missing.occupation ×8".into()),
         example_records: vec!["c1".into(), "c2".into()],
+        event_id: format!("person_completeness_drop/b.collapse/2026-10-20/{state}"),
+        episode: "2026-10-20".into(),
+        pending: true,
+        basis: String::new(),
     }
 }
 
@@ -322,6 +326,17 @@ async fn a_real_alertmanager_receives_the_alert() {
     assert_eq!(a["labels"]["subject"], "b.collapse");
     assert_eq!(a["labels"]["manager_id"], "mgr.east");
     assert_eq!(a["labels"]["severity"], "warning");
+    // The episode is the label (a resolve carries the same labels); the event id and the
+    // business date are annotations.
+    assert_eq!(
+        a["labels"]["alert_id"],
+        "person_completeness_drop/b.collapse/2026-10-20"
+    );
+    assert!(a["labels"].get("business_date").is_none());
+    assert_eq!(
+        a["annotations"]["event_id"],
+        "person_completeness_drop/b.collapse/2026-10-20/firing"
+    );
     assert_eq!(a["status"]["state"], "active");
     assert!(
         a["annotations"]["top_rules"]

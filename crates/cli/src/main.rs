@@ -108,6 +108,10 @@ enum Command {
         /// more is scored alone). Memory follows it; the scores do not.
         #[arg(long, default_value_t = crmdq_score::DEFAULT_CHUNK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
         chunk_rows: u64,
+        /// Do not evaluate the alert rules after scoring (e.g. to replay a backfill's
+        /// alerts with `crmdq alerts --from D1 --to D2` instead).
+        #[arg(long)]
+        no_alerts: bool,
     },
     /// Query the warehouse tables by name (read-only).
     Sql {
@@ -185,18 +189,36 @@ enum Command {
         pipeline: PathBuf,
         #[arg(long)]
         warehouse: Option<PathBuf>,
-        /// Business date YYYY-MM-DD (default: the latest scored date).
-        #[arg(long)]
+        /// Business date YYYY-MM-DD (default: the latest scored date). A date before the
+        /// latest one evaluated is a report: it changes no state and sends nothing.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
         date: Option<String>,
+        /// Replay a backfill: judge every business date from FROM to TO in order,
+        /// firing, repeating and resolving as a daily job would have.
+        #[arg(long, requires = "to", value_name = "D1")]
+        from: Option<String>,
+        #[arg(long, requires = "from", value_name = "D2")]
+        to: Option<String>,
+        /// Which events to deliver: `open` (the latest of each episode still firing at
+        /// the end, and resolves of episodes open before) or `all`.
+        #[arg(long, value_enum, default_value = "open")]
+        deliver: DeliverArg,
         /// Print what would fire; send nothing, record nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Also POST every alert event (JSON) to this URL.
+        /// Also POST every alert event (JSON) to this URL, pending ones included; it
+        /// stands in for a route whose receiver is disabled.
         #[arg(long)]
         webhook: Option<String>,
         #[arg(long)]
         roster: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DeliverArg {
+    Open,
+    All,
 }
 
 /// An error that maps to exit code 2.
@@ -250,10 +272,23 @@ fn print_alerts(r: &crmdq_alerts::Report, dry_run: bool, rules: usize) {
     } else {
         String::new()
     };
+    let dates = match &r.from {
+        Some(f) => format!("business dates {f} to {}", r.date.as_deref().unwrap_or("-")),
+        None => format!("business date {}", r.date.as_deref().unwrap_or("-")),
+    };
+    if !r.report_only.is_empty() {
+        println!(
+            "{} date(s) before the latest evaluated one ({}): a report only; alert state unchanged, nothing sent",
+            r.report_only.len(),
+            r.through.as_deref().unwrap_or("-"),
+        );
+        for e in &r.reported {
+            println!("- would have: {}", e.message.replace('\n', "\n  "));
+        }
+    }
+    let live = r.events.len();
     println!(
-        "alerts for business date {}: {rules}{} event(s) {verb}, {} still firing (already notified)",
-        r.date.as_deref().unwrap_or("-"),
-        r.events.len(),
+        "alerts for {dates}: {rules}{live} event(s) {verb}, {} still firing (already notified)",
         r.still_firing.len()
     );
     for e in &r.events {
@@ -262,9 +297,11 @@ fn print_alerts(r: &crmdq_alerts::Report, dry_run: bool, rules: usize) {
             String::new()
         } else if e.delivered {
             " [delivered]".to_string()
+        } else if e.pending {
+            format!(" [pending: {}]", e.delivery_error.as_deref().unwrap_or("?"))
         } else {
             format!(
-                " [not delivered: {}]",
+                " [recorded, not sent: {}]",
                 e.delivery_error.as_deref().unwrap_or("?")
             )
         };
@@ -275,6 +312,12 @@ fn print_alerts(r: &crmdq_alerts::Report, dry_run: bool, rules: usize) {
     }
     for (rule, why) in &r.skipped {
         println!("- not evaluated: {rule}: {why}");
+    }
+    if !dry_run {
+        println!(
+            "delivery: {} earlier event(s) delivered now, {} pending, {} expired",
+            r.redelivered, r.pending, r.expired
+        );
     }
 }
 
@@ -493,6 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             warehouse,
             roster,
             chunk_rows,
+            no_alerts,
         } => {
             let p = load(&pipeline, warehouse.as_ref())?;
             let w = Warehouse::open(&p.warehouse.path)?;
@@ -525,9 +569,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for (t, n) in &s.rows {
                 println!("  {t}: {n} rows");
             }
-            if !p.alerts.rules.is_empty() {
-                // Evaluation after every scoring run, for the latest scored date.
+            if !p.alerts.rules.is_empty() && !no_alerts {
+                // Evaluation after every scoring run: every scored date after the latest
+                // evaluated one, in order (the latest again when none is new).
                 let opts = crmdq_alerts::EvalOptions {
+                    dates: crmdq_alerts::Dates::CatchUp,
                     scored_entries: s.entries.clone(),
                     ..crmdq_alerts::EvalOptions::latest(clock.now())
                 };
@@ -642,6 +688,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 p.time_zone_name,
                 p.phone_region
             );
+            for w in p.alerts.warnings() {
+                eprintln!("warning: {}: {w}", pipeline.display());
+            }
             for rt in crmdq_schema::RecordType::ALL {
                 let (missing, failed) = checker.describe(rt);
                 println!(
@@ -704,18 +753,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pipeline,
             warehouse,
             date,
+            from,
+            to,
+            deliver,
             dry_run,
             webhook,
             roster,
         } => {
             let p = load(&pipeline, warehouse.as_ref())?;
             let w = Warehouse::open(&p.warehouse.path)?;
-            let date = match date {
-                Some(d) => Some(
-                    d.parse()
-                        .map_err(|e| UsageError(format!("--date `{d}`: {e}")))?,
-                ),
-                None => None,
+            let day = |flag: &str, d: &str| -> anyhow::Result<jiff::civil::Date> {
+                d.parse()
+                    .map_err(|e| UsageError(format!("{flag} `{d}`: {e}")).into())
+            };
+            let dates = match (date, from, to) {
+                (Some(d), _, _) => crmdq_alerts::Dates::On(day("--date", &d)?),
+                (None, Some(a), Some(z)) => {
+                    let (a, z) = (day("--from", &a)?, day("--to", &z)?);
+                    if z < a {
+                        return Err(UsageError(format!("--to {z} is before --from {a}")).into());
+                    }
+                    crmdq_alerts::Dates::Range(a, z)
+                }
+                _ => crmdq_alerts::Dates::Latest,
             };
             if let Some(u) = &webhook
                 && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -724,8 +784,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let roster = roster.or_else(|| p.roster.clone());
             let opts = crmdq_alerts::EvalOptions {
-                date,
+                dates,
                 dry_run,
+                deliver: match deliver {
+                    DeliverArg::Open => crmdq_alerts::Deliver::Open,
+                    DeliverArg::All => crmdq_alerts::Deliver::All,
+                },
                 extra_webhook: webhook,
                 ..crmdq_alerts::EvalOptions::latest(clock.now())
             };

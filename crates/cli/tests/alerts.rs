@@ -187,7 +187,7 @@ alerts:
 }
 
 /// Ingest and score the month, then evaluate business dates 15..=30, each "the next
-/// morning at 10:30" Shanghai time. With `shipped`, the rules are those of
+/// morning at 10:30" Shanghai time (the daily job). With `shipped`, the rules are those of
 /// `pipelines/crm.yaml`, its webhooks pointed at the receiver. Returns each day's output.
 fn month(
     dir: &Path,
@@ -227,6 +227,8 @@ fn month(
         ],
         &env,
     );
+    // Scored without alerts: the evaluations below are the daily job's (a `score` with
+    // alerts would evaluate every date itself, and the dates after it would be reports).
     ok(
         &[
             "--now",
@@ -238,6 +240,7 @@ fn month(
             ws,
             "--roster",
             rs,
+            "--no-alerts",
         ],
         &env,
     );
@@ -493,7 +496,7 @@ fn examples_from_the_scored_entries_equal_a_fresh_deduplication() {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let w = crmdq_warehouse::Warehouse::open(&wh).unwrap();
         let fresh = crmdq_alerts::EvalOptions {
-            date: Some("2026-10-20".parse().unwrap()),
+            dates: crmdq_alerts::Dates::On("2026-10-20".parse().unwrap()),
             dry_run: true,
             ..crmdq_alerts::EvalOptions::latest("2026-10-21T02:30:00Z".parse().unwrap())
         };
@@ -523,8 +526,11 @@ fn examples_from_the_scored_entries_equal_a_fresh_deduplication() {
         let b = crmdq_alerts::evaluate(&p, &w, Some(&roster), &scored)
             .await
             .unwrap();
+        // 2026-10-20 is before the latest evaluated date (10-30): a report, whose events
+        // are explained the same way.
         let examples = |r: &crmdq_alerts::Report| {
-            r.events
+            assert_eq!(r.report_only, ["2026-10-20"]);
+            r.reported
                 .iter()
                 .map(|e| (e.rule.clone(), e.subject.clone(), e.example_records.clone()))
                 .collect::<Vec<_>>()
@@ -536,4 +542,543 @@ fn examples_from_the_scored_entries_equal_a_fresh_deduplication() {
         );
         assert_eq!(examples(&a), examples(&b));
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// Alerts that stay true: sustained drops, pending delivery, order-safe state and replay.
+// ---------------------------------------------------------------------------------------
+
+/// `amy` (an assistant of team east, normally 100% complete) enters `per_day` customers a
+/// day from 2026-10-01 for `days` days, `bad(day)` of them without occupation, age and
+/// phone; `ben` (same team) enters 13 complete ones a day. Returns (input, roster).
+fn assistant(
+    dir: &Path,
+    days: i64,
+    per_day: usize,
+    bad: &dyn Fn(i64) -> usize,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let roster = dir.join("roster.csv");
+    std::fs::write(
+        &roster,
+        "person_id,name,role,team_id,manager_id,valid_from,valid_to\n\
+         amy,Amy,sales_assistant,east,mgr.east,2026-01-01,\n\
+         ben,Ben,sales_assistant,east,mgr.east,2026-01-01,\n",
+    )
+    .unwrap();
+    let start: jiff::civil::Date = "2026-10-01".parse().unwrap();
+    let mut lines = Vec::new();
+    let mut n = 0u64;
+    for day in 1..=days {
+        let d = start + jiff::Span::new().days(day - 1);
+        for (person, count, bad) in [("amy", per_day, bad(day)), ("ben", 13, 0)] {
+            for i in 0..count {
+                n += 1;
+                let mut r = serde_json::json!({
+                    "record_type": "customer",
+                    "record_id": format!("c{n}"),
+                    "owner_id": person,
+                    "entered_by": person,
+                    "team_id": "east",
+                    "event_time": format!("{d} 09:00:00"),
+                    "entered_at": format!("{d} 18:00:00"),
+                    "phone": format!("1382{:07}", (n * 104_729) % 10_000_000),
+                    "occupation": "teacher",
+                    "age": 30 + (n % 20),
+                });
+                if i < bad {
+                    for f in ["phone", "occupation", "age"] {
+                        r.as_object_mut().unwrap().remove(f);
+                    }
+                }
+                lines.push(r.to_string());
+            }
+        }
+    }
+    let input = dir.join("crm.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    (input, roster)
+}
+
+fn shipped() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/crm.yaml")
+}
+
+/// The morning after business date `day` (1 = 2026-10-01), 10:30 Shanghai time.
+fn morning_after(day: i64) -> String {
+    let d: jiff::civil::Date = "2026-10-01".parse().unwrap();
+    format!("{}T10:30:00+08:00", d + jiff::Span::new().days(day))
+}
+
+fn date(day: i64) -> String {
+    let d: jiff::civil::Date = "2026-10-01".parse().unwrap();
+    (d + jiff::Span::new().days(day - 1)).to_string()
+}
+
+/// Ingest `input` into a new warehouse `dir/name` and score it (`score_args` appended).
+fn ingest_and_score(
+    dir: &Path,
+    name: &str,
+    pipeline: &Path,
+    input: &Path,
+    roster: &Path,
+    score_args: &[&str],
+    env: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let w = dir.join(name);
+    let common = [
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+    ];
+    let mut args = vec!["--now", "2026-11-30T00:00:00Z", "ingest"];
+    args.extend(common);
+    args.push(input.to_str().unwrap());
+    ok(&args, env);
+    let mut args = vec!["--now", "2026-11-30T00:00:00Z", "score"];
+    args.extend(common);
+    args.extend(["--roster", roster.to_str().unwrap()]);
+    args.extend(score_args);
+    ok(&args, env);
+    w
+}
+
+/// `crmdq alerts` on warehouse `w` at `now` with `extra` arguments; its stdout.
+fn alerts(
+    w: &Path,
+    pipeline: &Path,
+    roster: &Path,
+    now: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut args = vec![
+        "--now",
+        now,
+        "alerts",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--warehouse",
+        w.to_str().unwrap(),
+        "--roster",
+        roster.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    String::from_utf8(ok(&args, env).stdout).unwrap()
+}
+
+fn sql(w: &Path, query: &str) -> Vec<Value> {
+    let out = ok(
+        &[
+            "sql",
+            "--warehouse",
+            w.to_str().unwrap(),
+            "--format",
+            "json",
+            query,
+        ],
+        &[],
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The person and team events as comparable text: date, rule, subject, state, repeat,
+/// event id, value, baseline, threshold.
+fn transitions(w: &Path) -> Vec<String> {
+    sql(
+        w,
+        "SELECT dt, rule, subject, state, repeat, event_id, value, baseline, threshold \
+         FROM alerts WHERE scope <> 'pipeline' ORDER BY dt, seq, rule, subject",
+    )
+    .iter()
+    .map(|e| {
+        format!(
+            "{} {} {} {}{} {} value={} baseline={} threshold={}",
+            e["dt"].as_str().unwrap(),
+            e["rule"].as_str().unwrap(),
+            e["subject"].as_str().unwrap(),
+            e["state"].as_str().unwrap(),
+            if e["repeat"] == true { " (repeat)" } else { "" },
+            e["event_id"].as_str().unwrap(),
+            e["value"],
+            e["baseline"],
+            e["threshold"],
+        )
+    })
+    .collect()
+}
+
+/// The reported defect, with the shipped rules evaluated day by day: amy stops entering
+/// occupation, age and phone on day 10 (completeness 0.000 until day 16) and recovers on
+/// day 17. `completeness_drop` fires on day 10, repeats once a day (24 h) while she stays
+/// at 0 — it used to resolve on day 12, once the collapsed days had entered her baseline —
+/// and resolves on the first recovered day. A date evaluated again after a later one is a
+/// report and changes nothing.
+#[test]
+fn a_sustained_collapse_keeps_firing_until_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hits) = receiver(&[]);
+    let (input, roster) = assistant(dir.path(), 20, 13, &|d| {
+        if (10..=16).contains(&d) { 13 } else { 0 }
+    });
+    let leads = format!("http://{recv}/leads");
+    let env = [("CRMDQ_ALERT_WEBHOOK", leads.as_str())];
+    let p = shipped();
+    let w = ingest_and_score(
+        dir.path(),
+        "wh",
+        &p,
+        &input,
+        &roster,
+        &["--no-alerts"],
+        &env,
+    );
+    for day in 1..=20 {
+        alerts(
+            &w,
+            &p,
+            &roster,
+            &morning_after(day),
+            &["--date", &date(day)],
+            &env,
+        );
+    }
+    let amy: Vec<Value> = sql(
+        &w,
+        "SELECT dt, state, repeat, value, baseline, message, event_id, delivered FROM alerts \
+         WHERE rule = 'completeness_drop' AND subject = 'amy' ORDER BY seq",
+    );
+    let got: Vec<(String, String, bool)> = amy
+        .iter()
+        .map(|e| {
+            (
+                e["dt"].as_str().unwrap().to_string(),
+                e["state"].as_str().unwrap().to_string(),
+                e["repeat"] == true,
+            )
+        })
+        .collect();
+    // The day-by-day list, for whoever reads the test's output (`--nocapture`).
+    for e in &amy {
+        println!("{}", e["message"].as_str().unwrap().lines().next().unwrap());
+    }
+    let mut want = vec![(date(10), "firing".to_string(), false)];
+    want.extend((11..=16).map(|d| (date(d), "firing".to_string(), true)));
+    want.push((date(17), "resolved".to_string(), false));
+    assert_eq!(got, want, "{amy:#?}");
+    for e in &amy {
+        assert_eq!(e["delivered"], true);
+        assert_eq!(e["baseline"], 1.0, "{e}");
+        let m = e["message"].as_str().unwrap();
+        // The message names the pre-episode window.
+        assert!(
+            m.contains("baseline 2026-09-26–2026-10-09, 9 scored day(s)"),
+            "{m}"
+        );
+    }
+    assert!(
+        amy[3]["message"]
+            .as_str()
+            .unwrap()
+            .contains("as before this episode began on 2026-10-10")
+    );
+    assert!(amy[0]["event_id"] == "completeness_drop/amy/2026-10-10/firing");
+    assert!(amy[7]["event_id"] == "completeness_drop/amy/2026-10-10/resolved");
+    // Each event reached the team leads' webhook once, with its id.
+    let seen = hits.lock().unwrap().clone();
+    let sent: Vec<&str> = seen
+        .iter()
+        .filter(|h| h.body["subject"] == "amy")
+        .map(|h| h.body["event_id"].as_str().unwrap())
+        .collect();
+    let ids: Vec<&str> = amy
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, ids);
+
+    // Day 12 again, after day 20: a report; no state change, nothing sent.
+    let before = transitions(&w);
+    let out = alerts(
+        &w,
+        &p,
+        &roster,
+        "2026-10-22T10:30:00+08:00",
+        &["--date", &date(12)],
+        &env,
+    );
+    assert!(out.contains("a report only"), "{out}");
+    assert!(
+        out.contains("would have: WARNING completeness_drop (still firing): amy"),
+        "{out}"
+    );
+    assert_eq!(transitions(&w), before);
+    assert_eq!(hits.lock().unwrap().len(), seen.len());
+}
+
+/// A slow decline, 5 points a day for 8 days from day 15: fires once it crosses the
+/// threshold of its pre-decline baseline and stays firing, never resolving while it
+/// declines.
+#[test]
+fn a_slow_decline_fires_and_stays_firing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, _hits) = receiver(&[]);
+    let (input, roster) = assistant(dir.path(), 22, 20, &|d| (d - 14).max(0) as usize);
+    let leads = format!("http://{recv}/leads");
+    let env = [("CRMDQ_ALERT_WEBHOOK", leads.as_str())];
+    let p = shipped();
+    let w = ingest_and_score(
+        dir.path(),
+        "wh",
+        &p,
+        &input,
+        &roster,
+        &["--no-alerts"],
+        &env,
+    );
+    for day in 14..=22 {
+        alerts(
+            &w,
+            &p,
+            &roster,
+            &morning_after(day),
+            &["--date", &date(day)],
+            &env,
+        );
+    }
+    let amy = sql(
+        &w,
+        "SELECT dt, state, repeat, value, threshold FROM alerts \
+         WHERE rule = 'completeness_drop' AND subject = 'amy' ORDER BY seq",
+    );
+    assert!(!amy.is_empty(), "a 40-point decline must fire");
+    assert_eq!(amy[0]["state"], "firing");
+    assert_eq!(amy[0]["repeat"], false);
+    assert!(amy[0]["value"].as_f64() < amy[0]["threshold"].as_f64());
+    let first: jiff::civil::Date = amy[0]["dt"].as_str().unwrap().parse().unwrap();
+    // A 15-point drop (day 17, 0.85) is within the shipped min_drop of 0.15: not yet.
+    assert!(first > date(17).parse().unwrap(), "{amy:#?}");
+    for (i, e) in amy.iter().enumerate().skip(1) {
+        assert_eq!(e["state"], "firing", "{amy:#?}");
+        assert_eq!(e["repeat"], true);
+        assert_eq!(
+            e["dt"].as_str().unwrap(),
+            (first + jiff::Span::new().days(i as i64)).to_string()
+        );
+    }
+    assert_eq!(amy.last().unwrap()["dt"], date(22));
+}
+
+/// The shipped pipeline with its receivers off (no webhook variables): `score` records the
+/// collapse as pending; `alerts --webhook URL` then delivers it, once; nothing is sent
+/// again by a later run. `check-config` warns that the receivers are off.
+#[test]
+fn pending_events_reach_the_webhook_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hits) = receiver(&[]);
+    let (input, roster) = assistant(dir.path(), 12, 13, &|d| if d >= 10 { 13 } else { 0 });
+    let p = shipped();
+    let out = ok(&["check-config", "--pipeline", p.to_str().unwrap()], &[]);
+    let warn = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warn.contains("warning") && warn.contains("alerts.routes.managers"),
+        "{warn}"
+    );
+    assert!(warn.contains("`team_leads` disabled"), "{warn}");
+
+    let w = ingest_and_score(dir.path(), "wh", &p, &input, &roster, &[], &[]);
+    let pending = sql(
+        &w,
+        "SELECT event_id, rule, subject, dt, repeat FROM alerts WHERE pending ORDER BY event_id",
+    );
+    // The catch-up replay of days 1–12 records the episode (fire on day 10, repeats on 11
+    // and 12); only its latest event is for delivery, and with no receiver it waits.
+    let ids: Vec<&str> = pending
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"completeness_drop/amy/2026-10-10/repeat-2026-10-12"),
+        "{ids:?}"
+    );
+    assert!(
+        !ids.iter()
+            .any(|i| i.ends_with("/firing") && i.contains("/amy/")),
+        "{ids:?}"
+    );
+    assert!(hits.lock().unwrap().is_empty());
+
+    let hook = format!("http://{recv}/hook");
+    let now = morning_after(12);
+    let out = alerts(&w, &p, &roster, &now, &["--webhook", &hook], &[]);
+    assert!(
+        out.contains(&format!(
+            "{} earlier event(s) delivered now, 0 pending",
+            ids.len()
+        )),
+        "{out}"
+    );
+    let got: Vec<String> = {
+        let h = hits.lock().unwrap();
+        let mut v: Vec<String> = h
+            .iter()
+            .map(|h| h.body["event_id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(got, ids);
+    // Again: nothing new, nothing pending.
+    let out = alerts(&w, &p, &roster, &now, &["--webhook", &hook], &[]);
+    assert!(
+        out.contains("0 earlier event(s) delivered now, 0 pending"),
+        "{out}"
+    );
+    assert_eq!(hits.lock().unwrap().len(), ids.len());
+}
+
+/// A receiver that fails for two runs then recovers: the event is offered by each run and
+/// delivered once; `alert_deliveries` records how it ended.
+#[test]
+fn a_failing_receiver_gets_the_event_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hits) = receiver(&["/flaky", "/flaky"]);
+    let (input, roster) = assistant(dir.path(), 12, 13, &|d| if d >= 10 { 13 } else { 0 });
+    let p = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "roster: {}
+alerts:
+  receivers:
+    lead: {{ type: webhook, url: 'http://{recv}/flaky', retries: 0 }}
+  routes: {{ managers: {{ default: lead }} }}
+  rules:
+    - {{ name: completeness_drop, scope: person, metric: completeness_rate, drop: {{ days: 14, stddevs: 3, min_drop: 0.15, min_history: 7 }} }}
+",
+            roster.display()
+        ),
+    )
+    .unwrap();
+    let w = ingest_and_score(dir.path(), "wh", &p, &input, &roster, &[], &[]);
+    let now = morning_after(12);
+    let first = alerts(&w, &p, &roster, &now, &[], &[]);
+    assert!(
+        first.contains("0 earlier event(s) delivered now, 1 pending"),
+        "{first}"
+    );
+    let second = alerts(&w, &p, &roster, &now, &[], &[]);
+    assert!(
+        second.contains("1 earlier event(s) delivered now, 0 pending"),
+        "{second}"
+    );
+    let third = alerts(&w, &p, &roster, &now, &[], &[]);
+    assert!(
+        third.contains("0 earlier event(s) delivered now, 0 pending"),
+        "{third}"
+    );
+    let hits = hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 3, "{hits:#?}");
+    assert!(
+        hits.iter()
+            .all(|h| h.body["event_id"] == "completeness_drop/amy/2026-10-10/repeat-2026-10-12")
+    );
+    let attempts: Vec<String> = sql(&w, "SELECT outcome FROM alert_deliveries ORDER BY seq")
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(attempts, ["delivered"]);
+    let first_error = sql(
+        &w,
+        "SELECT delivered, pending, delivery_error FROM alerts ORDER BY seq",
+    );
+    assert_eq!(first_error.len(), 3, "{first_error:?}");
+    assert!(first_error.iter().all(|e| e["delivered"] == false));
+    let last = &first_error[2];
+    assert_eq!(last["pending"], true);
+    assert!(
+        last["delivery_error"].as_str().unwrap().contains("500"),
+        "{last}"
+    );
+}
+
+/// A backfill replayed with `--from/--to` equals the daily cadence event for event, and so
+/// does `score`'s own catch-up; `--deliver open` sends only what is open at the end.
+#[test]
+fn a_replay_equals_the_daily_cadence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (recv, hits) = receiver(&[]);
+    let (input, roster) = assistant(dir.path(), 20, 13, &|d| {
+        if (10..=16).contains(&d) { 13 } else { 0 }
+    });
+    let daily_hook = format!("http://{recv}/daily");
+    let p = shipped();
+    let env = [("CRMDQ_ALERT_WEBHOOK", daily_hook.as_str())];
+    let daily = ingest_and_score(
+        dir.path(),
+        "daily",
+        &p,
+        &input,
+        &roster,
+        &["--no-alerts"],
+        &env,
+    );
+    for day in 1..=20 {
+        alerts(
+            &daily,
+            &p,
+            &roster,
+            &morning_after(day),
+            &["--date", &date(day)],
+            &env,
+        );
+    }
+    let replay_hook = format!("http://{recv}/replay");
+    let env = [("CRMDQ_ALERT_WEBHOOK", replay_hook.as_str())];
+    let replay = ingest_and_score(
+        dir.path(),
+        "replay",
+        &p,
+        &input,
+        &roster,
+        &["--no-alerts"],
+        &env,
+    );
+    let out = alerts(
+        &replay,
+        &p,
+        &roster,
+        &morning_after(20),
+        &["--from", &date(1), "--to", &date(20), "--deliver", "all"],
+        &env,
+    );
+    assert!(
+        out.contains("business dates 2026-10-01 to 2026-10-20"),
+        "{out}"
+    );
+    let open_hook = format!("http://{recv}/open");
+    let env = [("CRMDQ_ALERT_WEBHOOK", open_hook.as_str())];
+    let catch_up = ingest_and_score(dir.path(), "catch_up", &p, &input, &roster, &[], &env);
+
+    let want = transitions(&daily);
+    assert!(want.len() >= 9, "{want:#?}");
+    assert_eq!(transitions(&replay), want);
+    assert_eq!(transitions(&catch_up), want);
+    let hits = hits.lock().unwrap().clone();
+    let sent = |path: &str| -> Vec<String> {
+        hits.iter()
+            .filter(|h| h.path == path)
+            .map(|h| h.body["event_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(sent("/replay"), sent("/daily"));
+    assert_eq!(sent("/daily").len(), want.len());
+    // Every episode closed by day 20: an open-only replay sends nothing, and nothing is
+    // left pending.
+    assert!(sent("/open").is_empty(), "{:?}", sent("/open"));
+    assert!(sql(&catch_up, "SELECT event_id FROM alerts WHERE pending").is_empty());
 }

@@ -252,18 +252,65 @@ pub const ROSTER_COLUMNS: [&str; 7] = [
     "valid_to",
 ];
 
+/// Default of `alerts.max_pending_hours`: three days of retries for an undelivered event.
+pub const DEFAULT_MAX_PENDING_HOURS: f64 = 72.0;
+
 /// Alerting: rules, receivers and routes.
 #[derive(Debug, Clone, Default)]
 pub struct AlertsConfig {
     pub min_entries: u64,
     pub repeat_interval: Duration,
     pub evaluate_every: Duration,
+    /// How long an undelivered event stays pending (retried by later evaluations).
+    pub max_pending: Duration,
     pub receivers: BTreeMap<String, Receiver>,
     /// Receiver of pipeline-scope alerts.
     pub pipeline_route: Option<String>,
     /// Manager id (or `default`) → receiver of person- and team-scope alerts.
     pub manager_routes: BTreeMap<String, String>,
     pub rules: Vec<AlertRule>,
+}
+
+impl AlertsConfig {
+    /// What `check-config` warns about without rejecting the file: rules whose every
+    /// routed receiver is disabled (empty url) or missing, so nothing they fire reaches
+    /// anyone until a receiver is enabled or `crmdq alerts --webhook URL` delivers the
+    /// pending events.
+    pub fn warnings(&self) -> Vec<String> {
+        let enabled = |name: &String| self.receivers.get(name).is_some_and(|r| !r.url.is_empty());
+        let describe = |names: &[&String]| {
+            if names.is_empty() {
+                "no route".to_string()
+            } else {
+                names
+                    .iter()
+                    .map(|n| format!("`{n}` disabled (empty url)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let mut out = Vec::new();
+        let has = |scopes: &[AlertScope]| self.rules.iter().any(|r| scopes.contains(&r.scope));
+        let managers: Vec<&String> = self.manager_routes.values().collect();
+        if has(&[AlertScope::Person, AlertScope::Team]) && !managers.iter().any(|n| enabled(n)) {
+            out.push(format!(
+                "alerts.routes.managers: every receiver of person and team alerts is off ({}); \
+                 their events are recorded and stay pending until a receiver is enabled or \
+                 `crmdq alerts --webhook URL` delivers them",
+                describe(&managers)
+            ));
+        }
+        let pipeline: Vec<&String> = self.pipeline_route.iter().collect();
+        if has(&[AlertScope::Pipeline]) && !pipeline.iter().any(|n| enabled(n)) {
+            out.push(format!(
+                "alerts.routes.pipeline: the receiver of pipeline-health alerts is off ({}); \
+                 their events are recorded and stay pending until a receiver is enabled or \
+                 `crmdq alerts --webhook URL` delivers them",
+                describe(&pipeline)
+            ));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1343,6 +1390,13 @@ fn alerts_config(
             text,
             path,
             "alerts.evaluate_every_seconds",
+        )?,
+        max_pending: seconds(
+            raw.max_pending_hours.map(|h| h * 3600.0),
+            DEFAULT_MAX_PENDING_HOURS * 3600.0,
+            text,
+            path,
+            "alerts.max_pending_hours",
         )?,
         receivers,
         pipeline_route: raw.routes.pipeline,

@@ -67,6 +67,9 @@ pub struct RawAlerts {
     pub repeat_interval_hours: Option<f64>,
     /// How often `run` evaluates the pipeline-health rules.
     pub evaluate_every_seconds: Option<f64>,
+    /// An event not yet delivered is retried by every later evaluation until it is this
+    /// old (then it is logged and counted as expired).
+    pub max_pending_hours: Option<f64>,
     #[serde(default)]
     pub receivers: BTreeMap<String, RawReceiver>,
     #[serde(default)]

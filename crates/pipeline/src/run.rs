@@ -781,10 +781,11 @@ async fn caught_up(w: &Warehouse, targets: &BTreeMap<Tp, i64>) -> Result<bool, P
 fn spawn_health_alerts(
     p: &Pipeline,
     w: &Warehouse,
+    metrics: &Arc<Metrics>,
     lag: i64,
     now: jiff::Timestamp,
 ) -> tokio::task::JoinHandle<()> {
-    let (p, w) = (p.clone(), w.clone());
+    let (p, w, metrics) = (p.clone(), w.clone(), metrics.clone());
     tokio::spawn(async move {
         let opts = crmdq_alerts::EvalOptions {
             live: crmdq_alerts::LiveInputs {
@@ -798,6 +799,8 @@ fn spawn_health_alerts(
                 for e in &r.events {
                     tracing::warn!(rule = %e.rule, state = %e.state, "{}", e.message);
                 }
+                metrics.alerts_pending.set(r.pending as i64);
+                metrics.alerts_expired.inc_by(r.expired as u64);
             }
             Err(e) => tracing::warn!(error = %e, "pipeline-health alert evaluation failed"),
         }
@@ -924,7 +927,7 @@ pub async fn run(
                 {
                     last_alerts = Instant::now();
                     let lag = lp.health.lag.load(Ordering::Relaxed);
-                    alerts_task = Some(spawn_health_alerts(p, w, lag, clock.now()));
+                    alerts_task = Some(spawn_health_alerts(p, w, &lp.metrics, lag, clock.now()));
                 }
                 if lp.stalled.is_some() {
                     lp.retry_stalled().await;

@@ -350,6 +350,37 @@ pub fn alerts_schema() -> SchemaRef {
                 s("message", false),
                 s("top_rules", true),
                 Field::new("example_records", list_of_strings(), false),
+                // Added later (NULL in older files): the stable id receivers de-duplicate
+                // on (rule, subject, episode, kind), the episode (the business date, or
+                // for pipeline rules the instant, it began), whether this is a repeat,
+                // and whether the event still awaited delivery when it was recorded.
+                s("event_id", true),
+                s("episode", true),
+                Field::new("repeat", DataType::Boolean, true),
+                Field::new("pending", DataType::Boolean, true),
+            ]))
+        })
+        .clone()
+}
+
+/// Schema of `alert_deliveries/dt=D/*.parquet` (D = the event's business date): how an
+/// event that was not delivered when it was recorded ended: delivered by a later
+/// evaluation, or given up (`expired`).
+pub fn alert_deliveries_schema() -> SchemaRef {
+    static CACHE: OnceLock<SchemaRef> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+            Arc::new(Schema::new(vec![
+                Field::new("attempted_at", ts_type(), false),
+                Field::new("seq", DataType::Int64, false),
+                s("event_id", false),
+                s("rule", false),
+                s("subject", false),
+                s("receiver", true),
+                // `delivered` or `expired` (given up).
+                s("outcome", false),
+                s("error", true),
             ]))
         })
         .clone()

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
 use crmdq_config::Pipeline;
-use crmdq_schema::{RecordType, alerts_schema, dead_letter_schema, record_table_schema};
+use crmdq_schema::{
+    RecordType, alert_deliveries_schema, alerts_schema, dead_letter_schema, record_table_schema,
+};
 use crmdq_warehouse::{
     FileAdd, LiveSnapshot, LiveTable, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError,
     register_table,
@@ -283,6 +285,7 @@ async fn table_schemas(
         .collect();
     out.push(("dead_letters".to_string(), dead_letter_schema()));
     out.push(("alerts".to_string(), alerts_schema()));
+    out.push(("alert_deliveries".to_string(), alert_deliveries_schema()));
     let scoring = session();
     register_scoring_inputs(&scoring, w, &Snapshot::default(), from).await?;
     for (name, _) in SCORE_TABLES {
@@ -716,6 +719,7 @@ pub async fn score_with(
         files: summary.files.clone(),
         sources: Vec::new(),
         replaces_tables: SCORE_TABLES.iter().map(|(n, _)| (*n).to_string()).collect(),
+        alerts_through: None,
     };
     summary.version = w.commit(entry).await?;
     Ok(summary)

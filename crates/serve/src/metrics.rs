@@ -102,6 +102,10 @@ pub struct Metrics {
     pub warehouse_files: Family<TableLabel, Gauge>,
     /// Version of the newest commit-log entry.
     pub warehouse_version: Gauge,
+    /// Alert events awaiting delivery after `run`'s latest evaluation, and events given
+    /// up undelivered (`alerts.max_pending_hours`).
+    pub alerts_pending: Gauge,
+    pub alerts_expired: Counter,
     /// 1 while ready (see `/readyz`), else 0.
     pub ready: Gauge,
 }
@@ -280,6 +284,18 @@ impl Metrics {
             "Version of the newest commit-log entry",
             warehouse_version.clone(),
         );
+        let alerts_pending = Gauge::default();
+        r.register(
+            "alerts_pending",
+            "Alert events awaiting delivery after the latest evaluation in this process",
+            alerts_pending.clone(),
+        );
+        let alerts_expired = Counter::default();
+        r.register(
+            "alerts_expired",
+            "Alert events given up undelivered (alerts.max_pending_hours)",
+            alerts_expired.clone(),
+        );
         let ready = Gauge::default();
         r.register("ready", "1 while /readyz reports ready", ready.clone());
         Metrics {
@@ -311,6 +327,8 @@ impl Metrics {
             warehouse_rows,
             warehouse_files,
             warehouse_version,
+            alerts_pending,
+            alerts_expired,
             ready,
         }
     }

@@ -76,6 +76,11 @@ pub struct LogEntry {
     /// For `score` entries: the tables this entry replaces entirely.
     #[serde(default)]
     pub replaces_tables: Vec<String>,
+    /// For `alerts` entries: the latest business date whose person and team rules have
+    /// been evaluated live. Alert state only moves forward in business dates: an
+    /// evaluation of an earlier date is a report and changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_through: Option<String>,
 }
 
 /// The state of the warehouse as the log tells it.
@@ -89,6 +94,9 @@ pub struct Snapshot {
     /// File path → last committed line.
     pub files: BTreeMap<String, i64>,
     pub entries: usize,
+    /// The latest business date evaluated live by the alerts (the largest of the log's
+    /// [`LogEntry::alerts_through`]).
+    pub alerts_through: Option<String>,
 }
 
 impl Snapshot {
@@ -104,6 +112,11 @@ impl Snapshot {
     pub fn apply(&mut self, e: &LogEntry) {
         self.version = self.version.max(e.version);
         self.entries += 1;
+        if let Some(d) = &e.alerts_through
+            && self.alerts_through.as_ref().is_none_or(|t| d > t)
+        {
+            self.alerts_through = Some(d.clone());
+        }
         for t in &e.replaces_tables {
             self.tables.remove(t);
         }

@@ -601,6 +601,7 @@ impl Sink {
             files: std::mem::take(&mut self.pending),
             sources,
             replaces_tables: Vec::new(),
+            alerts_through: None,
         };
         let files = entry.files.clone();
         let r = match fence {

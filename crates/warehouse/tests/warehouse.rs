@@ -226,6 +226,7 @@ async fn concurrent_commits_get_distinct_versions() {
                     reset: false,
                 }],
                 replaces_tables: vec![],
+                alerts_through: None,
             };
             w.commit(e).await.unwrap()
         }));
@@ -291,6 +292,7 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
                 files
             },
             sources,
+            alerts_through: None,
         })
 }
 
@@ -351,6 +353,7 @@ async fn a_fenced_commit_refuses_a_partition_moved_by_another_consumer() {
             reset: false,
         }],
         replaces_tables: vec![],
+        alerts_through: None,
     };
     w.commit(entry(10, "setup")).await.unwrap();
     let expect: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 10)].into();
