@@ -544,3 +544,35 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(out.status.code(), Some(101), "{err}");
 }
+
+/// The contract's text lives in the repository (`docs/contract.md`) for newcomers, and
+/// stays in step with the shared contract the unseen tests run against: where
+/// `../shared/CONTRACT.md` is beside the repository (always in CI) the two are equal.
+#[test]
+fn the_contract_in_docs_is_the_shared_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ours = std::fs::read_to_string(root.join("docs/contract.md")).unwrap();
+    for name in [
+        "## 1. Input records",
+        "## 5. Command line",
+        "## 7. v1.1 additions",
+    ] {
+        assert!(ours.contains(name), "docs/contract.md lacks `{name}`");
+    }
+    let shared = root.join("../shared/CONTRACT.md");
+    match std::fs::read_to_string(&shared) {
+        Ok(theirs) => assert!(
+            ours == theirs,
+            "docs/contract.md differs from {}: copy it over (cp ../shared/CONTRACT.md docs/contract.md)",
+            shared.display()
+        ),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have the shared contract at {}: {e}",
+                shared.display()
+            );
+            eprintln!("skipped the comparison: no {} ({e})", shared.display());
+        }
+    }
+}
