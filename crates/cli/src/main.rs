@@ -477,8 +477,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = tokio_util::sync::CancellationToken::new();
             let signal = tokio::spawn(shutdown_signal(token.clone()));
             let telemetry = crmdq_pipeline::run::Telemetry {
-                metrics: Arc::new(crmdq_serve::Metrics::new()),
-                health: Arc::new(crmdq_serve::RunHealth::new(p.serve.ready_max_lag)),
+                metrics: Arc::new(crmdq_telemetry::Metrics::new()),
+                health: Arc::new(crmdq_telemetry::RunHealth::new(p.serve.ready_max_lag)),
             };
             let http_stop = tokio_util::sync::CancellationToken::new();
             let http = match http_listen {

@@ -7,7 +7,7 @@ use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::datatypes::{Date32Type, TimestampMicrosecondType};
 use crmdq_check::Checker;
 use crmdq_decode::Decoded;
-use crmdq_serve::CommitCounts;
+use crmdq_telemetry::CommitCounts;
 use crmdq_warehouse::Sink;
 use jiff::tz::TimeZone;
 

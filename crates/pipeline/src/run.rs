@@ -15,8 +15,8 @@ use crmdq_check::Checker;
 use crmdq_config::Pipeline;
 use crmdq_decode::{Decoded, SourcePos};
 use crmdq_schema::RecordType;
-use crmdq_serve::metrics::{KindLabel, PartitionLabel, ReasonLabel, TopicLabel};
-use crmdq_serve::{CommitCounts, Metrics, RunHealth};
+use crmdq_telemetry::metrics::{KindLabel, PartitionLabel, ReasonLabel, TopicLabel};
+use crmdq_telemetry::{CommitCounts, Metrics, RunHealth};
 
 use crate::stall::StallChange;
 use crmdq_source::kafka::{

@@ -147,7 +147,7 @@ async fn readiness_follows_the_broker_and_metrics_count_committed_data() {
     use std::sync::atomic::Ordering;
 
     let r = start_run(1, 10);
-    let ready = |h: &crmdq_serve::RunHealth| {
+    let ready = |h: &crmdq_telemetry::RunHealth| {
         h.assigned.load(Ordering::Relaxed) > 0
             && h.stats_seen.load(Ordering::Relaxed)
             && h.brokers_up.load(Ordering::Relaxed) > 0
@@ -219,7 +219,7 @@ async fn run_evaluates_pipeline_health_rules_periodically() {
     assert!(col("delivery_error").contains("disabled"));
 }
 
-fn counter(m: &crmdq_serve::Metrics, name: &str) -> u64 {
+fn counter(m: &crmdq_telemetry::Metrics, name: &str) -> u64 {
     m.encode()
         .lines()
         .filter(|l| l.starts_with(name))
@@ -279,8 +279,8 @@ struct Running {
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     brokers: String,
     lines: Vec<String>,
-    metrics: std::sync::Arc<crmdq_serve::Metrics>,
-    health: std::sync::Arc<crmdq_serve::RunHealth>,
+    metrics: std::sync::Arc<crmdq_telemetry::Metrics>,
+    health: std::sync::Arc<crmdq_telemetry::RunHealth>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<
         Result<crmdq_pipeline::run::RunSummary, crmdq_pipeline::PipelineError>,
@@ -307,8 +307,8 @@ fn start_run_with(
     cluster.create_topic("crm.records", partitions, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, "crm.records", &lines[..first]).unwrap();
-    let metrics = Arc::new(crmdq_serve::Metrics::new());
-    let health = Arc::new(crmdq_serve::RunHealth::new(1000));
+    let metrics = Arc::new(crmdq_telemetry::Metrics::new());
+    let health = Arc::new(crmdq_telemetry::RunHealth::new(1000));
     let opts = RunOptions {
         brokers: Some(brokers.clone()),
         until_caught_up: false,
@@ -340,7 +340,7 @@ fn start_run_with(
 }
 
 /// Record rows plus dead letters the metrics say were committed.
-fn committed(m: &crmdq_serve::Metrics) -> u64 {
+fn committed(m: &crmdq_telemetry::Metrics) -> u64 {
     counter(m, "crmdq_records_written_total{") + counter(m, "crmdq_dead_letters_total{")
 }
 
@@ -690,13 +690,13 @@ async fn an_offset_reset_is_counted_and_never_silent() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("crm.records", 1, 1).unwrap();
     produce(&cluster.bootstrap_servers(), "crm.records", &r.lines[..4]).unwrap();
-    let metrics = std::sync::Arc::new(crmdq_serve::Metrics::new());
+    let metrics = std::sync::Arc::new(crmdq_telemetry::Metrics::new());
     let opts = RunOptions {
         brokers: Some(cluster.bootstrap_servers()),
         until_caught_up: false,
         telemetry: Some(crmdq_pipeline::run::Telemetry {
             metrics: metrics.clone(),
-            health: std::sync::Arc::new(crmdq_serve::RunHealth::new(1000)),
+            health: std::sync::Arc::new(crmdq_telemetry::RunHealth::new(1000)),
         }),
     };
     let cancel = CancellationToken::new();

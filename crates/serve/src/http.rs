@@ -2,8 +2,8 @@
 //! `/api/v1` (see [`crate::api`] and `schemas/openapi.yaml`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -18,49 +18,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
 use crate::pg::{Auth, LoginLimiter};
-
-/// What `/readyz` checks in `crmdq run`, updated by the consumer loop.
-#[derive(Debug)]
-pub struct RunHealth {
-    /// Partitions currently assigned to this consumer.
-    pub assigned: AtomicUsize,
-    /// Broker connections up, from the latest librdkafka statistics.
-    pub brokers_up: AtomicUsize,
-    /// Whether any statistics arrived yet.
-    pub stats_seen: AtomicBool,
-    /// Summed consumer lag over the assigned partitions.
-    pub lag: AtomicI64,
-    /// False after a failed warehouse write, until a commit succeeds again.
-    pub warehouse_ok: AtomicBool,
-    pub warehouse_error: Mutex<Option<String>>,
-    pub max_lag: i64,
-    /// Partitions stalled (lag > 0, no progress), as `topic/partition`.
-    pub stalled: Mutex<Vec<String>>,
-}
-
-impl RunHealth {
-    pub fn new(max_lag: i64) -> RunHealth {
-        RunHealth {
-            assigned: AtomicUsize::new(0),
-            brokers_up: AtomicUsize::new(0),
-            stats_seen: AtomicBool::new(false),
-            lag: AtomicI64::new(0),
-            warehouse_ok: AtomicBool::new(true),
-            warehouse_error: Mutex::new(None),
-            max_lag,
-            stalled: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn set_warehouse(&self, result: Result<(), String>) {
-        self.warehouse_ok.store(result.is_ok(), Ordering::Relaxed);
-        if let Ok(mut e) = self.warehouse_error.lock() {
-            *e = result.err();
-        }
-    }
-}
+use crmdq_telemetry::{Metrics, RunHealth};
 
 /// Readiness of the process: `serve` is ready while the commit log is readable; `run`
 /// also needs partitions assigned, a broker reachable, lag under the bound and a
@@ -101,17 +60,23 @@ pub struct AppState {
     pub freshness: Arc<tokio::sync::Mutex<Option<Freshness>>>,
 }
 
+/// `/healthz`, `/readyz` and `/metrics`; with a SQL session (`serve`) also the JSON API.
+/// `run --http-listen` has no session, so it mounts no API routes (they would only
+/// answer errors there).
 pub fn router(state: AppState) -> Router {
-    let api = crate::api::routes().layer(middleware::from_fn_with_state(
-        state.clone(),
-        require_credentials,
-    ));
-    Router::new()
+    let base = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .merge(api)
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    let app = if state.ctx.is_some() {
+        base.merge(crate::api::routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_credentials,
+        )))
+    } else {
+        base
+    };
+    app.with_state(state)
 }
 
 /// Serve HTTP on `listener` until `cancel` fires.
@@ -181,7 +146,16 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     if let Ok(snap) = s.live.current().await {
-        s.metrics.observe_snapshot(&snap);
+        s.metrics.observe_warehouse(
+            snap.version,
+            snap.tables.iter().map(|(t, files)| {
+                (
+                    t.as_str(),
+                    files.iter().map(|f| f.rows).sum::<u64>(),
+                    files.len(),
+                )
+            }),
+        );
         if let Some(ctx) = &s.ctx {
             // serve: freshness from the newest committed event time, recomputed only
             // when the log moved.

@@ -12,7 +12,6 @@
 
 pub mod api;
 pub mod http;
-pub mod metrics;
 pub mod pg;
 pub mod views;
 
@@ -29,8 +28,8 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use http::{Health, RunHealth};
-pub use metrics::{CommitCounts, Metrics};
+pub use crmdq_telemetry::{CommitCounts, Metrics, RunHealth};
+pub use http::Health;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -341,19 +341,20 @@ impl Metrics {
         out
     }
 
-    /// Set the warehouse gauges from a commit-log snapshot.
-    pub fn observe_snapshot(&self, snap: &crmdq_warehouse::Snapshot) {
-        self.warehouse_version.set(snap.version as i64);
-        for (table, files) in &snap.tables {
+    /// Set the warehouse gauges from the commit log: its version, and per table the
+    /// committed rows and files.
+    pub fn observe_warehouse<'a>(
+        &self,
+        version: u64,
+        tables: impl IntoIterator<Item = (&'a str, u64, usize)>,
+    ) {
+        self.warehouse_version.set(version as i64);
+        for (table, rows, files) in tables {
             let label = TableLabel {
-                table: table.clone(),
+                table: table.to_string(),
             };
-            self.warehouse_rows
-                .get_or_create(&label)
-                .set(files.iter().map(|f| f.rows as i64).sum());
-            self.warehouse_files
-                .get_or_create(&label)
-                .set(files.len() as i64);
+            self.warehouse_rows.get_or_create(&label).set(rows as i64);
+            self.warehouse_files.get_or_create(&label).set(files as i64);
         }
     }
 

@@ -1,0 +1,12 @@
+//! crmdq-telemetry: what a crmdq process says about itself — its Prometheus metrics
+//! ([`metrics`]) and the readiness state of the consumer loop ([`health`]).
+//!
+//! A floor below the stages: the write path (`pipeline`'s consumer loop) updates it and
+//! the read path (`serve`'s HTTP server) exposes it, and neither depends on the other.
+//! Invariant: this crate depends on no other crmdq crate.
+
+pub mod health;
+pub mod metrics;
+
+pub use health::RunHealth;
+pub use metrics::{CommitCounts, Metrics};
