@@ -643,6 +643,30 @@ fn ingest_and_score(
     w
 }
 
+/// The daily job on the shipped pipeline: ingest and score without alerts into
+/// `dir/name`, then `crmdq alerts --date D` the morning after each day of `days`.
+fn evaluated_daily(
+    dir: &Path,
+    name: &str,
+    (input, roster): (&Path, &Path),
+    days: std::ops::RangeInclusive<i64>,
+    env: &[(&str, &str)],
+) -> std::path::PathBuf {
+    let p = shipped();
+    let w = ingest_and_score(dir, name, &p, input, roster, &["--no-alerts"], env);
+    for day in days {
+        alerts(
+            &w,
+            &p,
+            roster,
+            &morning_after(day),
+            &["--date", &date(day)],
+            env,
+        );
+    }
+    w
+}
+
 /// `crmdq alerts` on warehouse `w` at `now` with `extra` arguments; its stdout.
 fn alerts(
     w: &Path,
@@ -728,25 +752,7 @@ fn a_sustained_collapse_keeps_firing_until_it_recovers() {
     let leads = format!("http://{recv}/leads");
     let env = [("CRMDQ_ALERT_WEBHOOK", leads.as_str())];
     let p = shipped();
-    let w = ingest_and_score(
-        dir.path(),
-        "wh",
-        &p,
-        &input,
-        &roster,
-        &["--no-alerts"],
-        &env,
-    );
-    for day in 1..=20 {
-        alerts(
-            &w,
-            &p,
-            &roster,
-            &morning_after(day),
-            &["--date", &date(day)],
-            &env,
-        );
-    }
+    let w = evaluated_daily(dir.path(), "wh", (&input, &roster), 1..=20, &env);
     let amy: Vec<Value> = sql(
         &w,
         "SELECT dt, state, repeat, value, baseline, message, event_id, delivered FROM alerts \
@@ -830,26 +836,7 @@ fn a_slow_decline_fires_and_stays_firing() {
     let (input, roster) = assistant(dir.path(), 22, 20, &|d| (d - 14).max(0) as usize);
     let leads = format!("http://{recv}/leads");
     let env = [("CRMDQ_ALERT_WEBHOOK", leads.as_str())];
-    let p = shipped();
-    let w = ingest_and_score(
-        dir.path(),
-        "wh",
-        &p,
-        &input,
-        &roster,
-        &["--no-alerts"],
-        &env,
-    );
-    for day in 14..=22 {
-        alerts(
-            &w,
-            &p,
-            &roster,
-            &morning_after(day),
-            &["--date", &date(day)],
-            &env,
-        );
-    }
+    let w = evaluated_daily(dir.path(), "wh", (&input, &roster), 14..=22, &env);
     let amy = sql(
         &w,
         "SELECT dt, state, repeat, value, threshold FROM alerts \
@@ -1018,25 +1005,7 @@ fn a_replay_equals_the_daily_cadence() {
     let daily_hook = format!("http://{recv}/daily");
     let p = shipped();
     let env = [("CRMDQ_ALERT_WEBHOOK", daily_hook.as_str())];
-    let daily = ingest_and_score(
-        dir.path(),
-        "daily",
-        &p,
-        &input,
-        &roster,
-        &["--no-alerts"],
-        &env,
-    );
-    for day in 1..=20 {
-        alerts(
-            &daily,
-            &p,
-            &roster,
-            &morning_after(day),
-            &["--date", &date(day)],
-            &env,
-        );
-    }
+    let daily = evaluated_daily(dir.path(), "daily", (&input, &roster), 1..=20, &env);
     let replay_hook = format!("http://{recv}/replay");
     let env = [("CRMDQ_ALERT_WEBHOOK", replay_hook.as_str())];
     let replay = ingest_and_score(

@@ -2,8 +2,8 @@
 //! `/api/v1` (see [`crate::api`] and `schemas/openapi.yaml`).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
