@@ -2,6 +2,11 @@
 //! and DingTalk (their request formats, DingTalk's signed URL, retries after a 500, the
 //! final failure), a real Prometheus Alertmanager, and `promtool` on the shipped rules.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test receiver lives as long as its test runtime"
+)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command};

@@ -475,7 +475,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _ = roster;
             let w = Warehouse::open(&p.warehouse.path)?;
             let token = tokio_util::sync::CancellationToken::new();
-            let signal = tokio::spawn(shutdown_signal(token.clone()));
+            let tasks = tokio_util::task::TaskTracker::new();
+            let signal = tasks.spawn(shutdown_signal(token.clone()));
             let telemetry = crmdq_pipeline::run::Telemetry {
                 metrics: Arc::new(crmdq_telemetry::Metrics::new()),
                 health: Arc::new(crmdq_telemetry::RunHealth::new(p.serve.ready_max_lag)),
@@ -501,7 +502,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         )),
                         freshness: Arc::default(),
                     };
-                    Some(tokio::spawn(crmdq_serve::http::serve_http(
+                    Some(tasks.spawn(crmdq_serve::http::serve_http(
                         listener,
                         state,
                         http_stop.clone(),
@@ -519,6 +520,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(h) = http {
                 let _ = h.await;
             }
+            tasks.close();
+            tasks.wait().await;
             let s = s?;
             println!(
                 "consumed {} messages: {} records, {} dead letters, {} commits, {} rebalances",
@@ -733,7 +736,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 roster: roster.or_else(|| p.roster.clone()),
             };
             let token = tokio_util::sync::CancellationToken::new();
-            let signal = tokio::spawn(shutdown_signal(token.clone()));
+            let tasks = tokio_util::task::TaskTracker::new();
+            let signal = tasks.spawn(shutdown_signal(token.clone()));
             let root = w.root().to_path_buf();
             let r = crmdq_serve::serve(&p, w, &opts, token, |pg, http| {
                 println!(
@@ -744,6 +748,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await;
             signal.abort();
+            tasks.close();
+            tasks.wait().await;
             match r {
                 Err(crmdq_serve::ServeError::Usage(m)) => return Err(UsageError(m).into()),
                 r => r?,

@@ -779,6 +779,7 @@ async fn caught_up(w: &Warehouse, targets: &BTreeMap<Tp, i64>) -> Result<bool, P
 
 /// Evaluate the pipeline-scope alert rules (with the live consumer lag) in the background.
 fn spawn_health_alerts(
+    tasks: &tokio_util::task::TaskTracker,
     p: &Pipeline,
     w: &Warehouse,
     metrics: &Arc<Metrics>,
@@ -786,7 +787,7 @@ fn spawn_health_alerts(
     now: jiff::Timestamp,
 ) -> tokio::task::JoinHandle<()> {
     let (p, w, metrics) = (p.clone(), w.clone(), metrics.clone());
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let opts = crmdq_alerts::EvalOptions {
             live: crmdq_alerts::LiveInputs {
                 consumer_lag: Some(lag),
@@ -888,6 +889,8 @@ pub async fn run(
         .iter()
         .any(|r| r.scope == crmdq_config::AlertScope::Pipeline);
     let mut last_alerts = Instant::now();
+    // The periodic pipeline-health evaluation, at most one at a time; waited for at the end.
+    let tasks = tokio_util::task::TaskTracker::new();
     let mut alerts_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut assigned_once = false;
     loop {
@@ -927,7 +930,7 @@ pub async fn run(
                 {
                     last_alerts = Instant::now();
                     let lag = lp.health.lag.load(Ordering::Relaxed);
-                    alerts_task = Some(spawn_health_alerts(p, w, &lp.metrics, lag, clock.now()));
+                    alerts_task = Some(spawn_health_alerts(&tasks, p, w, &lp.metrics, lag, clock.now()));
                 }
                 if lp.stalled.is_some() {
                     lp.retry_stalled().await;

@@ -1,6 +1,11 @@
 //! Kafka ingest through librdkafka's in-process mock cluster: the same fixture as the file
 //! test gives the same scores; a restart resumes from the commit log and adds nothing.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "every consumer task this test file spawns is awaited by its test"
+)]
+
 use std::path::Path;
 
 use arrow::array::{Array, AsArray, RecordBatch};

@@ -166,7 +166,8 @@ pub async fn serve(
         "serving the warehouse"
     );
     ready(pg_addr, http_addr);
-    let pg_task = tokio::spawn(pg::accept_loop(
+    let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(pg::accept_loop(
         pg_listener,
         handlers,
         tls,
@@ -174,6 +175,7 @@ pub async fn serve(
         cancel.clone(),
     ));
     http::serve_http(http_listener, state, cancel.clone()).await;
-    let _ = pg_task.await;
+    tasks.close();
+    tasks.wait().await;
     Ok(())
 }

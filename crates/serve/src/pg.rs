@@ -432,9 +432,15 @@ pub async fn accept_loop(
     cancel: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(max_connections.max(1)));
+    // Each connection's task; on cancel they end and are waited for.
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (socket, addr): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => {
+                connections.close();
+                connections.wait().await;
+                return;
+            }
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -451,7 +457,7 @@ pub async fn accept_loop(
         let handlers = handlers.clone();
         let tls = tls.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 () = cancel.cancelled() => {}

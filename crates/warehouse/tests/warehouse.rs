@@ -2,6 +2,11 @@
 //! the durable files, discarded buffers never visible, concurrent commits never clashing,
 //! and the snapshot bookkeeping against a simple model (proptest).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "every task this test file spawns is awaited by its test"
+)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
