@@ -626,6 +626,26 @@ fn positive(
     }
 }
 
+/// A whole number of seconds that may be 0 but not negative (a negative allowance used
+/// to be clamped to 0 silently).
+fn non_negative_seconds(
+    v: Option<i64>,
+    default: i64,
+    text: &str,
+    path: &Path,
+    key: &str,
+) -> Result<Duration, ConfigError> {
+    let s = v.unwrap_or(default);
+    u64::try_from(s).map(Duration::from_secs).map_err(|_| {
+        ConfigError::invalid(
+            path,
+            text,
+            key,
+            format!("must be 0 or more seconds, not {s}"),
+        )
+    })
+}
+
 fn seconds(
     v: Option<f64>,
     default: f64,
@@ -970,12 +990,20 @@ fn validate(
         satisfaction_min: c.satisfaction_min.unwrap_or(1),
         satisfaction_max: c.satisfaction_max.unwrap_or(5),
         id_age_tolerance_years: c.id_age_tolerance_years.unwrap_or(1),
-        entered_before_event: Duration::from_secs(
-            c.entered_before_event_seconds.unwrap_or(300).max(0) as u64,
-        ),
-        entered_after_ingestion: Duration::from_secs(
-            c.entered_after_ingestion_seconds.unwrap_or(300).max(0) as u64,
-        ),
+        entered_before_event: non_negative_seconds(
+            c.entered_before_event_seconds,
+            300,
+            text,
+            path,
+            "checks.entered_before_event_seconds",
+        )?,
+        entered_after_ingestion: non_negative_seconds(
+            c.entered_after_ingestion_seconds,
+            300,
+            text,
+            path,
+            "checks.entered_after_ingestion_seconds",
+        )?,
         phone_all_same_digits: raw.placeholders.phone_all_same_digits.unwrap_or(true),
         phone_consecutive_digits: raw.placeholders.phone_consecutive_digits.unwrap_or(true),
         disabled: c.disable.into_iter().collect(),
@@ -1206,11 +1234,13 @@ fn serve_config(
         max_failed_logins: raw.max_failed_logins.unwrap_or(defaults::MAX_FAILED_LOGINS),
         max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
         ready_max_lag: raw.ready_max_lag.unwrap_or(defaults::READY_MAX_LAG),
-        stall_after: std::time::Duration::from_secs_f64(
-            raw.stall_seconds
-                .unwrap_or(defaults::STALL_SECONDS)
-                .max(0.1),
-        ),
+        stall_after: seconds(
+            raw.stall_seconds,
+            defaults::STALL_SECONDS,
+            text,
+            path,
+            "serve.stall_seconds",
+        )?,
     })
 }
 
@@ -1371,7 +1401,13 @@ fn alerts_config(
             metric: r.metric,
             condition,
             min_entries: r.min_entries.unwrap_or(min_entries),
-            window: Duration::from_secs_f64(r.window_hours.unwrap_or(24.0).max(0.0) * 3600.0),
+            window: seconds(
+                r.window_hours.map(|h| h * 3600.0),
+                24.0 * 3600.0,
+                text,
+                path,
+                &format!("{key}.window_hours"),
+            )?,
             topic: r.topic,
         });
     }

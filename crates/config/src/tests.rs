@@ -103,3 +103,49 @@ fn locate_walks_nested_keys() {
     assert_eq!(locate(t, "c.d.b"), Some(5));
     assert_eq!(locate(t, "a.b"), Some(2));
 }
+
+/// Negative allowances and windows are errors naming the key, not clamped to 0.
+#[test]
+fn negative_durations_are_rejected() {
+    let e = load("checks:\n  entered_before_event_seconds: -60\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/p/pipe.yaml:2: key `checks.entered_before_event_seconds`")
+            && e.contains("0 or more seconds, not -60"),
+        "{e}"
+    );
+    let e = load("checks:\n  entered_after_ingestion_seconds: -1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("checks.entered_after_ingestion_seconds"), "{e}");
+    let p = load("checks:\n  entered_before_event_seconds: 0\n").unwrap();
+    assert_eq!(p.checks.entered_before_event, Duration::ZERO);
+    let e = load(
+        "alerts:\n  rules:\n    - { name: r, scope: pipeline, metric: dead_letter_ratio, above: 0.1, window_hours: -2 }\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("alerts.rules[0].window_hours"), "{e}");
+    let e = load("serve:\n  stall_seconds: -5\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("serve.stall_seconds"), "{e}");
+}
+
+/// check-config's warning: every receiver of a kind of rule is off.
+#[test]
+fn warns_when_every_receiver_is_off() {
+    let rules = "  rules:\n    - { name: a, scope: person, metric: completeness_rate, below: 0.5 }\n    - { name: b, scope: pipeline, metric: dead_letter_ratio, above: 0.1 }\n";
+    let off = format!(
+        "alerts:\n  receivers:\n    lead: {{ type: webhook, url: '' }}\n  routes:\n    pipeline: lead\n    managers: {{ default: lead }}\n{rules}"
+    );
+    let w = load(&off).unwrap().alerts.warnings();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("`lead` disabled"), "{w:?}");
+    let on = off.replace("url: ''", "url: 'http://127.0.0.1:1/x'");
+    assert!(load(&on).unwrap().alerts.warnings().is_empty());
+    let none = format!("alerts:\n{rules}");
+    let w = load(&none).unwrap().alerts.warnings();
+    assert!(w.iter().all(|x| x.contains("no route")), "{w:?}");
+}
