@@ -71,12 +71,21 @@ fn q(view: &str) -> impl Fn(DataFusionError) -> ScoreError + '_ {
     }
 }
 
+/// Partitions a warehouse query is planned for: the two cores of the machines crmdq is
+/// sized for (DataFusion would take the core count, and more partitions only add memory).
+pub const TARGET_PARTITIONS: usize = 2;
+
+/// The configuration of every session that reads the warehouse (scoring, alerts, `sql`,
+/// and `serve`, which adds its catalog name on top).
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(TARGET_PARTITIONS)
+}
+
 /// A session configured for warehouse queries.
 pub fn session() -> SessionContext {
-    let cfg = SessionConfig::new()
-        .with_information_schema(true)
-        .with_target_partitions(2);
-    SessionContext::new_with_config(cfg)
+    SessionContext::new_with_config(session_config())
 }
 
 /// Load the roster (CSV, or Parquet by extension) as a batch; an absent roster is empty.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crmdq_config::Pipeline;
 use crmdq_warehouse::{LiveSnapshot, Warehouse, WarehouseError};
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use tokio::net::TcpListener;
@@ -68,10 +68,7 @@ pub async fn warehouse_session(
     live: &Arc<LiveSnapshot>,
     roster: Option<&Path>,
 ) -> Result<SessionContext, ServeError> {
-    let cfg = SessionConfig::new()
-        .with_information_schema(true)
-        .with_default_catalog_and_schema(pg::DATABASE, "public")
-        .with_target_partitions(2);
+    let cfg = crmdq_score::session_config().with_default_catalog_and_schema(pg::DATABASE, "public");
     let ctx = SessionContext::new_with_config(cfg);
     let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
     crmdq_score::register_live(&ctx, live, roster).await?;
