@@ -286,26 +286,36 @@ fn print_alerts(r: &crmdq_alerts::Report, dry_run: bool, rules: usize) {
             println!("- would have: {}", e.message.replace('\n', "\n  "));
         }
     }
-    let live = r.events.len();
+    // Events of a replay that a later one supersedes are recorded, not sent: a count.
+    let superseded = r
+        .events
+        .iter()
+        .filter(|e| !dry_run && !e.delivered && !e.pending)
+        .count();
+    let live = r.events.len() - superseded;
     println!(
         "alerts for {dates}: {rules}{live} event(s) {verb}, {} still firing (already notified)",
         r.still_firing.len()
     );
-    for e in &r.events {
+    for e in r
+        .events
+        .iter()
+        .filter(|e| dry_run || e.delivered || e.pending)
+    {
         let to = e.receiver.as_deref().unwrap_or("no receiver");
         let status = if dry_run {
             String::new()
         } else if e.delivered {
             " [delivered]".to_string()
-        } else if e.pending {
-            format!(" [pending: {}]", e.delivery_error.as_deref().unwrap_or("?"))
         } else {
-            format!(
-                " [recorded, not sent: {}]",
-                e.delivery_error.as_deref().unwrap_or("?")
-            )
+            format!(" [pending: {}]", e.delivery_error.as_deref().unwrap_or("?"))
         };
         println!("- to {to}{status}:\n  {}", e.message.replace('\n', "\n  "));
+    }
+    if superseded > 0 {
+        println!(
+            "- {superseded} earlier event(s) of these dates recorded, not sent (--deliver open: a later event supersedes them; see the alerts table)"
+        );
     }
     for (rule, subject) in &r.still_firing {
         println!("- still firing: {rule} {subject}");
