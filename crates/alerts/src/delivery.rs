@@ -44,9 +44,15 @@ impl<'a> Deliverer<'a> {
 
     /// Deliver `e` to its routed receiver. `--webhook` gets a copy of every event it is
     /// given, and stands in for a route that has no enabled receiver.
+    /// Whether any receiver could take `e` now (an enabled route, or `--webhook`).
+    pub fn can_try(&self, e: &AlertEvent) -> bool {
+        self.extra.is_some() || route(self.p, e).is_some_and(|r| !r.url.is_empty())
+    }
+
     pub async fn send(&self, e: &AlertEvent) -> Outcome {
-        let routed = route(self.p, e).filter(|r| !r.url.is_empty());
-        let mut out = match (routed, route(self.p, e)) {
+        let routed_any = route(self.p, e);
+        let routed = routed_any.filter(|r| !r.url.is_empty());
+        let mut out = match (routed, routed_any) {
             (Some(r), _) => match notify::deliver(&self.client, r, e).await {
                 Ok(()) => Outcome {
                     delivered: true,
@@ -154,6 +160,12 @@ pub async fn retry_pending(
                 e.receiver.clone(),
                 e.delivery_error.clone(),
             ));
+            continue;
+        }
+        if !d.can_try(e) {
+            // Nothing enabled to try (a disabled route, no --webhook): still pending, and
+            // no warning every few minutes from `run` while the receiver stays off.
+            counts.pending += 1;
             continue;
         }
         let o = d.send(e).await;
