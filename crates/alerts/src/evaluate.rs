@@ -349,7 +349,7 @@ async fn entries_on(
     }
     let deliveries = format!("crmdq_deliveries_on_{day}");
     let keys = ["record_type", "record_id", "version"];
-    let (key_cols, on) = crmdq_score::sql::key_join(&keys, "a", "k");
+    let (key_cols, on) = crmdq_catalog::views::key_join(&keys, "a", "k");
     let sql = format!(
         "SELECT a.* FROM all_deliveries a LEFT SEMI JOIN \
            (SELECT DISTINCT {key_cols} FROM all_deliveries WHERE dt = $1) k ON {on}"
@@ -357,7 +357,7 @@ async fn entries_on(
     memory_table(ctx, &deliveries, &sql, date).await?;
     let sql = format!(
         "SELECT record_id, entered_by, dq_complete, dq_valid, dq_on_time FROM ({}) WHERE dt = $1",
-        crmdq_score::sql::dedup_by(&deliveries, crmdq_score::sql::COMMON, &keys)
+        crmdq_catalog::views::dedup_by(&deliveries, crmdq_catalog::views::COMMON, &keys)
     );
     memory_table(ctx, &name, &sql, date).await?;
     Ok(name)

@@ -46,7 +46,7 @@ pub enum AlertError {
     #[error(transparent)]
     Warehouse(#[from] crmdq_warehouse::WarehouseError),
     #[error(transparent)]
-    Score(#[from] crmdq_score::ScoreError),
+    Catalog(#[from] crmdq_catalog::CatalogError),
     #[error("writing the alerts table: {0}")]
     Encode(String),
     #[error("{0}")]
@@ -68,10 +68,10 @@ async fn session(
     roster: Option<&Path>,
 ) -> Result<(SessionContext, crmdq_warehouse::Snapshot), AlertError> {
     let snap = w.snapshot().await?;
-    let ctx = crmdq_score::session();
-    let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
-    crmdq_score::register_all(&ctx, w, &snap, roster).await?;
-    crmdq_score::create_entry_views(&ctx).await?;
+    let ctx = crmdq_catalog::session();
+    let roster = crmdq_catalog::roster::load_for_pipeline(p, roster).await?;
+    crmdq_catalog::register_snapshot(&ctx, w, &snap, roster)?;
+    crmdq_catalog::create_views(&ctx, crmdq_catalog::all_views()).await?;
     Ok((ctx, snap))
 }
 

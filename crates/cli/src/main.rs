@@ -615,11 +615,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(p) => {
                     let p = load(&p, None)?;
                     let path = roster.or_else(|| p.roster.clone());
-                    crmdq_score::load_pipeline_roster(&p, path.as_deref()).await?
+                    crmdq_catalog::roster::load_for_pipeline(&p, path.as_deref()).await?
                 }
-                None => crmdq_score::load_roster(roster.as_deref()).await?,
+                None => crmdq_catalog::roster::load(roster.as_deref()).await?,
             };
-            let ctx = crmdq_pipeline::query::session_with_roster(&w, roster).await?;
+            let ctx = crmdq_catalog::open_with(&w, roster).await?;
             let opts = datafusion::execution::context::SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)

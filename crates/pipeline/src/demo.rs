@@ -199,7 +199,7 @@ pub async fn demo(
     let summary = run(&p, &w, &opts, clock, CancellationToken::new()).await?;
     crmdq_score::score(&p, &w, p.roster.as_deref(), clock.now().to_string()).await?;
 
-    let ctx = crate::query::session(&w, p.roster.as_deref()).await?;
+    let ctx = crmdq_catalog::open(&w, p.roster.as_deref()).await?;
     let teams = ctx.sql(TEAMS_SQL).await?.collect().await?;
     let people = ctx.sql(PEOPLE_SQL).await?.collect().await?;
     let dead_letters = ctx.sql("SELECT reason, COUNT(*) AS messages FROM dead_letters GROUP BY reason ORDER BY messages DESC").await?.collect().await?;

@@ -11,7 +11,6 @@ pub mod demo;
 pub mod generate;
 pub mod ingest;
 mod process;
-pub mod query;
 pub mod run;
 mod stage;
 pub mod stall;
@@ -34,6 +33,8 @@ pub enum PipelineError {
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+    #[error(transparent)]
+    Catalog(#[from] crmdq_catalog::CatalogError),
     #[error("query failed: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]

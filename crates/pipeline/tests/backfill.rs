@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use crmdq_config::Pipeline;
-use crmdq_pipeline::{FixedClock, ingest, query};
+use crmdq_pipeline::{FixedClock, ingest};
 use crmdq_warehouse::{RollReason, Warehouse};
 
 const DATES: i64 = 2_000;
@@ -61,7 +61,7 @@ async fn ingest_history(
 
 /// (rows, distinct business dates, distinct record ids) of the customer table.
 async fn counts(w: &Warehouse) -> (i64, i64, i64) {
-    let ctx = query::session(w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(w, None).await.unwrap();
     let b = ctx
         .sql("SELECT COUNT(*) AS n, COUNT(DISTINCT dq_business_date) AS d, COUNT(DISTINCT record_id) AS r FROM customer")
         .await

@@ -11,9 +11,9 @@ use std::path::Path;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use crmdq_config::Pipeline;
+use crmdq_pipeline::FixedClock;
 use crmdq_pipeline::demo::produce;
 use crmdq_pipeline::run::{RunOptions, run};
-use crmdq_pipeline::{FixedClock, query};
 use crmdq_warehouse::Warehouse;
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
@@ -79,7 +79,7 @@ async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
     crmdq_score::score(&p, &w, p.roster.as_deref(), clock.0.to_string())
         .await
         .unwrap();
-    let ctx = query::session(&w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(&w, None).await.unwrap();
     let q = |sql: &'static str| {
         let ctx = ctx.clone();
         async move { ctx.sql(sql).await.unwrap().collect().await.unwrap() }
@@ -114,7 +114,7 @@ async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
         .await
         .unwrap();
     assert_eq!(s2.messages, 0);
-    let ctx = query::session(&w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(&w, None).await.unwrap();
     let n = ctx
         .sql("SELECT COUNT(*) FROM activity")
         .await
@@ -201,7 +201,7 @@ async fn run_evaluates_pipeline_health_rules_periodically() {
     run(&p, &w, &opts, &clock, CancellationToken::new())
         .await
         .unwrap();
-    let ctx = query::session(&w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(&w, None).await.unwrap();
     let b = ctx
         .sql("SELECT rule, subject, state, delivered, delivery_error FROM alerts")
         .await
@@ -416,7 +416,7 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
     assert_eq!(s.messages as i64, produced);
     assert_eq!((s.records, s.dead_letters), (14, 7), "{s:?}");
 
-    let ctx = query::session(&w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(&w, None).await.unwrap();
     let reasons = ctx
         .sql("SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason ORDER BY reason")
         .await
@@ -464,7 +464,7 @@ async fn hostile_messages_become_dead_letters_and_the_stream_goes_on() {
 /// Every (partition, offset) in the warehouse's record tables and dead letters, with how
 /// many rows carry it.
 async fn positions(w: &Warehouse) -> std::collections::BTreeMap<(i32, i64), i64> {
-    let ctx = query::session(w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(w, None).await.unwrap();
     let union = [
         "customer",
         "activity",
@@ -532,7 +532,7 @@ async fn person_scores(p: &Pipeline, w: &Warehouse) -> Vec<String> {
     crmdq_score::score(p, w, p.roster.as_deref(), "2026-11-28T12:00:00Z".into())
         .await
         .unwrap();
-    let ctx = query::session(w, None).await.unwrap();
+    let ctx = crmdq_catalog::open(w, None).await.unwrap();
     let b = ctx
         .sql(
             "SELECT concat_ws(' ', dt, person_id, role, team_id, entries, completeness_rate, \

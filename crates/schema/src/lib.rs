@@ -6,6 +6,10 @@
 //! record tables (input + verdict + source position) and the dead-letter table.
 //! Invariant: no other crate spells a record field's name or type by hand.
 
+mod scores;
+
+pub use scores::ScoreTable;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;

@@ -1,5 +1,5 @@
 //! The first delivery of each record version, computed in one pass over a table's
-//! deliveries in memory: what [`crate::sql::dedup`] says in SQL, which scoring runs
+//! deliveries in memory: what [`crmdq_catalog::views::dedup`] says in SQL, which scoring runs
 //! natively because the SQL form scans the table three times (the key counts, the anti
 //! join, the semi join) and Parquet decoding dominates (README "Performance"). The SQL
 //! stays the definition (serve and alerts query it); `tests::native_equals_sql` holds
@@ -17,7 +17,7 @@ use arrow::row::{RowConverter, Rows, SortField};
 /// The key a record version is identified by within one record type's table.
 pub const KEY: [&str; 2] = ["record_id", "version"];
 
-/// [`crate::sql::DELIVERY_ORDER`], column by column.
+/// [`crmdq_catalog::views::DELIVERY_ORDER`], column by column.
 pub const ORDER: [&str; 6] = [
     "dq_ingested_at",
     "src_topic",
@@ -436,7 +436,7 @@ mod tests {
         let cols = "record_id, version, payload, dq_ingested_at, src_topic, src_partition, \
                     src_offset, src_file, src_line";
         let want = ctx
-            .sql(&crate::sql::dedup("t", cols))
+            .sql(&crmdq_catalog::views::dedup("t", cols))
             .await
             .unwrap()
             .collect()

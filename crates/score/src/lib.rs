@@ -7,47 +7,34 @@
 //! byte-identical score files (sorted output, content-addressed file names).
 
 pub mod dedup;
-pub mod roster;
 pub mod sql;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Schema, SchemaRef};
+use crmdq_catalog::CatalogError;
+use crmdq_catalog::views::{key_join, type_entries_view, type_entry_columns};
 use crmdq_config::Pipeline;
-use crmdq_schema::{
-    RecordType, alert_deliveries_schema, alerts_schema, dead_letter_schema, record_table_schema,
-};
+use crmdq_schema::{RecordType, ScoreTable, record_table_schema};
 use crmdq_warehouse::{
-    FileAdd, LiveSnapshot, LiveTable, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError,
-    register_table,
+    FileAdd, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError, register_table,
 };
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt as _;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
-/// The score tables and their folders.
-pub const SCORE_TABLES: [(&str, &str); 3] = [
-    ("person_daily", "scores/person_daily"),
-    ("team_daily", "scores/team_daily"),
-    ("rule_daily", "scores/rule_daily"),
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
-    #[error("roster {path}:{line}: {message}")]
-    Roster {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("scoring query `{view}` failed: {source}")]
     Query {
         view: String,
@@ -71,261 +58,6 @@ fn q(view: &str) -> impl Fn(DataFusionError) -> ScoreError + '_ {
     }
 }
 
-/// Partitions a warehouse query is planned for: the two cores of the machines crmdq is
-/// sized for (DataFusion would take the core count, and more partitions only add memory).
-pub const TARGET_PARTITIONS: usize = 2;
-
-/// The configuration of every session that reads the warehouse (scoring, alerts, `sql`,
-/// and `serve`, which adds its catalog name on top).
-pub fn session_config() -> SessionConfig {
-    SessionConfig::new()
-        .with_information_schema(true)
-        .with_target_partitions(TARGET_PARTITIONS)
-}
-
-/// A session configured for warehouse queries.
-pub fn session() -> SessionContext {
-    SessionContext::new_with_config(session_config())
-}
-
-/// Load the roster (CSV, or Parquet by extension) as a batch; an absent roster is empty.
-pub async fn load_roster(path: Option<&Path>) -> Result<RecordBatch, ScoreError> {
-    let Some(path) = path else {
-        return Ok(RecordBatch::new_empty(roster::roster_schema()));
-    };
-    if path.extension().is_some_and(|e| e == "parquet") {
-        let ctx = SessionContext::new();
-        let df = ctx
-            .read_parquet(
-                path.to_string_lossy().as_ref(),
-                datafusion::prelude::ParquetReadOptions::default(),
-            )
-            .await
-            .map_err(|e| ScoreError::Roster {
-                path: path.to_path_buf(),
-                line: 0,
-                message: e.to_string(),
-            })?;
-        let batches = df.collect().await.map_err(|e| ScoreError::Roster {
-            path: path.to_path_buf(),
-            line: 0,
-            message: e.to_string(),
-        })?;
-        let schema = batches
-            .first()
-            .map_or_else(roster::roster_schema, RecordBatch::schema);
-        let b =
-            arrow::compute::concat_batches(&schema, &batches).map_err(|e| ScoreError::Roster {
-                path: path.to_path_buf(),
-                line: 0,
-                message: e.to_string(),
-            })?;
-        return Ok(b);
-    }
-    roster::load_csv(path)
-}
-
-/// The roster for a pipeline: `path` (the pipeline's roster unless overridden), derived
-/// through the pipeline's `roster.mapping` when `path` is the pipeline's own roster.
-pub async fn load_pipeline_roster(
-    p: &Pipeline,
-    path: Option<&Path>,
-) -> Result<RecordBatch, ScoreError> {
-    match path {
-        Some(path) if !p.roster_mapping.is_empty() && p.roster.as_deref() == Some(path) => {
-            load_roster_mapped(path, &p.roster_mapping).await
-        }
-        _ => load_roster(path).await,
-    }
-}
-
-/// A roster derived from another table (CSV with a header): each roster column is a SQL
-/// expression over that table's columns (e.g. `team_id: manager`, `role: "'sales_rep'"`).
-pub async fn load_roster_mapped(
-    path: &Path,
-    mapping: &BTreeMap<String, String>,
-) -> Result<RecordBatch, ScoreError> {
-    use arrow::array::{ArrayRef, StringArray};
-    use arrow::datatypes::{DataType, Field};
-    let bad = |line: u64, message: String| ScoreError::Roster {
-        path: path.to_path_buf(),
-        line,
-        message,
-    };
-    let mut rdr = csv::ReaderBuilder::new()
-        .from_path(path)
-        .map_err(|e| bad(0, e.to_string()))?;
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| bad(1, e.to_string()))?
-        .iter()
-        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
-        .collect();
-    let mut cols: Vec<Vec<Option<String>>> = vec![Vec::new(); headers.len()];
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| bad(i as u64 + 2, e.to_string()))?;
-        for (c, col) in cols.iter_mut().enumerate() {
-            let v = rec.get(c).unwrap_or("").trim();
-            col.push((!v.is_empty()).then(|| v.to_string()));
-        }
-    }
-    let schema = Arc::new(Schema::new(
-        headers
-            .iter()
-            .map(|h| Field::new(h, DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let arrays: Vec<ArrayRef> = cols
-        .into_iter()
-        .map(|c| Arc::new(c.into_iter().collect::<StringArray>()) as ArrayRef)
-        .collect();
-    let src = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(0, e.to_string()))?;
-    let mut cfg = SessionConfig::new();
-    cfg.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(cfg);
-    ctx.register_table(
-        "roster_source",
-        Arc::new(MemTable::try_new(schema, vec![vec![src]]).map_err(|e| bad(0, e.to_string()))?),
-    )
-    .map_err(|e| bad(0, e.to_string()))?;
-    let expr = |c: &str, default: &str| mapping.get(c).map_or(default.to_string(), Clone::clone);
-    let sql = format!(
-        "SELECT person_id, name, COALESCE(role, 'unknown') AS role, team_id, manager_id, valid_from, valid_to FROM (\
-           SELECT CAST({} AS VARCHAR) AS person_id, CAST({} AS VARCHAR) AS name, CAST({} AS VARCHAR) AS role, \
-             CAST({} AS VARCHAR) AS team_id, CAST({} AS VARCHAR) AS manager_id, \
-             CAST({} AS DATE) AS valid_from, CAST({} AS DATE) AS valid_to FROM roster_source) \
-         WHERE person_id IS NOT NULL",
-        expr("person_id", "person_id"),
-        expr("name", "NULL"),
-        expr("role", "NULL"),
-        expr("team_id", "NULL"),
-        expr("manager_id", "NULL"),
-        expr("valid_from", "NULL"),
-        expr("valid_to", "NULL"),
-    );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .map_err(|e| bad(0, format!("roster.mapping: {e}")))?
-        .collect()
-        .await
-        .map_err(|e| bad(0, format!("roster.mapping: {e}")))?;
-    let out_schema = roster::roster_schema();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    let all = if batches.is_empty() {
-        return Ok(RecordBatch::new_empty(out_schema));
-    } else {
-        arrow::compute::concat_batches(&batches[0].schema(), &batches)
-            .map_err(|e| bad(0, e.to_string()))?
-    };
-    for (i, f) in out_schema.fields().iter().enumerate() {
-        columns.push(
-            arrow::compute::cast(all.column(i), f.data_type())
-                .map_err(|e| bad(0, e.to_string()))?,
-        );
-    }
-    RecordBatch::try_new(out_schema, columns).map_err(|e| bad(0, e.to_string()))
-}
-
-/// Register every record table, `dead_letters`, the score tables and `roster` in `ctx`,
-/// from the snapshot's committed files.
-pub async fn register_all(
-    ctx: &SessionContext,
-    w: &Warehouse,
-    snap: &Snapshot,
-    roster: RecordBatch,
-) -> Result<(), ScoreError> {
-    register_roster(ctx, roster)?;
-    for (name, schema) in table_schemas(w, ctx).await? {
-        register_table(ctx, w, &name, schema, snap.files_of(&name)).map_err(q(&name))?;
-    }
-    Ok(())
-}
-
-/// Like [`register_all`], but every table takes its file list from `live` at each
-/// query, so commits made while a long-running reader (`serve`) is up become visible.
-pub async fn register_live(
-    ctx: &SessionContext,
-    live: &Arc<LiveSnapshot>,
-    roster: RecordBatch,
-) -> Result<(), ScoreError> {
-    register_roster(ctx, roster)?;
-    for (name, schema) in table_schemas(live.warehouse(), ctx).await? {
-        ctx.register_table(
-            name.as_str(),
-            Arc::new(LiveTable::new(live.clone(), &name, schema)),
-        )
-        .map_err(q(&name))?;
-    }
-    Ok(())
-}
-
-/// Create the views over the record tables a reader of entries needs (`all_deliveries`,
-/// `<type>_entries`, `entries`: [`sql::entry_views`]) in `ctx`, which holds the tables.
-pub async fn create_entry_views(ctx: &SessionContext) -> Result<(), ScoreError> {
-    for (name, body) in sql::entry_views() {
-        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
-            .await
-            .map_err(q(&name))?;
-    }
-    Ok(())
-}
-
-fn register_roster(ctx: &SessionContext, roster: RecordBatch) -> Result<(), ScoreError> {
-    let schema = roster.schema();
-    ctx.register_table(
-        "roster",
-        Arc::new(MemTable::try_new(schema, vec![vec![roster]]).map_err(q("roster"))?),
-    )
-    .map_err(q("roster"))?;
-    Ok(())
-}
-
-/// Every warehouse table a reader can query by name, with its file schema (without
-/// `dt`): the record tables, `dead_letters`, and the score tables (whose schema comes
-/// from planning the score queries; `from` must already hold `roster`).
-async fn table_schemas(
-    w: &Warehouse,
-    from: &SessionContext,
-) -> Result<Vec<(String, SchemaRef)>, ScoreError> {
-    let mut out: Vec<(String, SchemaRef)> = RecordType::ALL
-        .into_iter()
-        .map(|rt| (rt.as_str().to_string(), record_table_schema(rt)))
-        .collect();
-    out.push(("dead_letters".to_string(), dead_letter_schema()));
-    out.push(("alerts".to_string(), alerts_schema()));
-    out.push(("alert_deliveries".to_string(), alert_deliveries_schema()));
-    let scoring = session();
-    register_scoring_inputs(&scoring, w, &Snapshot::default(), from).await?;
-    for (name, _) in SCORE_TABLES {
-        out.push((name.to_string(), score_file_schema(&scoring, name).await?));
-    }
-    Ok(out)
-}
-
-async fn register_scoring_inputs(
-    scoring: &SessionContext,
-    w: &Warehouse,
-    snap: &Snapshot,
-    from: &SessionContext,
-) -> Result<(), ScoreError> {
-    for rt in RecordType::ALL {
-        register_table(
-            scoring,
-            w,
-            rt.as_str(),
-            record_table_schema(rt),
-            snap.files_of(rt.as_str()),
-        )
-        .map_err(q(rt.as_str()))?;
-    }
-    let roster = from.table_provider("roster").await.map_err(q("roster"))?;
-    scoring
-        .register_table("roster", roster)
-        .map_err(q("roster"))?;
-    create_views(scoring, false).await
-}
-
 /// Views scoring reads. With `materialize`, each is computed once and held as an
 /// in-memory table (DataFusion inlines views, so a view read by two others — e.g.
 /// `ticket_kpis` by `people_days` and `person_base` — would be computed twice), except
@@ -337,7 +69,7 @@ async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), Sco
     for (name, body) in sql::views() {
         let per_type = RecordType::ALL
             .into_iter()
-            .any(|rt| sql::type_entries_view(rt) == name);
+            .any(|rt| type_entries_view(rt) == name);
         if materialize && per_type {
             continue; // registered by materialize_entries
         }
@@ -369,7 +101,7 @@ async fn materialize_entries(
     use futures::TryStreamExt as _;
     let tables: Vec<(RecordType, MemTable, dedup::Seen)> =
         futures::stream::iter(RecordType::ALL.into_iter().enumerate().map(|(i, rt)| {
-            let name = sql::type_entries_view(rt);
+            let name = type_entries_view(rt);
             let dedup = Dedup {
                 pinned: pinned.get(i).cloned().unwrap_or_default(),
                 seen: dedup::Seen {
@@ -381,7 +113,7 @@ async fn materialize_entries(
             async move {
                 let started = std::time::Instant::now();
                 // The view's definition, computed in one pass (see `dedup`).
-                let all = format!("SELECT {} FROM \"{rt}\"", sql::type_entry_columns(rt));
+                let all = format!("SELECT {} FROM \"{rt}\"", type_entry_columns(rt));
                 let mut dedup = Some(dedup);
                 let table = materialized(ctx, &all, Some(&mut dedup))
                     .await
@@ -396,7 +128,7 @@ async fn materialize_entries(
         .await?;
     let mut out = Vec::new();
     for (rt, table, seen) in tables {
-        let name = sql::type_entries_view(rt);
+        let name = type_entries_view(rt);
         ctx.register_table(name.as_str(), Arc::new(table))
             .map_err(q(&name))?;
         out.push((rt, seen));
@@ -466,32 +198,12 @@ async fn materialized(
     MemTable::try_new(schema, partitions)
 }
 
-fn table_sql(name: &str, p: &Pipeline) -> String {
-    match name {
-        "person_daily" => sql::person_daily(p),
-        "team_daily" => sql::team_daily(p),
-        _ => sql::rule_daily(),
+fn table_sql(table: ScoreTable, p: &Pipeline) -> String {
+    match table {
+        ScoreTable::PersonDaily => sql::person_daily(p),
+        ScoreTable::TeamDaily => sql::team_daily(p),
+        ScoreTable::RuleDaily => sql::rule_daily(),
     }
-}
-
-/// The file schema (without `dt`) of a score table, from its query plan.
-async fn score_file_schema(ctx: &SessionContext, name: &str) -> Result<SchemaRef, ScoreError> {
-    // The schema does not depend on scorecard weights: plan with the defaults.
-    let p = Pipeline::from_str_at("{}", Path::new("defaults.yaml"), &|_| None)
-        .expect("the empty pipeline is valid");
-    let df = ctx.sql(&table_sql(name, &p)).await.map_err(q(name))?;
-    let arrow_schema: Schema = df.schema().as_arrow().clone();
-    Ok(without_dt(&arrow_schema))
-}
-
-fn without_dt(s: &Schema) -> SchemaRef {
-    Arc::new(Schema::new(
-        s.fields()
-            .iter()
-            .filter(|f| f.name() != "dt")
-            .cloned()
-            .collect::<Vec<_>>(),
-    ))
 }
 
 /// One score file: `part` as Parquet.
@@ -610,7 +322,7 @@ pub async fn score_with(
     opts: &ScoreOptions,
 ) -> Result<ScoreSummary, ScoreError> {
     let snap = w.snapshot().await?;
-    let roster = load_pipeline_roster(p, roster_path).await?;
+    let roster = crmdq_catalog::roster::load_for_pipeline(p, roster_path).await?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(p.warehouse.zstd_level).unwrap_or_default(),
@@ -709,7 +421,7 @@ pub async fn score_with(
     let mut dates = std::collections::BTreeSet::new();
     // Table by table, then date by date (the order of the log entry does not depend on
     // the chunks).
-    for t in 0..SCORE_TABLES.len() {
+    for t in 0..ScoreTable::ALL.len() {
         for out in &outputs {
             for f in &out.files[t] {
                 *summary.rows.entry(f.table.clone()).or_default() += f.rows;
@@ -727,7 +439,10 @@ pub async fn score_with(
         writer: format!("crmdq score (pid {})", std::process::id()),
         files: summary.files.clone(),
         sources: Vec::new(),
-        replaces_tables: SCORE_TABLES.iter().map(|(n, _)| (*n).to_string()).collect(),
+        replaces_tables: ScoreTable::ALL
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect(),
         alerts_through: None,
     };
     summary.version = w.commit(entry).await?;
@@ -736,7 +451,7 @@ pub async fn score_with(
 
 /// The score files of one chunk of dates (written and durable), by score table.
 struct ChunkOutput {
-    files: [Vec<FileAdd>; SCORE_TABLES.len()],
+    files: [Vec<FileAdd>; ScoreTable::ALL.len()],
     latest_entries: Option<ScoredEntries>,
 }
 
@@ -755,7 +470,7 @@ async fn score_chunk(
     latest: Option<&str>,
     props: &WriterProperties,
 ) -> Result<(ChunkOutput, Vec<(RecordType, dedup::Seen)>), ScoreError> {
-    let ctx = session();
+    let ctx = crmdq_catalog::session();
     let in_chunk: std::collections::HashSet<&str> = dates.iter().map(String::as_str).collect();
     for rt in RecordType::ALL {
         let files: Vec<FileAdd> = snap
@@ -767,13 +482,7 @@ async fn score_chunk(
         register_table(&ctx, w, rt.as_str(), record_table_schema(rt), &files)
             .map_err(q(rt.as_str()))?;
     }
-    ctx.register_table(
-        "roster",
-        Arc::new(
-            MemTable::try_new(roster.schema(), vec![vec![roster.clone()]]).map_err(q("roster"))?,
-        ),
-    )
-    .map_err(q("roster"))?;
+    crmdq_catalog::register_roster(&ctx, roster.clone())?;
     let seen = materialize_entries(&ctx, pinned, earlier).await?;
     create_views(&ctx, true).await?;
 
@@ -782,14 +491,17 @@ async fn score_chunk(
         latest_entries: None,
     };
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
-    for (t, (name, dir)) in SCORE_TABLES.into_iter().enumerate() {
-        let df = ctx.sql(&table_sql(name, p)).await.map_err(q(name))?;
+    for (t, table) in ScoreTable::ALL.into_iter().enumerate() {
+        let (name, dir) = (table.name(), table.dir());
+        let df = ctx.sql(&table_sql(table, p)).await.map_err(q(name))?;
         let full_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(q(name))?;
         let all = arrow::compute::concat_batches(&full_schema, &batches)
             .map_err(|e| q(name)(e.into()))?;
         let dt_idx = full_schema.index_of("dt").map_err(|e| q(name)(e.into()))?;
-        let file_schema = without_dt(&full_schema);
+        // The declared schema (checked: same columns and types as the plan's, so a
+        // scoring change that alters a table fails here and in the tests).
+        let file_schema = table.schema();
         let keep: Vec<usize> = (0..full_schema.fields().len())
             .filter(|i| *i != dt_idx)
             .collect();
@@ -893,7 +605,7 @@ async fn resolve_again(
         .enumerate()
         .flat_map(|(i, c)| c.iter().map(move |d| (d.as_str(), i)))
         .collect();
-    let ctx = session();
+    let ctx = crmdq_catalog::session();
     let mut pins = Vec::new();
     let mut redo = std::collections::BTreeSet::new();
     for (rt, keys) in RecordType::ALL.into_iter().zip(again) {
@@ -920,7 +632,7 @@ async fn resolve_again(
         .map_err(q(&name))?;
         register_table(&ctx, w, rt.as_str(), schema, snap.files_of(rt.as_str()))
             .map_err(q(rt.as_str()))?;
-        let (key_cols, on) = sql::key_join(&dedup::KEY, "d", "k");
+        let (key_cols, on) = key_join(&dedup::KEY, "d", "k");
         let sql = format!(
             "SELECT d.record_id, d.version, d.dt, {} FROM \"{rt}\" d \
              LEFT SEMI JOIN (SELECT DISTINCT {key_cols} FROM {name}) k ON {on}",
@@ -942,4 +654,49 @@ async fn resolve_again(
         pins.push(Arc::new(pinned));
     }
     Ok((pins, redo.into_iter().collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scoring SQL produces exactly the declared columns and types of each score
+    /// table ([`ScoreTable::schema`]), for the default scorecards and weighted ones.
+    #[tokio::test]
+    async fn the_scoring_plan_has_the_declared_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(dir.path()).unwrap();
+        let ctx = crmdq_catalog::session();
+        for rt in RecordType::ALL {
+            register_table(&ctx, &w, rt.as_str(), record_table_schema(rt), &[]).unwrap();
+        }
+        crmdq_catalog::register_roster(
+            &ctx,
+            RecordBatch::new_empty(crmdq_catalog::roster::roster_schema()),
+        )
+        .unwrap();
+        create_views(&ctx, false).await.unwrap();
+        let weighted = "scorecards:\n  sales_rep: {completeness_rate: 2, win_rate: 1}\n  team: {timeliness_rate: 1}\n";
+        for yaml in ["{}", weighted] {
+            let p = Pipeline::from_str_at(yaml, Path::new("t.yaml"), &|_| None).unwrap();
+            for t in ScoreTable::ALL {
+                let df = ctx.sql(&table_sql(t, &p)).await.unwrap();
+                let planned: Vec<(String, arrow::datatypes::DataType)> = df
+                    .schema()
+                    .as_arrow()
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != "dt")
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect();
+                let declared: Vec<(String, arrow::datatypes::DataType)> = t
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect();
+                assert_eq!(planned, declared, "{}", t.name());
+            }
+        }
+    }
 }

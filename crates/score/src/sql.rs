@@ -3,106 +3,14 @@
 
 use std::fmt::Write as _;
 
+use crmdq_catalog::views::entry_views;
 use crmdq_config::{Pipeline, Scorecard};
-use crmdq_schema::RecordType;
 
-/// Columns every record table shares, used to pool entries.
-pub const COMMON: &str = "record_type, record_id, version, owner_id, entered_by, team_id, dt, \
-    dq_complete, dq_valid, dq_on_time, dq_late_seconds, dq_missing_fields, dq_failed_checks, \
-    dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
-
-/// The order that decides which delivery of a record version is the first (each column
-/// ascending, NULLs last: DataFusion's default).
-pub const DELIVERY_ORDER: &str =
-    "dq_ingested_at, src_topic, src_partition, src_offset, src_file, src_line";
-
-/// Dedup a table to the first delivery of each (record_id, version) in source order.
-pub fn dedup(table: &str, cols: &str) -> String {
-    dedup_by(table, cols, &["record_id", "version"])
-}
-
-/// Dedup `table` to the first delivery (in [`DELIVERY_ORDER`]) of each `keys` value.
-///
-/// Equal to `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY …) = 1` over the whole table,
-/// but the window only sees the keys delivered more than once (about 1% of rows in a
-/// typical warehouse); every other row passes through an anti join. DataFusion's window
-/// operator keeps a state per partition, which made the plain form the slowest step of
-/// scoring (see README "Performance"). Keys compare NULL-equal, as PARTITION BY does.
-pub fn dedup_by(table: &str, cols: &str, keys: &[&str]) -> String {
-    let key_list = keys.join(", ");
-    let (key_cols, on) = key_join(keys, "d", "k");
-    let dup_keys =
-        format!("(SELECT {key_cols} FROM \"{table}\" GROUP BY {key_list} HAVING COUNT(*) > 1)");
-    format!(
-        "SELECT {cols} FROM \"{table}\" d LEFT ANTI JOIN {dup_keys} k ON {on} \
-         UNION ALL SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {key_list} \
-         ORDER BY {DELIVERY_ORDER}) AS crmdq_rn FROM \"{table}\" d LEFT SEMI JOIN {dup_keys} k ON {on}) \
-         WHERE crmdq_rn = 1"
-    )
-}
-
-/// For a join on `keys` against a subquery aliased `right` that selects `key_cols`:
-/// (`key_cols`, the NULL-equal ON clause between `left` and `right`).
-pub fn key_join(keys: &[&str], left: &str, right: &str) -> (String, String) {
-    let cols = keys
-        .iter()
-        .map(|k| format!("{k} AS crmdq_k_{k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let on = keys
-        .iter()
-        .map(|k| format!("({left}.{k} IS NOT DISTINCT FROM {right}.crmdq_k_{k})"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    (cols, on)
-}
-
-/// Columns scoring reads from a record type's entries beyond [`COMMON`].
-fn kpi_columns(rt: RecordType) -> &'static str {
-    match rt {
-        RecordType::ServiceTicket => ", satisfaction, complaint",
-        RecordType::Checkin => ", responded_at, response_complete",
-        RecordType::Opportunity => ", stage",
-        _ => "",
-    }
-}
-
-/// The columns of `<type>_entries`.
-pub fn type_entry_columns(rt: RecordType) -> String {
-    format!("{COMMON}{}", kpi_columns(rt))
-}
-
-/// The view holding the entries (first deliveries) of one record type.
-pub fn type_entries_view(rt: RecordType) -> String {
-    format!("{rt}_entries")
-}
-
-/// The views the score tables are computed from, in creation order.
-///
-/// Deduplication happens once per record type (`<type>_entries`, with the columns the
-/// role KPIs need); `entries` pools them. Deduplicating each type's table on (record_id,
-/// version) is the same as deduplicating all deliveries on (record_type, record_id,
-/// version): a type's table holds exactly the deliveries of that record_type.
+/// The views the score tables are computed from, in creation order: the entry views
+/// ([`crmdq_catalog::views::entry_views`]), then the roster at each date and the KPIs.
 pub fn views() -> Vec<(String, String)> {
-    let union = RecordType::ALL
-        .iter()
-        .map(|rt| format!("SELECT {COMMON} FROM \"{rt}\""))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let mut v = vec![("all_deliveries".to_string(), union)];
-    for rt in RecordType::ALL {
-        v.push((
-            type_entries_view(rt),
-            dedup(rt.as_str(), &type_entry_columns(rt)),
-        ));
-    }
-    let entries = RecordType::ALL
-        .iter()
-        .map(|rt| format!("SELECT {COMMON} FROM {}", type_entries_view(*rt)))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
+    let mut v = entry_views();
     v.extend([
-        ("entries".to_string(), entries),
         (
             // The roster with each row's position in it (ties below go to the first row).
             "roster_rows".to_string(),
@@ -229,15 +137,6 @@ pub fn views() -> Vec<(String, String)> {
     v
 }
 
-/// The views a reader of entries needs (`all_deliveries`, `<type>_entries`, `entries`),
-/// for sessions that query rather than score (serve, alerts).
-pub fn entry_views() -> Vec<(String, String)> {
-    views()
-        .into_iter()
-        .take_while(|(n, _)| n != "roster_rows")
-        .collect()
-}
-
 /// `score` (0–100): the weighted mean of the scorecard's metrics that are not NULL.
 fn score_expr(card: &Scorecard) -> String {
     let num = card
@@ -297,109 +196,9 @@ pub fn rule_daily() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Int64Type};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::prelude::SessionContext;
-
-    /// The plain window form `dedup_by` must equal.
-    fn reference(table: &str, cols: &str, keys: &[&str]) -> String {
-        format!(
-            "SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {} \
-             ORDER BY {DELIVERY_ORDER}) AS crmdq_rn FROM \"{table}\") WHERE crmdq_rn = 1",
-            keys.join(", ")
-        )
-    }
-
-    async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
-        let batches: Vec<RecordBatch> = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let mut out = Vec::new();
-        for b in &batches {
-            let text =
-                |c: usize| datafusion::arrow::compute::cast(b.column(c), &DataType::Utf8).unwrap();
-            let (t, id, pay) = (text(0), text(1), text(3));
-            let (t, id, pay) = (
-                t.as_string::<i32>(),
-                id.as_string::<i32>(),
-                pay.as_string::<i32>(),
-            );
-            let v = b.column(2).as_primitive::<Int64Type>();
-            for i in 0..b.num_rows() {
-                let get = |a: &datafusion::arrow::array::StringArray| {
-                    a.is_valid(i).then(|| a.value(i).to_string())
-                };
-                out.push(format!(
-                    "{:?} {:?} {} {:?}",
-                    get(t),
-                    get(id),
-                    v.value(i),
-                    get(pay)
-                ));
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// Deliveries of the same version that differ in content, arrive in any order, three
-    /// times, from files and Kafka, with NULL keys and NULL ordering columns: the anti-join
-    /// form picks exactly the rows the window form picks.
-    #[tokio::test]
-    async fn dedup_by_equals_the_window_form() {
-        let ctx = SessionContext::new();
-        ctx.sql(
-            "CREATE TABLE t (record_type VARCHAR, record_id VARCHAR, version BIGINT, payload VARCHAR, \
-               dq_ingested_at BIGINT, src_topic VARCHAR, src_partition INT, src_offset BIGINT, \
-               src_file VARCHAR, src_line BIGINT) AS VALUES \
-             ('customer', 'c1', 1, 'only', 10, NULL, NULL, NULL, 'f', 1), \
-             ('customer', 'c2', 1, 'later', 20, NULL, NULL, NULL, 'f', 2), \
-             ('customer', 'c2', 1, 'first', 10, NULL, NULL, NULL, 'g', 9), \
-             ('customer', 'c2', 2, 'v2', 10, NULL, NULL, NULL, 'g', 10), \
-             ('order', 'c2', 1, 'other type', 30, NULL, NULL, NULL, 'g', 11), \
-             ('order', 'o1', 1, 'k-late', 5, 'crm', 0, 7, NULL, NULL), \
-             ('order', 'o1', 1, 'k-early', 5, 'crm', 0, 3, NULL, NULL), \
-             ('order', 'o1', 1, 'k-other-partition', 5, 'crm', 1, 1, NULL, NULL), \
-             ('order', 'o1', 1, 'no time', NULL, 'crm', 0, 1, NULL, NULL), \
-             (NULL, 'n1', 1, 'null type a', 1, NULL, NULL, NULL, 'f', 5), \
-             (NULL, 'n1', 1, 'null type b', 2, NULL, NULL, NULL, 'f', 6), \
-             ('customer', NULL, 1, 'null id a', 3, NULL, NULL, NULL, 'f', 7), \
-             ('customer', NULL, 1, 'null id b', 1, NULL, NULL, NULL, 'f', 8)",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-        let cols = "record_type, record_id, version, payload";
-        for keys in [
-            &["record_type", "record_id", "version"][..],
-            &["record_id", "version"],
-        ] {
-            let fast = rows(&ctx, &dedup_by("t", cols, keys)).await;
-            let slow = rows(&ctx, &reference("t", cols, keys)).await;
-            assert_eq!(fast, slow, "keys {keys:?}");
-        }
-        // And the expectations, spelled out for the full key.
-        let got = rows(
-            &ctx,
-            &dedup_by("t", cols, &["record_type", "record_id", "version"]),
-        )
-        .await;
-        for want in [
-            "first",
-            "k-early",
-            "null type a",
-            "null id b",
-            "only",
-            "v2",
-            "other type",
-        ] {
-            assert!(
-                got.iter().any(|r| r.ends_with(&format!("{want:?})"))),
-                "{want} not in {got:?}"
-            );
-        }
-        assert_eq!(got.len(), 7, "{got:?}");
-    }
 
     /// The roster row at D: the later valid_from wins, a missing one counts as earliest,
     /// periods are inclusive, and of periods equal in valid_from the first listed wins.

@@ -1,7 +1,7 @@
 //! crmdq-serve: the warehouse for BI tools and ops.
 //!
 //! - [`pg`]: a PostgreSQL wire-protocol SQL endpoint (database `crmdq`) over every table
-//!   and the serving views ([`views`]), read-only, password-authenticated.
+//!   and the reading views ([`crmdq_catalog::views`]), read-only, password-authenticated.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics` (Prometheus/OpenMetrics text) and the
 //!   JSON API ([`api`], documented in `schemas/openapi.yaml`).
 //! - [`metrics`]: the process's metrics, also updated by `crmdq run`.
@@ -13,7 +13,6 @@
 pub mod api;
 pub mod http;
 pub mod pg;
-pub mod views;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,7 +46,7 @@ pub enum ServeError {
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
-    Score(#[from] crmdq_score::ScoreError),
+    Catalog(#[from] crmdq_catalog::CatalogError),
     #[error("setting up the SQL session: {0}")]
     Session(#[from] DataFusionError),
 }
@@ -68,13 +67,12 @@ pub async fn warehouse_session(
     live: &Arc<LiveSnapshot>,
     roster: Option<&Path>,
 ) -> Result<SessionContext, ServeError> {
-    let cfg = crmdq_score::session_config().with_default_catalog_and_schema(pg::DATABASE, "public");
+    let cfg =
+        crmdq_catalog::session_config().with_default_catalog_and_schema(pg::DATABASE, "public");
     let ctx = SessionContext::new_with_config(cfg);
-    let roster = crmdq_score::load_pipeline_roster(p, roster).await?;
-    crmdq_score::register_live(&ctx, live, roster).await?;
-    for (name, body) in views::views() {
-        ctx.sql(&format!("CREATE VIEW {name} AS {body}")).await?;
-    }
+    let roster = crmdq_catalog::roster::load_for_pipeline(p, roster).await?;
+    crmdq_catalog::register_live(&ctx, live, roster)?;
+    crmdq_catalog::create_views(&ctx, crmdq_catalog::all_views()).await?;
     setup_pg_catalog(&ctx, pg::DATABASE, EmptyContextProvider).map_err(|e| *e)?;
     Ok(ctx)
 }
