@@ -370,7 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { dir, days, people } => {
             let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("crmdq-demo"));
             let started = std::time::Instant::now();
-            let r = crmdq_pipeline::demo::demo(&dir, clock, days, people).await?;
+            let r = crmdq::demo::demo(&dir, clock, days, people).await?;
             println!(
                 "crmdq demo: {} messages produced to an in-process Kafka mock cluster (topic crm.records, {} partitions)",
                 r.produced, r.partitions
@@ -648,7 +648,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         - jiff::Span::new().days(i64::from(days) + 7)
                 }
             };
-            let spec = crmdq_pipeline::generate::GenSpec {
+            let spec = crmdq_testkit::generate::GenSpec {
                 start,
                 days,
                 people,
@@ -656,12 +656,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tz,
                 first_id,
             };
-            let lines = crmdq_pipeline::generate::generate(&spec);
+            let lines = crmdq_testkit::generate::generate(&spec);
             let mut text = lines.join("\n");
             text.push('\n');
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             let roster = PathBuf::from(format!("{}.roster.csv", out.display()));
-            std::fs::write(&roster, crmdq_pipeline::generate::roster_csv(&spec))
+            std::fs::write(&roster, crmdq_testkit::generate::roster_csv(&spec))
                 .with_context(|| format!("writing {}", roster.display()))?;
             println!(
                 "wrote {} records to {} and the roster to {}",
@@ -681,11 +681,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", input.display()))?;
             let lines: Vec<String> = text.lines().map(str::to_string).collect();
             drop(text);
-            let mut out = crmdq_pipeline::bench::kernels(&p, &lines, clock.now())?;
+            let mut out = crmdq_testkit::kernels::kernels(&p, &lines, clock.now())?;
             if kafka {
                 let tmp = tempfile::tempdir()?;
                 let dir = dir.unwrap_or_else(|| tmp.path().to_path_buf());
-                out.extend(crmdq_pipeline::bench::kafka_mock(&p, &lines, &dir, clock).await?);
+                out.extend(crmdq::bench::kafka_mock(&p, &lines, &dir, clock).await?);
             }
             for k in out {
                 println!("{}", serde_json::to_string(&k)?);

@@ -344,7 +344,7 @@ fn run_stops_cleanly_on_sigterm_and_resumes_from_the_log() {
         .lines()
         .map(str::to_string)
         .collect();
-    crmdq_pipeline::demo::produce(&brokers, "crm.records", &lines).unwrap();
+    crmdq_testkit::kafka::produce(&brokers, "crm.records", &lines).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("wh");
     let p = fixtures().join("pipeline.yaml");

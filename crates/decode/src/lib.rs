@@ -24,6 +24,10 @@ use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
 
 pub use builders::DeadLetterBuilder;
+
+/// Rows decoded before a batch is checked and written (by `ingest`, `run` and the
+/// benchmark kernels alike).
+pub const BATCH_ROWS: usize = 16 * 1024;
 use builders::TypeBuilder;
 pub use coerce::{parse_timestamp, value_text};
 use fields::Fields;

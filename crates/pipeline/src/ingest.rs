@@ -19,8 +19,7 @@ use tokio::sync::mpsc;
 use crate::process::{StepCounts, process};
 use crate::{Clock, PipelineError, writer_id};
 
-/// Rows decoded before a batch is checked and written.
-pub const BATCH_ROWS: usize = 16 * 1024;
+pub use crmdq_decode::BATCH_ROWS;
 
 /// What an ingest did.
 #[derive(Debug, Clone, Default)]

@@ -1,14 +1,10 @@
 //! crmdq-pipeline: the stages wired together.
 //!
 //! source → decode → check → warehouse sink → (commit log) → scoring. [`ingest`] runs it
-//! over files, [`run`] over Kafka, [`generate`] writes the synthetic CRM stream and
-//! [`demo`] puts all of it together on an in-process Kafka mock cluster. Time comes from a
-//! [`Clock`], never from the system inside the stages.
+//! over files, [`run`] over Kafka. Time comes from a [`Clock`], never from the system
+//! inside the stages.
 
-pub mod bench;
 pub mod clock;
-pub mod demo;
-pub mod generate;
 pub mod ingest;
 mod process;
 pub mod run;

@@ -12,8 +12,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use crmdq_config::Pipeline;
 use crmdq_pipeline::FixedClock;
-use crmdq_pipeline::demo::produce;
 use crmdq_pipeline::run::{RunOptions, run};
+use crmdq_testkit::kafka::produce;
 use crmdq_warehouse::Warehouse;
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
@@ -728,7 +728,7 @@ async fn an_offset_reset_is_counted_and_never_silent() {
 /// (This is what stalled the benchmark's mock line at 200,000 messages.)
 #[test]
 fn mock_cluster_retention_is_checked_and_avoided() {
-    use crmdq_pipeline::demo::{check_retained, mock_partitions, produce_to_mock};
+    use crmdq_testkit::kafka::{check_retained, mock_partitions, produce_to_mock};
     let lines: Vec<String> = (0..2_000)
         .map(|i| {
             format!(

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crmdq_config::Pipeline;
-use crmdq_pipeline::generate::{GenSpec, generate, roster_csv};
 use crmdq_pipeline::{FixedClock, ingest};
 use crmdq_score::{ScoreOptions, ScoreSummary, score_with};
+use crmdq_testkit::generate::{GenSpec, generate, roster_csv};
 use crmdq_warehouse::Warehouse;
 
 /// `line` with its event and entry times moved by `days`.
