@@ -22,6 +22,7 @@ use crate::stall::StallChange;
 use crmdq_source::kafka::{
     self, BrokerViewSlot, ConsumerSettings, CrmdqConsumer, RebalanceEvent, Tp,
 };
+use crmdq_source::tracker::{Jump, PartitionTracker, Verdict};
 use crmdq_warehouse::{Sink, SinkStats, SourcePosition, Warehouse};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
@@ -79,27 +80,6 @@ impl RunSummary {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct PartState {
-    /// Next offset expected (everything before is buffered or committed).
-    next: i64,
-    /// After a seek: accept only exactly `next` until it arrives.
-    strict: bool,
-    /// librdkafka reset the position (offset out of range): accept the next message
-    /// wherever it is, and account for the jump.
-    reset: bool,
-}
-
-impl PartState {
-    fn at(next: i64) -> Self {
-        PartState {
-            next,
-            strict: false,
-            reset: false,
-        }
-    }
-}
-
 struct Loop<'a> {
     consumer: &'a CrmdqConsumer,
     warehouse: &'a Warehouse,
@@ -110,8 +90,8 @@ struct Loop<'a> {
     p: &'a Pipeline,
     clock: &'a dyn Clock,
     topics: BTreeMap<String, Option<RecordType>>,
-    parts: BTreeMap<Tp, PartState>,
-    committed: BTreeMap<Tp, i64>,
+    /// Where each held partition stands (next offset, committed offset, seeks).
+    parts: PartitionTracker,
     buffered: bool,
     writer: String,
     summary: RunSummary,
@@ -149,24 +129,23 @@ impl Loop<'_> {
     ) -> Result<(), PipelineError> {
         let tp = (m.topic().to_string(), m.partition());
         let offset = m.offset();
-        let committed = self.committed.get(&tp).copied().unwrap_or(0);
-        let st = self
-            .parts
-            .entry(tp.clone())
-            .or_insert(PartState::at(committed));
-        if st.reset {
-            let expected = st.next;
-            *st = PartState::at(offset);
-            self.after_reset(&tp, expected, offset);
+        // The broker's watermarks are asked only for a message that does not follow.
+        let consumer = self.consumer;
+        let verdict = self.parts.on_message(&tp, offset, |tp| {
+            consumer
+                .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5))
+                .map_err(|e| tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "watermarks unavailable"))
+                .ok()
+        });
+        match verdict {
+            Verdict::Skip => {
+                self.summary.skipped += 1;
+                return Ok(());
+            }
+            Verdict::Accept(Some(jump)) => self.after_jump(&tp, jump),
+            Verdict::Accept(None) => {}
         }
-        let st = self.parts.get_mut(&tp).expect("just inserted");
-        if offset < st.next || (st.strict && offset != st.next) {
-            self.summary.skipped += 1;
-            return Ok(());
-        }
-        st.strict = false;
-        st.next = offset + 1;
-        if self.targets.as_ref().and_then(|t| t.get(&tp)) == Some(&st.next) {
+        if self.targets.as_ref().and_then(|t| t.get(&tp)) == Some(&(offset + 1)) {
             self.reached_one = true;
         }
         self.metrics
@@ -226,12 +205,7 @@ impl Loop<'_> {
     /// the offsets to the group.
     async fn commit(&mut self) -> Result<(), PipelineError> {
         self.flush_decoder().await?;
-        let advanced: BTreeMap<Tp, i64> = self
-            .parts
-            .iter()
-            .filter(|(tp, s)| self.committed.get(*tp) != Some(&s.next))
-            .map(|(tp, s)| (tp.clone(), s.next))
-            .collect();
+        let advanced: BTreeMap<Tp, i64> = self.parts.advanced();
         if advanced.is_empty() && !self.buffered {
             return Ok(());
         }
@@ -242,7 +216,7 @@ impl Loop<'_> {
                 partition: tp.1,
                 next_offset: *next,
                 // Behind the last committed position only after an offset reset.
-                reset: self.committed.get(tp).is_some_and(|c| next < c),
+                reset: *next < self.parts.committed(tp),
             })
             .collect();
         self.copy_dead_letters().await;
@@ -250,7 +224,7 @@ impl Loop<'_> {
         // Fenced: each partition must still be where this consumer started reading it.
         let expect: BTreeMap<Tp, i64> = advanced
             .keys()
-            .map(|tp| (tp.clone(), self.committed.get(tp).copied().unwrap_or(0)))
+            .map(|tp| (tp.clone(), self.parts.committed(tp)))
             .collect();
         match self
             .sink
@@ -300,7 +274,7 @@ impl Loop<'_> {
         self.newest_event_us = self.newest_event_us.max(counts.max_event_time_us);
         self.metrics.observe_commit(&counts);
         self.sync_sink_metrics();
-        self.committed.extend(advanced.clone());
+        self.parts.committed_to(&advanced);
         self.buffered = false;
         if let Err(e) = kafka::commit_offsets(self.consumer, &advanced) {
             // The warehouse is the source of truth; the group offset is for lag tools.
@@ -309,30 +283,48 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// librdkafka moved `tp` from `expected` to `offset` after "offset out of range": say
-    /// so loudly and count it. Offsets jumped over are gone from the broker (retention);
-    /// a move backwards means the topic was re-created or truncated, and what follows is
-    /// read as new messages.
-    fn after_reset(&self, tp: &Tp, expected: i64, offset: i64) {
+    /// `tp` moved from the expected offset to another ([`Jump`], read from positions
+    /// and the broker's watermarks): a reset after "offset out of range" is said loudly
+    /// and counted; offsets jumped over are gone from the broker (retention); a move
+    /// backwards means the topic was re-created or truncated, and what follows is read
+    /// as new messages. A gap with nothing lost (transaction markers) is only traced.
+    fn after_jump(&self, tp: &Tp, jump: Jump) {
         let label = PartitionLabel {
             topic: tp.0.clone(),
             partition: tp.1.to_string(),
         };
-        if offset > expected {
-            let lost = offset - expected;
-            self.metrics
-                .offsets_skipped
-                .get_or_create(&label)
-                .inc_by(lost.unsigned_abs());
-            tracing::error!(
-                topic = %tp.0, partition = tp.1, expected, resumed_at = offset, skipped = lost,
-                "offset reset: {lost} messages were removed from the broker before crmdq read them; they are not in the warehouse"
-            );
-        } else if offset < expected {
-            tracing::error!(
-                topic = %tp.0, partition = tp.1, expected, resumed_at = offset,
-                "offset reset moved backwards: the topic was re-created or truncated; reading from offset {offset} as new messages"
-            );
+        if jump.is_reset() {
+            self.metrics.offset_resets.get_or_create(&label).inc();
+        }
+        match jump {
+            Jump::Lost {
+                expected,
+                resumed_at,
+            } => {
+                let lost = jump.lost();
+                self.metrics
+                    .offsets_skipped
+                    .get_or_create(&label)
+                    .inc_by(lost);
+                tracing::error!(
+                    topic = %tp.0, partition = tp.1, expected, resumed_at, skipped = lost,
+                    "offset reset: {lost} messages were removed from the broker before crmdq read them; they are not in the warehouse"
+                );
+            }
+            Jump::Rewound {
+                expected,
+                resumed_at,
+            } => tracing::error!(
+                topic = %tp.0, partition = tp.1, expected, resumed_at,
+                "offset reset moved backwards: the topic was re-created or truncated; reading from offset {resumed_at} as new messages"
+            ),
+            Jump::Gap {
+                expected,
+                resumed_at,
+            } => tracing::debug!(
+                topic = %tp.0, partition = tp.1, expected, resumed_at,
+                "offsets without messages skipped (transaction markers or compaction)"
+            ),
         }
     }
 
@@ -402,7 +394,13 @@ impl Loop<'_> {
         let view = self.view.lock().map(|v| v.clone()).unwrap_or_default();
         let mut total = 0;
         let now = Instant::now();
-        for (tp, st) in &self.parts {
+        let held: Vec<(Tp, i64)> = self
+            .parts
+            .partitions()
+            .map(|tp| (tp.clone(), self.parts.next(tp).unwrap_or(0)))
+            .collect();
+        for (tp, next) in &held {
+            let next = *next;
             let Some(high) = view.high_watermarks.get(tp) else {
                 continue;
             };
@@ -410,9 +408,9 @@ impl Loop<'_> {
                 topic: tp.0.clone(),
                 partition: tp.1.to_string(),
             };
-            let lag = (high - st.next).max(0);
+            let lag = (high - next).max(0);
             total += lag;
-            match self.stalls.observe(tp, st.next, lag, now) {
+            match self.stalls.observe(tp, next, lag, now) {
                 Some(StallChange::Stalled {
                     next,
                     lag,
@@ -439,7 +437,7 @@ impl Loop<'_> {
                 None => {}
             }
             self.metrics.consumer_lag.get_or_create(&label).set(lag);
-            let committed = self.committed.get(tp).copied().unwrap_or(0);
+            let committed = self.parts.committed(tp);
             self.metrics
                 .committed_lag
                 .get_or_create(&label)
@@ -469,14 +467,7 @@ impl Loop<'_> {
 
     /// Seek `tp` back to `next` and accept only exactly `next` until it arrives.
     fn seek_back(&mut self, tp: &Tp, next: i64) {
-        self.parts.insert(
-            tp.clone(),
-            PartState {
-                next,
-                strict: true,
-                reset: false,
-            },
-        );
+        self.parts.seek_back(tp, next);
         let off = if next == 0 {
             rdkafka::Offset::Beginning
         } else {
@@ -514,11 +505,10 @@ impl Loop<'_> {
         self.drop_uncommitted();
         let parts: Vec<(Tp, i64)> = self
             .parts
-            .keys()
+            .partitions()
             .map(|tp| (tp.clone(), self.log.kafka.get(tp).copied().unwrap_or(0)))
             .collect();
         for (tp, next) in parts {
-            self.committed.insert(tp.clone(), next);
             self.seek_back(&tp, next);
         }
     }
@@ -540,8 +530,8 @@ impl Loop<'_> {
         self.drop_uncommitted();
         let parts: Vec<(Tp, i64)> = self
             .parts
-            .keys()
-            .map(|tp| (tp.clone(), self.committed.get(tp).copied().unwrap_or(0)))
+            .partitions()
+            .map(|tp| (tp.clone(), self.parts.committed(tp)))
             .collect();
         for (tp, next) in parts {
             self.seek_back(&tp, next);
@@ -600,7 +590,6 @@ impl Loop<'_> {
             RebalanceEvent::Assigned(_) => "assign",
             RebalanceEvent::Revoked(_) => "revoke",
             RebalanceEvent::Error(_) => "error",
-            RebalanceEvent::OffsetReset { .. } => "offset_reset",
         };
         self.metrics
             .rebalances
@@ -612,9 +601,7 @@ impl Loop<'_> {
             RebalanceEvent::Assigned(parts) => {
                 for (tp, start) in parts {
                     tracing::info!(topic = %tp.0, partition = tp.1, start = ?start, "partition assigned");
-                    let next = start.unwrap_or(0);
-                    self.committed.insert(tp.clone(), next);
-                    self.parts.insert(tp, PartState::at(next));
+                    self.parts.assign(tp, start.unwrap_or(0));
                 }
             }
             RebalanceEvent::Revoked(parts) => {
@@ -624,33 +611,18 @@ impl Loop<'_> {
                 );
                 self.drop_uncommitted();
                 for tp in &parts {
-                    self.parts.remove(tp);
-                    self.committed.remove(tp);
+                    self.parts.revoke(tp);
                     self.forget_partition(tp);
                 }
                 // Retained partitions go back to their committed position.
                 let snap = self.warehouse.snapshot().await?;
-                let retained: Vec<Tp> = self.parts.keys().cloned().collect();
+                let retained: Vec<Tp> = self.parts.partitions().cloned().collect();
                 for tp in retained {
                     let next = snap.kafka.get(&tp).copied().unwrap_or(0);
-                    self.committed.insert(tp.clone(), next);
                     self.seek_back(&tp, next);
                 }
             }
             RebalanceEvent::Error(e) => tracing::warn!(error = %e, "rebalance problem"),
-            RebalanceEvent::OffsetReset { tp, detail } => {
-                self.metrics
-                    .offset_resets
-                    .get_or_create(&PartitionLabel {
-                        topic: tp.0.clone(),
-                        partition: tp.1.to_string(),
-                    })
-                    .inc();
-                tracing::error!(topic = %tp.0, partition = tp.1, "offset out of range, position reset: {detail}");
-                if let Some(st) = self.parts.get_mut(&tp) {
-                    st.reset = true;
-                }
-            }
         }
         self.health
             .assigned
@@ -854,8 +826,7 @@ pub async fn run(
         p,
         clock,
         topics: kc.topics.clone(),
-        parts: BTreeMap::new(),
-        committed: BTreeMap::new(),
+        parts: PartitionTracker::default(),
         buffered: false,
         writer: format!("crmdq run (pid {})", std::process::id()),
         summary: RunSummary::default(),
@@ -944,10 +915,10 @@ pub async fn run(
                 let reached = targets.as_ref().is_some_and(|t| {
                     lp.buffered
                         && !lp.parts.is_empty()
-                        && lp
-                            .parts
-                            .iter()
-                            .all(|(tp, st)| t.get(tp).is_none_or(|h| st.next >= *h))
+                        && lp.parts.partitions().all(|tp| {
+                            t.get(tp)
+                                .is_none_or(|h| lp.parts.next(tp).is_some_and(|n| n >= *h))
+                        })
                         && last_commit.elapsed() >= Duration::from_secs(1)
                 });
                 if lp.stalled.is_none()

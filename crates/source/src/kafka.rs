@@ -32,25 +32,6 @@ pub enum RebalanceEvent {
     Assigned(Vec<(Tp, Option<i64>)>),
     Revoked(Vec<Tp>),
     Error(String),
-    /// librdkafka reset a partition's position (its `auto.offset.reset` policy) because
-    /// the requested offset was out of range, e.g. removed by retention or beyond the end
-    /// of a re-created topic. The detail is librdkafka's own line.
-    OffsetReset {
-        tp: Tp,
-        detail: String,
-    },
-}
-
-/// The partition of a librdkafka `OFFSET` warning such as
-/// `crm.records [0]: offset reset (at offset 12 …) to offset BEGINNING …: Offset out of range`.
-#[must_use]
-pub fn parse_offset_reset(message: &str) -> Option<Tp> {
-    let (head, _) = message.split_once("]: offset reset")?;
-    let (before, partition) = head.rsplit_once(" [")?;
-    // librdkafka may prefix the line with its thread (`[thrd:main]: `); topic names hold
-    // no spaces.
-    let topic = before.rsplit(' ').next()?;
-    Some((topic.to_string(), partition.parse().ok()?))
 }
 
 /// What librdkafka's statistics (every `statistics.interval.ms`) say about the broker
@@ -79,14 +60,6 @@ pub struct PositionedContext {
 impl ClientContext for PositionedContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
-        if fac == "OFFSET"
-            && let Some(tp) = parse_offset_reset(message)
-        {
-            let _ = self.events.send(RebalanceEvent::OffsetReset {
-                tp,
-                detail: message.to_string(),
-            });
-        }
         match level {
             L::Emerg | L::Alert | L::Critical | L::Error => {
                 tracing::error!(target: "librdkafka", facility = fac, "{message}");
@@ -192,22 +165,6 @@ impl ConsumerContext for PositionedContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn offset_reset_lines_name_their_partition() {
-        let line = "[thrd:main]: crm.records [2]: offset reset (at offset 1000 (leader epoch 0), broker 1) to offset BEGINNING (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
-        assert_eq!(
-            super::parse_offset_reset(line),
-            Some(("crm.records".to_string(), 2))
-        );
-        assert_eq!(
-            super::parse_offset_reset("crm.records [2]: fetch backoff"),
-            None
-        );
-    }
-}
-
 /// Settings for [`consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -239,8 +196,8 @@ pub fn consumer(
         .set("session.timeout.ms", "10000")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("statistics.interval.ms", "2000");
-    // librdkafka's warnings (offset resets among them) reach the context whatever the
-    // `log` crate's level is.
+    // librdkafka's warnings reach the context (and the log) whatever the `log` crate's
+    // level is; offset resets are told from positions ([`crate::tracker`]), not from them.
     // A `debug` property asks for librdkafka's debug lines.
     cfg.set_log_level(if s.properties.contains_key("debug") {
         rdkafka::config::RDKafkaLogLevel::Debug
