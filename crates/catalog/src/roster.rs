@@ -161,9 +161,9 @@ pub async fn load_for_pipeline(
     p: &Pipeline,
     path: Option<&Path>,
 ) -> Result<RecordBatch, CatalogError> {
-    match path {
-        Some(path) if !p.roster_mapping.is_empty() && p.roster.as_deref() == Some(path) => {
-            load_mapped(path, &p.roster_mapping).await
+    match (path, &p.roster) {
+        (Some(path), Some(own)) if !own.mapping.is_empty() && own.path == path => {
+            load_mapped(path, &own.mapping).await
         }
         _ => load(path).await,
     }

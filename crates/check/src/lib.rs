@@ -92,10 +92,10 @@ fn q(ident: &str) -> String {
 
 impl Checker {
     pub fn compile(p: &Pipeline) -> Result<Checker, CheckError> {
-        let rules = PhoneRules::new(&p.phone_region)
-            .ok_or_else(|| CheckError::PhoneRegion(p.phone_region.clone()))?;
+        let rules = PhoneRules::new(&p.checks.phone_region)
+            .ok_or_else(|| CheckError::PhoneRegion(p.checks.phone_region.clone()))?;
         let mut references = BTreeMap::new();
-        for (name, path) in &p.reference_tables {
+        for (name, path) in &p.checks.reference_tables {
             let t = reference::load(path).map_err(|message| CheckError::Reference {
                 name: name.clone(),
                 message,
@@ -124,8 +124,8 @@ impl Checker {
                 let name = format!("crmdq_missing_{}", f.name);
                 let phone = (f.name == "phone").then(|| PhonePlaceholders {
                     country_code: rules.country_code.clone(),
-                    all_same: p.checks.phone_all_same_digits,
-                    consecutive: p.checks.phone_consecutive_digits,
+                    all_same: p.checks.builtin.phone_all_same_digits,
+                    consecutive: p.checks.builtin.phone_consecutive_digits,
                 });
                 ctx.register_udf(ScalarUDF::new_from_impl(TextUdf::new(Missing::new(
                     name.clone(),
@@ -184,11 +184,11 @@ impl Checker {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut failed = Vec::new();
             for (name, sql) in builtin_checks(rt, p, &present) {
-                if !p.checks.disabled.contains(&name) {
+                if !p.checks.builtin.disabled.contains(&name) {
                     failed.push(compile(&name, sql)?);
                 }
             }
-            for u in p.user_checks.iter().filter(|u| u.record_type == rt) {
+            for u in p.checks.user.iter().filter(|u| u.record_type == rt) {
                 let sql = reference::expand(&u.sql, &references).map_err(|message| {
                     CheckError::Reference {
                         name: u.name.clone(),
@@ -200,7 +200,7 @@ impl Checker {
             let lateness = Lateness::new(
                 p.time_zone.clone(),
                 cfg.deadline.clone(),
-                p.calendar.clone(),
+                p.checks.calendar.clone(),
             );
             types.insert(
                 rt,
@@ -213,7 +213,7 @@ impl Checker {
         }
         Ok(Checker {
             types,
-            pii: p.pii.clone(),
+            pii: p.checks.pii.clone(),
         })
     }
 
@@ -335,7 +335,7 @@ fn builtin_checks(
     let schema = record_schema(rt);
     let has = |f: &str| schema.field(f).is_some();
     let pr = |f: &str| present[f].1.clone();
-    let c = &p.checks;
+    let c = &p.checks.builtin;
     let mut out = Vec::new();
     // A typed value that could not be coerced ("abc" for age) is present but invalid.
     for f in &schema.fields {

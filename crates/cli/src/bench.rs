@@ -57,7 +57,7 @@ pub async fn kafka_mock(
 
     let mut p = p.clone();
     p.warehouse.path = dir.join("kafka-wh");
-    if let Some(k) = p.kafka.as_mut() {
+    if let Some(k) = p.source.kafka.as_mut() {
         k.topics = [("crm.records".to_string(), None)].into();
         k.group_id = "bench-crmdq".into();
     }

@@ -71,7 +71,7 @@ pub async fn demo(
     let cluster = MockCluster::new(1).context("starting the mock cluster")?;
     // The demo stream goes to crm.records only (record_type in each message).
     let mut p = p;
-    if let Some(k) = p.kafka.as_mut() {
+    if let Some(k) = p.source.kafka.as_mut() {
         k.topics.retain(|t, _| t == "crm.records");
     }
     let brokers = cluster.bootstrap_servers();
@@ -85,9 +85,9 @@ pub async fn demo(
         telemetry: None,
     };
     let summary = run(&p, &w, &opts, clock, CancellationToken::new()).await?;
-    crmdq_score::score(&p, &w, p.roster.as_deref(), clock.now().to_string()).await?;
+    crmdq_score::score(&p, &w, p.roster_path(), clock.now().to_string()).await?;
 
-    let ctx = crmdq_catalog::open(&w, p.roster.as_deref()).await?;
+    let ctx = crmdq_catalog::open(&w, p.roster_path()).await?;
     let teams = ctx.sql(TEAMS_SQL).await?.collect().await?;
     let people = ctx.sql(PEOPLE_SQL).await?.collect().await?;
     let dead_letters = ctx.sql("SELECT reason, COUNT(*) AS messages FROM dead_letters GROUP BY reason ORDER BY messages DESC").await?.collect().await?;
@@ -96,7 +96,7 @@ pub async fn demo(
     let alerts = crmdq_alerts::evaluate(
         &p,
         &w,
-        p.roster.as_deref(),
+        p.roster_path(),
         &crmdq_alerts::EvalOptions {
             dry_run: true,
             ..crmdq_alerts::EvalOptions::latest(clock.now())

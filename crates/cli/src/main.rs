@@ -233,10 +233,10 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn load(path: &Path, warehouse: Option<&PathBuf>) -> anyhow::Result<Pipeline> {
-    let mut p = Pipeline::load(path).map_err(|e| UsageError(e.to_string()))?;
-    if let Some(w) = warehouse {
-        p.warehouse.path.clone_from(w);
-    }
+    let overrides = crmdq_config::Overrides {
+        warehouse: warehouse.cloned(),
+    };
+    let p = Pipeline::load_with(path, &overrides).map_err(|e| UsageError(e.to_string()))?;
     // Fail on bad checks (e.g. user SQL) as a config error too.
     crmdq_check::Checker::compile(&p)
         .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
@@ -553,7 +553,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let p = load(&pipeline, warehouse.as_ref())?;
             let w = Warehouse::open(&p.warehouse.path)?;
-            let roster = roster.or_else(|| p.roster.clone());
+            let roster = roster.or_else(|| p.roster_path().map(Path::to_path_buf));
             let s = crmdq_score::score_with(
                 &p,
                 &w,
@@ -614,7 +614,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let roster = match pipeline {
                 Some(p) => {
                     let p = load(&p, None)?;
-                    let path = roster.or_else(|| p.roster.clone());
+                    let path = roster.or_else(|| p.roster_path().map(Path::to_path_buf));
                     crmdq_catalog::roster::load_for_pipeline(&p, path.as_deref()).await?
                 }
                 None => crmdq_catalog::roster::load(roster.as_deref()).await?,
@@ -699,7 +699,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 pipeline.display(),
                 p.name,
                 p.time_zone_name,
-                p.phone_region
+                p.checks.phone_region
             );
             for w in p.alerts.warnings() {
                 eprintln!("warning: {}: {w}", pipeline.display());
@@ -743,7 +743,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(a) => addr(&a, "--http-listen")?,
                     None => p.serve.http_listen,
                 },
-                roster: roster.or_else(|| p.roster.clone()),
+                roster: roster.or_else(|| p.roster_path().map(Path::to_path_buf)),
             };
             let token = tokio_util::sync::CancellationToken::new();
             let tasks = tokio_util::task::TaskTracker::new();
@@ -798,7 +798,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 return Err(UsageError(format!("--webhook `{u}` is not an http(s) URL")).into());
             }
-            let roster = roster.or_else(|| p.roster.clone());
+            let roster = roster.or_else(|| p.roster_path().map(Path::to_path_buf));
             let opts = crmdq_alerts::EvalOptions {
                 dates,
                 dry_run,

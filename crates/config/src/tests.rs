@@ -1,3 +1,9 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crmdq_schema::RecordType;
+use jiff::civil::{Date, Time};
+
 use super::*;
 
 fn load(text: &str) -> Result<Pipeline, ConfigError> {
@@ -11,7 +17,7 @@ fn load(text: &str) -> Result<Pipeline, ConfigError> {
 fn empty_file_gives_contract_defaults() {
     let p = load("{}").unwrap();
     assert_eq!(p.time_zone_name, "Asia/Shanghai");
-    assert_eq!(p.phone_region, "CN");
+    assert_eq!(p.checks.phone_region, "CN");
     let c = p.record_type(RecordType::Customer);
     assert_eq!(c.key_fields, ["phone", "occupation", "age"]);
     assert_eq!(
@@ -69,10 +75,10 @@ fn env_vars_expand_and_missing_ones_are_errors() {
     let p =
         load("source:\n  kafka:\n    bootstrap_servers: ${BROKERS}\n    topics: {t: customer}\n")
             .unwrap();
-    assert_eq!(p.kafka.unwrap().bootstrap_servers, "b:9092");
+    assert_eq!(p.source.kafka.unwrap().bootstrap_servers, "b:9092");
     let p = load("source:\n  kafka:\n    bootstrap_servers: ${NOPE:-x:1}\n    topics: {t: ~}\n")
         .unwrap();
-    assert_eq!(p.kafka.unwrap().bootstrap_servers, "x:1");
+    assert_eq!(p.source.kafka.unwrap().bootstrap_servers, "x:1");
     let e = load("name: a\nsql:\n  password: ${SECRET}\n")
         .unwrap_err()
         .to_string();
@@ -91,17 +97,10 @@ fn hashing_requires_a_key() {
 fn working_day_calendar() {
     let p = load("calendar:\n  holidays: [2026-10-01]\n  workdays: [2026-09-27]\n").unwrap();
     let d = |s: &str| s.parse::<Date>().unwrap();
-    assert!(!p.calendar.is_working_day(d("2026-10-01"))); // Thursday holiday
-    assert!(p.calendar.is_working_day(d("2026-09-27"))); // Sunday make-up day
-    assert!(!p.calendar.is_working_day(d("2026-09-26"))); // Saturday
-    assert!(p.calendar.is_working_day(d("2026-09-28"))); // Monday
-}
-
-#[test]
-fn locate_walks_nested_keys() {
-    let t = "a:\n  b: 1\nc:\n  d:\n    b: 2\n";
-    assert_eq!(locate(t, "c.d.b"), Some(5));
-    assert_eq!(locate(t, "a.b"), Some(2));
+    assert!(!p.checks.calendar.is_working_day(d("2026-10-01"))); // Thursday holiday
+    assert!(p.checks.calendar.is_working_day(d("2026-09-27"))); // Sunday make-up day
+    assert!(!p.checks.calendar.is_working_day(d("2026-09-26"))); // Saturday
+    assert!(p.checks.calendar.is_working_day(d("2026-09-28"))); // Monday
 }
 
 /// Negative allowances and windows are errors naming the key, not clamped to 0.
@@ -120,7 +119,7 @@ fn negative_durations_are_rejected() {
         .to_string();
     assert!(e.contains("checks.entered_after_ingestion_seconds"), "{e}");
     let p = load("checks:\n  entered_before_event_seconds: 0\n").unwrap();
-    assert_eq!(p.checks.entered_before_event, Duration::ZERO);
+    assert_eq!(p.checks.builtin.entered_before_event, Duration::ZERO);
     let e = load(
         "alerts:\n  rules:\n    - { name: r, scope: pipeline, metric: dead_letter_ratio, above: 0.1, window_hours: -2 }\n",
     )
@@ -148,4 +147,186 @@ fn warns_when_every_receiver_is_off() {
     let none = format!("alerts:\n{rules}");
     let w = load(&none).unwrap().alerts.warnings();
     assert!(w.iter().all(|x| x.contains("no route")), "{w:?}");
+}
+
+/// Bad values are reported on the line the parser saw, with the key, whatever checks them
+/// (serde enums, typed values, cross-field rules).
+#[test]
+fn every_kind_of_error_names_its_line() {
+    let cases = [
+        (
+            "name: x\npii:\n  phone: shred\n",
+            3,
+            "pii.phone",
+            "unknown variant",
+        ),
+        ("a: 1\n", 1, "a", "unknown field"),
+        (
+            "warehouse:\n  max_file_rows: 0\n",
+            2,
+            "warehouse.max_file_rows",
+            "greater than 0",
+        ),
+        (
+            "source:\n  csv:\n    delimiter: ';;'\n",
+            3,
+            "source.csv.delimiter",
+            "single byte",
+        ),
+        (
+            "checks:\n  age_min: 90\n  age_max: 20\n",
+            2,
+            "checks.age_min",
+            "greater than",
+        ),
+        (
+            "alerts:\n  rules:\n    - name: r\n      scope: person\n      metric: nope\n      below: 1\n",
+            5,
+            "alerts.rules[0].metric",
+            "not a person metric",
+        ),
+        (
+            "serve:\n  pg_listen: nowhere\n",
+            2,
+            "serve.pg_listen",
+            "IP:port",
+        ),
+        (
+            "calendar:\n  holidays: [2026-02-30]\n",
+            2,
+            "calendar.holidays[0]",
+            "YYYY-MM-DD",
+        ),
+        (
+            "scorecards:\n  sales_rep:\n    speed: 1\n",
+            3,
+            "scorecards.sales_rep.speed",
+            "unknown metric",
+        ),
+    ];
+    for (text, line, key, message) in cases {
+        match load(text) {
+            Err(ConfigError::Invalid {
+                line: l,
+                key: k,
+                message: m,
+                ..
+            }) => {
+                assert_eq!((l, k.as_str()), (line, key), "{text:?}: {m}");
+                assert!(m.contains(message), "{text:?}: {m}");
+            }
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+}
+
+/// The source mapping keeps the order the file lists it in.
+#[test]
+fn mapping_keeps_file_order() {
+    let p = load("source:\n  mapping:\n    phone: b\n    customer_id: a\n    age: c\n").unwrap();
+    let names: Vec<&str> = p
+        .source
+        .mapping
+        .fields
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(names, ["phone", "customer_id", "age"]);
+}
+
+/// Every key the raw types accept is documented in pipelines/README.md's key reference,
+/// and every key the reference names is accepted: the reference cannot drift.
+#[test]
+fn the_key_reference_matches_the_raw_types() {
+    use crate::span::fields_of;
+    let sections: Vec<(&str, Vec<String>)> = vec![
+        ("", fields_of::<RawPipeline>()),
+        ("source", fields_of::<source::RawSource>()),
+        ("source.kafka", fields_of::<source::RawKafka>()),
+        ("source.csv", fields_of::<source::RawCsv>()),
+        ("warehouse", fields_of::<warehouse::RawWarehouse>()),
+        ("pii", fields_of::<checks::RawPii>()),
+        ("placeholders", fields_of::<checks::RawPlaceholders>()),
+        ("record_types.<type>", fields_of::<checks::RawRecordType>()),
+        (
+            "record_types.<type>.deadline",
+            fields_of::<checks::RawDeadline>(),
+        ),
+        ("calendar", fields_of::<checks::RawCalendar>()),
+        ("checks", fields_of::<checks::RawChecks>()),
+        ("sql", fields_of::<serve::RawSql>()),
+        ("serve", fields_of::<serve::RawServe>()),
+        ("alerts", fields_of::<alerts::RawAlerts>()),
+        ("alerts.routes", fields_of::<alerts::RawRoutes>()),
+    ];
+    // Sections whose keys are documented as a whole (an inline `{…}` list in one row).
+    let documented_whole = [
+        "source",
+        "source.kafka",
+        "source.csv",
+        "warehouse",
+        "pii",
+        "placeholders",
+        "record_types",
+        "record_types.<type>",
+        "record_types.<type>.deadline",
+        "calendar",
+        "checks",
+        "sql",
+        "serve",
+        "alerts",
+        "alerts.routes",
+        "alerts.receivers",
+        "alerts.rules",
+        "reference_tables",
+        "scorecards",
+    ];
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/README.md"),
+    )
+    .unwrap();
+    let table: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+    let documented: Vec<String> = table
+        .iter()
+        .flat_map(|row| {
+            let first = row.split(" | ").next().unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|k| k.trim_end_matches("[]").to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for (prefix, fields) in &sections {
+        assert!(!fields.is_empty(), "no keys found for `{prefix}`");
+        for f in fields {
+            let key = if prefix.is_empty() {
+                f.clone()
+            } else {
+                format!("{prefix}.{f}")
+            };
+            accepted.push(key.clone());
+            if documented_whole.contains(&key.as_str()) {
+                continue;
+            }
+            let covered = documented
+                .iter()
+                .any(|d| d == &key || d.starts_with(&format!("{key}.")));
+            assert!(
+                covered,
+                "`{key}` is accepted but missing from pipelines/README.md"
+            );
+        }
+    }
+    for d in &documented {
+        let known = accepted
+            .iter()
+            .any(|a| d == a || d.starts_with(&format!("{a}.")));
+        assert!(
+            known,
+            "pipelines/README.md documents `{d}`, which no raw type accepts"
+        );
+    }
 }

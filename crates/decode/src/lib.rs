@@ -75,7 +75,10 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(pipeline: &Pipeline) -> Self {
-        Decoder::with(pipeline.time_zone.clone(), pipeline.max_message_bytes)
+        Decoder::with(
+            pipeline.time_zone.clone(),
+            pipeline.source.max_message_bytes,
+        )
     }
 
     pub fn with(tz: TimeZone, max_message_bytes: usize) -> Self {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crmdq_check::Checker;
-use crmdq_config::Pipeline;
+use crmdq_config::{Pipeline, WarehouseConfig};
 use crmdq_decode::mapping::Mapper;
 use crmdq_decode::{Decoded, Decoder, SourcePos, csv_input};
 use crmdq_source::SourceError;
@@ -45,8 +45,8 @@ impl IngestSummary {
     }
 }
 
-pub fn sink_limits(p: &Pipeline) -> SinkLimits {
-    let w = &p.warehouse;
+/// The sink's limits from the `warehouse` section.
+pub fn sink_limits(w: &WarehouseConfig) -> SinkLimits {
     SinkLimits {
         max_file_bytes: w.max_file_bytes,
         max_file_rows: w.max_file_rows,
@@ -112,7 +112,11 @@ struct MappedRows {
 impl MappedRows {
     fn new(p: &Pipeline) -> MappedRows {
         MappedRows {
-            mapper: p.mapping.is_active().then(|| Mapper::new(&p.mapping)),
+            mapper: p
+                .source
+                .mapping
+                .is_active()
+                .then(|| Mapper::new(&p.source.mapping)),
             rows: Vec::new(),
             raws: Vec::new(),
             positions: Vec::new(),
@@ -246,9 +250,9 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
             let mut mapped = MappedRows::new(p);
             let rows = csv_input::rows_with(
                 reader,
-                p.csv.delimiter,
-                p.csv.quote,
-                p.csv.has_header,
+                p.source.csv.delimiter,
+                p.source.csv.quote,
+                p.source.csv.has_header,
                 mapped.active(),
             );
             for row in rows {
@@ -269,10 +273,10 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                         if mapped.active() {
                             mapped.push(obj, raw, pos);
                             if mapped.len() >= MAP_ROWS {
-                                mapped.flush(&mut decoder, p.csv.record_type, now)?;
+                                mapped.flush(&mut decoder, p.source.csv.record_type, now)?;
                             }
                         } else {
-                            decoder.push_object(obj, &raw, &pos, p.csv.record_type, now);
+                            decoder.push_object(obj, &raw, &pos, p.source.csv.record_type, now);
                         }
                     }
                     csv_input::CsvRow::Broken {
@@ -287,14 +291,14 @@ fn read_file(job: &ReadJob, tx: &ChunkSender) -> Result<(), SourceError> {
                 chunk.last_line = line;
                 chunk.lines += 1;
                 if decoder.len() + mapped.len() >= BATCH_ROWS {
-                    mapped.flush(&mut decoder, p.csv.record_type, now)?;
+                    mapped.flush(&mut decoder, p.source.csv.record_type, now)?;
                     if !send(&mut decoder, &mut chunk, tx) {
                         return Ok(());
                     }
                     now = job.clock.now();
                 }
             }
-            mapped.flush(&mut decoder, p.csv.record_type, now)?;
+            mapped.flush(&mut decoder, p.source.csv.record_type, now)?;
         }
     }
     send(&mut decoder, &mut chunk, tx);
@@ -310,11 +314,15 @@ pub async fn ingest(
     progress: Progress<'_>,
 ) -> Result<IngestSummary, PipelineError> {
     let checker = Checker::compile(p)?;
-    let mut sink = Sink::new(w.clone(), sink_limits(p), writer_id(clock.as_ref()));
+    let mut sink = Sink::new(
+        w.clone(),
+        sink_limits(&p.warehouse),
+        writer_id(clock.as_ref()),
+    );
     let mut summary = IngestSummary::default();
     let writer = format!("crmdq ingest (pid {})", std::process::id());
     for input in inputs {
-        let format = match p.input_format {
+        let format = match p.source.format {
             Some(crmdq_config::DeclaredFormat::Csv) => InputFormat::Csv,
             Some(crmdq_config::DeclaredFormat::Ndjson) => InputFormat::Ndjson,
             None => file::detect_format(input)?,

@@ -767,7 +767,7 @@ fn spawn_health_alerts(
             pipeline_only: true,
             ..crmdq_alerts::EvalOptions::latest(now)
         };
-        match crmdq_alerts::evaluate(&p, &w, p.roster.as_deref(), &opts).await {
+        match crmdq_alerts::evaluate(&p, &w, p.roster_path(), &opts).await {
             Ok(r) => {
                 for e in &r.events {
                     tracing::warn!(rule = %e.rule, state = %e.state, "{}", e.message);
@@ -788,7 +788,7 @@ pub async fn run(
     clock: &dyn Clock,
     cancel: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
-    let kc = p.kafka.as_ref().ok_or_else(|| {
+    let kc = p.source.kafka.as_ref().ok_or_else(|| {
         PipelineError::Other(format!(
             "{}: the pipeline has no source.kafka section",
             p.file.display()
@@ -821,8 +821,8 @@ pub async fn run(
         consumer: &consumer,
         warehouse: w,
         checker: &checker,
-        sink: Sink::new(w.clone(), sink_limits(p), writer_id(clock)),
-        stage: DecodeStage::new(p.time_zone.clone(), p.max_message_bytes),
+        sink: Sink::new(w.clone(), sink_limits(&p.warehouse), writer_id(clock)),
+        stage: DecodeStage::new(p.time_zone.clone(), p.source.max_message_bytes),
         p,
         clock,
         topics: kc.topics.clone(),

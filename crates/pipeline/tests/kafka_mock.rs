@@ -76,7 +76,7 @@ async fn mock_cluster_ingest_gives_the_file_numbers_and_restarts_add_nothing() {
     let snap = w.snapshot().await.unwrap();
     assert_eq!(snap.kafka.values().sum::<i64>(), 15);
 
-    crmdq_score::score(&p, &w, p.roster.as_deref(), clock.0.to_string())
+    crmdq_score::score(&p, &w, p.roster_path(), clock.0.to_string())
         .await
         .unwrap();
     let ctx = crmdq_catalog::open(&w, None).await.unwrap();
@@ -529,7 +529,7 @@ async fn lost_and_doubled(w: &Warehouse, brokers: &str, partitions: i32) -> (i64
 
 /// `person_daily` as text rows, for comparing two warehouses' scores.
 async fn person_scores(p: &Pipeline, w: &Warehouse) -> Vec<String> {
-    crmdq_score::score(p, w, p.roster.as_deref(), "2026-11-28T12:00:00Z".into())
+    crmdq_score::score(p, w, p.roster_path(), "2026-11-28T12:00:00Z".into())
         .await
         .unwrap();
     let ctx = crmdq_catalog::open(w, None).await.unwrap();
@@ -635,7 +635,7 @@ async fn dead_letters_are_copied_to_the_dead_letter_topic() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Headers;
     let r = start_run_with(fixture_lines(), 1, 0, |p| {
-        p.kafka.as_mut().unwrap().dead_letter_topic = Some("crm.dead".into());
+        p.source.kafka.as_mut().unwrap().dead_letter_topic = Some("crm.dead".into());
     });
     r.cluster.create_topic("crm.dead", 1, 1).unwrap();
     produce(&r.brokers, "crm.records", &r.lines).unwrap();

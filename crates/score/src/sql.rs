@@ -154,7 +154,7 @@ fn score_expr(card: &Scorecard) -> String {
 
 pub fn person_daily(p: &Pipeline) -> String {
     let mut cases = String::from("CASE role");
-    for (role, card) in &p.scorecards {
+    for (role, card) in &p.scoring.scorecards {
         if role != "default" && role != "team" {
             let _ = write!(cases, " WHEN '{role}' THEN {}", score_expr(card));
         }

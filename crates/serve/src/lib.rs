@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crmdq_config::Pipeline;
+use crmdq_config::{Pipeline, ServeConfig};
 use crmdq_warehouse::{LiveSnapshot, Warehouse, WarehouseError};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
@@ -80,8 +80,8 @@ pub async fn warehouse_session(
 /// Which credentials guard the SQL endpoint and the JSON API, after the security rules:
 /// a non-loopback bind needs credentials; without credentials, `serve.trust: true` is the
 /// only way to accept clients, and only on loopback.
-pub fn auth_for(p: &Pipeline, binds: &[SocketAddr]) -> Result<pg::Auth, ServeError> {
-    match (&p.sql_user, &p.sql_password) {
+pub fn auth_for(cfg: &ServeConfig, binds: &[SocketAddr]) -> Result<pg::Auth, ServeError> {
+    match (&cfg.user, &cfg.password) {
         (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
             Ok(pg::Auth::Password {
                 user: user.clone(),
@@ -98,7 +98,7 @@ pub fn auth_for(p: &Pipeline, binds: &[SocketAddr]) -> Result<pg::Auth, ServeErr
                     "{a} is not a loopback address: set CRMDQ_SQL_USER and CRMDQ_SQL_PASSWORD (or sql.user/sql.password) before binding it"
                 )));
             }
-            if p.serve.trust {
+            if cfg.trust {
                 tracing::warn!("SQL endpoint in trust mode: any local client connects without a password");
                 Ok(pg::Auth::Trust)
             } else {
@@ -126,7 +126,7 @@ pub async fn serve(
     cancel: CancellationToken,
     ready: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), ServeError> {
-    let auth = auth_for(p, &[opts.pg_listen, opts.http_listen])?;
+    let auth = auth_for(&p.serve, &[opts.pg_listen, opts.http_listen])?;
     let tls = match &p.serve.tls {
         Some((cert, key)) => Some(pg::tls_acceptor(cert, key)?),
         None => None,

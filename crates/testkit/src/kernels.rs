@@ -40,10 +40,10 @@ fn only(p: &Pipeline, keep: impl Fn(&str) -> bool) -> Pipeline {
     let mut q = p.clone();
     for (_, name) in crmdq_check::builtin_check_names(p) {
         if !keep(&name) {
-            q.checks.disabled.insert(name);
+            q.checks.builtin.disabled.insert(name);
         }
     }
-    q.user_checks.clear();
+    q.checks.user.clear();
     q
 }
 
