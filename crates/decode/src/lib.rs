@@ -14,7 +14,6 @@ mod fields;
 pub mod mapping;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use crmdq_config::Pipeline;
@@ -32,19 +31,7 @@ use builders::TypeBuilder;
 pub use coerce::{parse_timestamp, value_text};
 use fields::Fields;
 
-/// Where a message came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourcePos {
-    Kafka {
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-    },
-    File {
-        path: Arc<str>,
-        line: i64,
-    },
-}
+pub use crmdq_schema::SourcePos;
 
 /// The output of decoding a set of messages.
 #[derive(Debug, Default)]

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use super::*;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};

@@ -10,6 +10,21 @@ mod scores;
 
 pub use scores::ScoreTable;
 
+/// Where a message came from: one position type for every stage (the source yields it,
+/// decode carries it into `src_*` columns and dead letters, the consumer loop tracks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourcePos {
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
+    File {
+        path: Arc<str>,
+        line: i64,
+    },
+}
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;

@@ -9,6 +9,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod stage;
 pub mod tracker;
 
 /// A source could not be opened or read (infrastructure, not data).
