@@ -15,7 +15,23 @@ use datafusion::prelude::SessionContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::AppState;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use base64::Engine as _;
+
+use crate::pg::{Auth, LoginLimiter};
+
+/// State of the JSON API: the SQL session, and the SQL endpoint's credentials and login
+/// budget (the API is guarded by the same ones).
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: Arc<SessionContext>,
+    pub auth: Auth,
+    pub limiter: Arc<LoginLimiter>,
+}
 
 /// Most rows one page returns.
 pub const MAX_LIMIT: u64 = 1000;
@@ -33,13 +49,19 @@ pub const PATHS: [&str; 8] = [
     "/api/v1/people/{person_id}/failing",
 ];
 
-pub fn routes() -> Router<AppState> {
+/// The JSON API behind HTTP Basic authentication (when credentials are set).
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/dates", get(dates))
         .route("/api/v1/teams", get(teams))
         .route("/api/v1/people", get(people))
         .route("/api/v1/people/{person_id}/rules", get(person_rules))
         .route("/api/v1/people/{person_id}/failing", get(person_failing))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_credentials,
+        ))
+        .with_state(state)
 }
 
 /// Query parameters shared by the list endpoints.
@@ -78,15 +100,6 @@ fn bad(msg: impl Into<String>) -> ApiError {
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::warn!(error = %e, "API query failed");
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-fn ctx(s: &AppState) -> Result<&Arc<SessionContext>, ApiError> {
-    s.ctx.as_ref().ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "the JSON API is served by `crmdq serve`".into(),
-        )
-    })
 }
 
 fn date(v: &str, name: &str) -> Result<String, ApiError> {
@@ -186,7 +199,7 @@ fn envelope(items: Vec<Value>, limit: u64, offset: u64, extra: Value) -> Value {
 
 /// `GET /api/v1/dates`: the scored business dates, newest first.
 async fn dates(State(st): State<AppState>) -> Result<axum::Json<Value>, ApiError> {
-    let ctx = ctx(&st)?;
+    let ctx = &st.ctx;
     let v = rows(
         ctx,
         "SELECT dt, CAST(SUM(entries) AS BIGINT) AS entries FROM team_daily GROUP BY dt ORDER BY dt DESC",
@@ -202,7 +215,7 @@ async fn scored(
     order: &str,
     q: &Range,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let ctx = ctx(st)?;
+    let ctx = &st.ctx;
     let (limit, offset) = page(q.limit, q.offset)?;
     let Some((from, to)) = range(ctx, table, q).await? else {
         return Ok(axum::Json(envelope(vec![], limit, offset, json!({}))));
@@ -249,7 +262,7 @@ async fn person_rules(
     Path(person): Path<String>,
     Query(q): Query<Range>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let ctx = ctx(&st)?;
+    let ctx = &st.ctx;
     let (limit, offset) = page(q.limit, q.offset)?;
     let Some((from, to)) = range(ctx, "rule_daily", &q).await? else {
         return Ok(axum::Json(envelope(vec![], limit, offset, json!({}))));
@@ -275,7 +288,7 @@ async fn person_failing(
     Path(person): Path<String>,
     Query(q): Query<DayPage>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let ctx = ctx(&st)?;
+    let ctx = &st.ctx;
     let (limit, offset) = page(q.limit, q.offset)?;
     let day = match &q.date {
         Some(d) => Some(date(d, "date")?),
@@ -312,4 +325,53 @@ async fn person_failing(
         offset,
         json!({"person_id": person, "date": day}),
     )))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// HTTP Basic authentication with the SQL credentials on the JSON API (when credentials
+/// are configured; trust mode is loopback-only). Failures count against the same
+/// per-address budget as SQL logins.
+async fn require_credentials(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Auth::Password { user, password } = &s.auth else {
+        return next.run(req).await;
+    };
+    if s.limiter.blocked(peer.ip()) {
+        tracing::warn!(client = %peer.ip(), "API request refused: too many failed logins");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins from this address; try again in a minute\n",
+        )
+            .into_response();
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    let expected = format!("{user}:{password}");
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), expected.as_bytes()) => next.run(req).await,
+        other => {
+            if other.is_some() {
+                let n = s.limiter.fail(peer.ip());
+                tracing::warn!(client = %peer.ip(), failures_last_minute = n, "API login failed");
+            }
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"crmdq\"")],
+                "credentials required (the SQL user and password)\n",
+            )
+                .into_response()
+        }
+    }
 }

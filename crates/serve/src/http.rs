@@ -1,43 +1,23 @@
-//! The HTTP surface (axum): `/healthz`, `/readyz`, `/metrics`, and the JSON API under
-//! `/api/v1` (see [`crate::api`] and `schemas/openapi.yaml`).
+//! The probe endpoints (axum): `/healthz`, `/readyz`, `/metrics`. `run --http-listen`
+//! serves only these; `serve` adds the JSON API ([`crate::api`]). Neither module imports
+//! the other: [`crate::Server`] composes them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
 use crmdq_warehouse::LiveSnapshot;
 use datafusion::prelude::SessionContext;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::pg::{Auth, LoginLimiter};
 use crmdq_telemetry::{Metrics, RunHealth};
-
-/// Readiness of the process: `serve` is ready while the commit log is readable; `run`
-/// also needs partitions assigned, a broker reachable, lag under the bound and a
-/// writable warehouse.
-#[derive(Debug)]
-pub struct Health {
-    pub run: Option<Arc<RunHealth>>,
-}
-
-impl Health {
-    pub fn serve() -> Health {
-        Health { run: None }
-    }
-
-    pub fn run(h: Arc<RunHealth>) -> Health {
-        Health { run: Some(h) }
-    }
-}
 
 /// The newest committed event time (µs) as of a log version.
 #[derive(Debug, Clone, Copy)]
@@ -46,42 +26,39 @@ pub struct Freshness {
     pub newest_event_us: Option<i64>,
 }
 
-/// Shared state of the HTTP handlers.
-#[derive(Clone)]
-pub struct AppState {
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
-    pub live: Arc<LiveSnapshot>,
-    /// The SQL session (serve only): the JSON API and freshness need it.
-    pub ctx: Option<Arc<SessionContext>>,
-    pub auth: Auth,
-    pub limiter: Arc<LoginLimiter>,
-    /// The last freshness computation (serve).
-    pub freshness: Arc<tokio::sync::Mutex<Option<Freshness>>>,
+/// Where `serve` computes `crmdq_freshness_seconds` from: its SQL session, with the last
+/// result cached per log version. (`run` sets the gauge itself from what it commits.)
+pub struct FreshnessSource {
+    pub ctx: Arc<SessionContext>,
+    pub cache: tokio::sync::Mutex<Option<Freshness>>,
 }
 
-/// `/healthz`, `/readyz` and `/metrics`; with a SQL session (`serve`) also the JSON API.
-/// `run --http-listen` has no session, so it mounts no API routes (they would only
-/// answer errors there).
-pub fn router(state: AppState) -> Router {
-    let base = Router::new()
+/// State of the probe endpoints (`/healthz`, `/readyz`, `/metrics`), the part of the HTTP
+/// surface both programs have.
+#[derive(Clone)]
+pub struct Probes {
+    pub metrics: Arc<Metrics>,
+    pub live: Arc<LiveSnapshot>,
+    /// `run`: its consumer's readiness (partitions, broker, lag, warehouse writable,
+    /// progress). `serve` is ready while the commit log is readable.
+    pub run: Option<Arc<RunHealth>>,
+    /// `serve`: freshness from its SQL session.
+    pub freshness: Option<Arc<FreshnessSource>>,
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: all `run --http-listen` serves, and the base of
+/// `serve`'s router (which adds the JSON API, [`crate::api::router`]).
+pub fn probes_router(state: Probes) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
-    let app = if state.ctx.is_some() {
-        base.merge(crate::api::routes().layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_credentials,
-        )))
-    } else {
-        base
-    };
-    app.with_state(state)
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
-/// Serve HTTP on `listener` until `cancel` fires.
-pub async fn serve_http(listener: TcpListener, state: AppState, cancel: CancellationToken) {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+/// Serve `app` on `listener` until `cancel` fires.
+pub async fn serve_http(listener: TcpListener, app: Router, cancel: CancellationToken) {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
@@ -94,7 +71,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(s): State<AppState>) -> Response {
+async fn readyz(State(s): State<Probes>) -> Response {
     let mut checks = serde_json::Map::new();
     let mut ready = true;
     let mut check = |name: &str, ok: bool, detail: serde_json::Value| {
@@ -109,7 +86,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
         ),
         Err(e) => check("warehouse_readable", false, json!(e.to_string())),
     }
-    if let Some(r) = &s.health.run {
+    if let Some(r) = &s.run {
         let assigned = r.assigned.load(Ordering::Relaxed);
         check("consuming", assigned > 0, json!({"partitions": assigned}));
         let up = r.brokers_up.load(Ordering::Relaxed);
@@ -144,7 +121,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     (code, axum::Json(json!({"ready": ready, "checks": checks}))).into_response()
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(State(s): State<Probes>) -> Response {
     if let Ok(snap) = s.live.current().await {
         s.metrics.observe_warehouse(
             snap.version,
@@ -156,14 +133,14 @@ async fn metrics(State(s): State<AppState>) -> Response {
                 )
             }),
         );
-        if let Some(ctx) = &s.ctx {
+        if let Some(f) = &s.freshness {
             // serve: freshness from the newest committed event time, recomputed only
             // when the log moved.
-            let mut cached = s.freshness.lock().await;
-            if cached.is_none_or(|f| f.version != snap.version) {
+            let mut cached = f.cache.lock().await;
+            if cached.is_none_or(|c| c.version != snap.version) {
                 *cached = Some(Freshness {
                     version: snap.version,
-                    newest_event_us: newest_event_time(ctx).await,
+                    newest_event_us: newest_event_time(&f.ctx).await,
                 });
             }
             if let Some(Freshness {
@@ -199,53 +176,4 @@ async fn newest_event_time(ctx: &SessionContext) -> Option<i64> {
     let col = batches.first()?.column(0).clone();
     let a = col.as_primitive::<TimestampMicrosecondType>();
     (a.len() == 1 && a.is_valid(0)).then(|| a.value(0))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// HTTP Basic authentication with the SQL credentials on the JSON API (when credentials
-/// are configured; trust mode is loopback-only). Failures count against the same
-/// per-address budget as SQL logins.
-async fn require_credentials(
-    State(s): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Auth::Password { user, password } = &s.auth else {
-        return next.run(req).await;
-    };
-    if s.limiter.blocked(peer.ip()) {
-        tracing::warn!(client = %peer.ip(), "API request refused: too many failed logins");
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins from this address; try again in a minute\n",
-        )
-            .into_response();
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let expected = format!("{user}:{password}");
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), expected.as_bytes()) => next.run(req).await,
-        other => {
-            if other.is_some() {
-                let n = s.limiter.fail(peer.ip());
-                tracing::warn!(client = %peer.ip(), failures_last_minute = n, "API login failed");
-            }
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"crmdq\"")],
-                "credentials required (the SQL user and password)\n",
-            )
-                .into_response()
-        }
-    }
 }

@@ -28,7 +28,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use crmdq_telemetry::{CommitCounts, Metrics, RunHealth};
-pub use http::Health;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -117,60 +116,96 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Run the SQL endpoint and the HTTP server until `cancel` fires. `ready` is called with
-/// the bound addresses (useful with port 0) once both listen.
-pub async fn serve(
-    p: &Pipeline,
-    w: Warehouse,
-    opts: &ServeOptions,
-    cancel: CancellationToken,
-    ready: impl FnOnce(SocketAddr, SocketAddr),
-) -> Result<(), ServeError> {
-    let auth = auth_for(&p.serve, &[opts.pg_listen, opts.http_listen])?;
-    let tls = match &p.serve.tls {
-        Some((cert, key)) => Some(pg::tls_acceptor(cert, key)?),
-        None => None,
-    };
-    let live = LiveSnapshot::open(w).await?;
-    let ctx = Arc::new(warehouse_session(p, &live, opts.roster.as_deref()).await?);
-    let limiter = Arc::new(pg::LoginLimiter::new(p.serve.max_failed_logins));
-    let handlers = Arc::new(pg::Handlers::new(
-        ctx.clone(),
-        auth.clone(),
-        limiter.clone(),
-    ));
-    let pg_listener = bind(opts.pg_listen).await?;
-    let http_listener = bind(opts.http_listen).await?;
-    let pg_addr = pg_listener.local_addr().unwrap_or(opts.pg_listen);
-    let http_addr = http_listener.local_addr().unwrap_or(opts.http_listen);
-    let metrics = Arc::new(Metrics::new());
-    let state = http::AppState {
-        metrics,
-        health: Arc::new(Health::serve()),
-        live,
-        ctx: Some(ctx),
-        auth,
-        limiter,
-        freshness: Arc::default(),
-    };
-    tracing::info!(
-        sql = %pg_addr,
-        http = %http_addr,
-        tls = tls.is_some(),
-        database = pg::DATABASE,
-        "serving the warehouse"
-    );
-    ready(pg_addr, http_addr);
-    let tasks = tokio_util::task::TaskTracker::new();
-    tasks.spawn(pg::accept_loop(
-        pg_listener,
-        handlers,
-        tls,
-        p.serve.max_connections,
-        cancel.clone(),
-    ));
-    http::serve_http(http_listener, state, cancel.clone()).await;
-    tasks.close();
-    tasks.wait().await;
-    Ok(())
+/// `crmdq serve` as a value (roapi's shape): [`Server::build`] validates, opens the
+/// session and binds both listeners (port 0 gives free ports, read back with
+/// [`Server::pg_addr`] and [`Server::http_addr`]); [`Server::run_until_stopped`] serves
+/// until cancelled. Tests start the real thing this way.
+pub struct Server {
+    pg_listener: TcpListener,
+    http_listener: TcpListener,
+    pg_addr: SocketAddr,
+    http_addr: SocketAddr,
+    handlers: Arc<pg::Handlers>,
+    tls: Option<pg::TlsAcceptor>,
+    max_connections: usize,
+    app: axum::Router,
+}
+
+impl Server {
+    pub async fn build(
+        p: &Pipeline,
+        w: Warehouse,
+        opts: &ServeOptions,
+    ) -> Result<Server, ServeError> {
+        let auth = auth_for(&p.serve, &[opts.pg_listen, opts.http_listen])?;
+        let tls = match &p.serve.tls {
+            Some((cert, key)) => Some(pg::tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let live = LiveSnapshot::open(w).await?;
+        let ctx = Arc::new(warehouse_session(p, &live, opts.roster.as_deref()).await?);
+        let limiter = Arc::new(pg::LoginLimiter::new(p.serve.max_failed_logins));
+        let handlers = Arc::new(pg::Handlers::new(
+            ctx.clone(),
+            auth.clone(),
+            limiter.clone(),
+        ));
+        let pg_listener = bind(opts.pg_listen).await?;
+        let http_listener = bind(opts.http_listen).await?;
+        let pg_addr = pg_listener.local_addr().unwrap_or(opts.pg_listen);
+        let http_addr = http_listener.local_addr().unwrap_or(opts.http_listen);
+        let probes = http::Probes {
+            metrics: Arc::new(Metrics::new()),
+            live,
+            run: None,
+            freshness: Some(Arc::new(http::FreshnessSource {
+                ctx: ctx.clone(),
+                cache: tokio::sync::Mutex::default(),
+            })),
+        };
+        let app =
+            http::probes_router(probes).merge(api::router(api::AppState { ctx, auth, limiter }));
+        Ok(Server {
+            pg_listener,
+            http_listener,
+            pg_addr,
+            http_addr,
+            handlers,
+            tls,
+            max_connections: p.serve.max_connections,
+            app,
+        })
+    }
+
+    /// The SQL endpoint's bound address.
+    pub fn pg_addr(&self) -> SocketAddr {
+        self.pg_addr
+    }
+
+    /// The HTTP server's bound address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Serve SQL and HTTP until `cancel` fires.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) {
+        tracing::info!(
+            sql = %self.pg_addr,
+            http = %self.http_addr,
+            tls = self.tls.is_some(),
+            database = pg::DATABASE,
+            "serving the warehouse"
+        );
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.spawn(pg::accept_loop(
+            self.pg_listener,
+            self.handlers,
+            self.tls,
+            self.max_connections,
+            cancel.clone(),
+        ));
+        http::serve_http(self.http_listener, self.app, cancel).await;
+        tasks.close();
+        tasks.wait().await;
+    }
 }

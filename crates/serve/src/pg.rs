@@ -37,7 +37,7 @@ use pgwire::api::results::Response;
 use pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pgwire::tokio::tokio_rustls::TlsAcceptor;
+pub use pgwire::tokio::tokio_rustls::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
