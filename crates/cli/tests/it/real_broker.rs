@@ -9,7 +9,7 @@
 //! Outside `.ci/run` (no `CI` in the environment) the tests skip with a message when the
 //! tansu binary is missing; under CI a missing broker is a failure.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -48,37 +48,29 @@ fn tansu() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-/// The tansu binary, or None (skip) outside CI.
-fn need_tansu(test: &str) -> Option<PathBuf> {
-    match tansu() {
-        Some(p) => Some(p),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("{test}: tansu is not installed (.ci/run installs it under ~/.cache/tansu)")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED {test}: no tansu broker (run .ci/run, or `cargo install tansu --locked --features dynostore,libsql`)"
-            );
-            None
-        }
-    }
+/// The tansu binary: the tests that need it are `#[ignore]`d and run by `.ci/run`, which
+/// builds it, so a missing broker fails rather than passes silently.
+fn need_tansu(test: &str) -> PathBuf {
+    tansu().unwrap_or_else(|| {
+        panic!("{test}: tansu is not installed (.ci/run builds it into ~/.cache/tansu)")
+    })
 }
 
-/// The common start of a tansu test: the broker binary (or None: skipped), the lock that
-/// runs real-broker tests one at a time, generated data and a started broker with the topic.
+/// The common start of a tansu test: the broker binary, the lock that runs real-broker
+/// tests one at a time, generated data and a started broker with the topic.
 fn on_tansu(
     test: &str,
     days: u32,
     people: u32,
-) -> Option<(std::sync::MutexGuard<'static, ()>, Setup, Broker)> {
-    let bin = need_tansu(test)?;
+) -> (std::sync::MutexGuard<'static, ()>, Setup, Broker) {
+    let bin = need_tansu(test);
     let serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let s = setup(days, people);
     let broker = Broker::start(bin, s.dir.path());
     broker.create_topic(TOPIC, PARTITIONS);
-    Some((serial, s, broker))
+    (serial, s, broker)
 }
 
 fn free_port() -> u16 {
@@ -585,14 +577,13 @@ fn sigkill_five_times(s: &Setup, kafka: &dyn Kafka, settle: Duration, name: &str
 /// expires a dead member only when others talk to the group, and a join racing that
 /// expiry was seen to hang the group; a Kafka broker needs no pause.
 #[test]
+#[ignore = "needs the tansu broker; .ci/run builds it and runs the ignored tests"]
 fn sigkill_five_times_on_tansu_loses_and_doubles_nothing() {
-    let Some((_serial, s, broker)) = on_tansu(
+    let (_serial, s, broker) = on_tansu(
         "sigkill_five_times_on_tansu_loses_and_doubles_nothing",
         10,
         30,
-    ) else {
-        return;
-    };
+    );
     sigkill_five_times(&s, &broker, Duration::from_secs(7), "SIGKILL x5 (tansu)");
 }
 
@@ -658,17 +649,15 @@ fn instances(s: &Setup, kafka: &dyn Kafka, crash_b: bool, name: &str) {
 /// tansu's group coordinator once left the last instance without the partitions the
 /// others had released (1,726 of 1,839 committed after 90 s; the rest was never
 /// assigned to anyone). Run it with
-/// `cargo test --test real_broker -- --ignored`.
+/// `cargo test --test it two_and_three_instances_on_tansu -- --ignored`.
 #[test]
-#[ignore = "tansu 0.6's group coordinator does not always reassign released partitions"]
+#[ignore = "manual: tansu 0.6's group coordinator does not always reassign released partitions (.ci/run skips it)"]
 fn two_and_three_instances_on_tansu_lose_and_double_nothing() {
-    let Some((_serial, s, broker)) = on_tansu(
+    let (_serial, s, broker) = on_tansu(
         "two_and_three_instances_on_tansu_lose_and_double_nothing",
         10,
         30,
-    ) else {
-        return;
-    };
+    );
     instances(
         &s,
         &broker,
@@ -692,11 +681,9 @@ fn two_and_three_instances_with_a_crash_on_the_mock_cluster_lose_and_double_noth
 }
 
 #[test]
+#[ignore = "needs the tansu broker; .ci/run builds it and runs the ignored tests"]
 fn a_30_second_broker_outage_is_ridden_out() {
-    let Some((_serial, s, mut broker)) = on_tansu("a_30_second_broker_outage_is_ridden_out", 6, 20)
-    else {
-        return;
-    };
+    let (_serial, s, mut broker) = on_tansu("a_30_second_broker_outage_is_ridden_out", 6, 20);
     let half = s.lines.len() / 2;
     let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut run = s.spawn_run(&broker, 0, &["--http-listen", &http.to_string()]);
@@ -739,11 +726,9 @@ fn a_30_second_broker_outage_is_ridden_out() {
 }
 
 #[test]
+#[ignore = "needs the tansu broker; .ci/run builds it and runs the ignored tests"]
 fn hostile_and_large_messages_on_a_real_broker() {
-    let Some((_serial, s, broker)) = on_tansu("hostile_and_large_messages_on_a_real_broker", 2, 12)
-    else {
-        return;
-    };
+    let (_serial, s, broker) = on_tansu("hostile_and_large_messages_on_a_real_broker", 2, 12);
     // tansu 0.6 caps a fetch response at 5 MiB and, unlike Kafka (KIP-74), does not hand
     // out a first message larger than that: a bigger message stalls every consumer of its
     // partition. So here 4 MB is the big record and 4.5 MB is over this pipeline's 4 MiB

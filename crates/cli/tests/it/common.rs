@@ -121,6 +121,29 @@ pub fn fixtures() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// A Python module `.ci/run` installs: the tests that call this are `#[ignore]`d and run
+/// by `.ci/run`, so a missing module fails rather than passes silently.
+pub fn need_python(module: &str) {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(ok, "Python {module} is not installed (.ci/run installs it)");
+}
+
+/// A command-line tool `.ci/run` installs (see [`need_python`]).
+pub fn need(tool: &str, probe: &mut Command) {
+    assert!(
+        probe.output().is_ok_and(|o| o.status.success()),
+        "{tool} is not installed (.ci/run installs it)"
+    );
+}
+
+/// The `crmdq` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crmdq"))
+}
+
 /// Run crmdq; it must succeed.
 pub fn run(args: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_crmdq"))

@@ -6,14 +6,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_crmdq"))
-}
+use crate::common::bin;
 
 fn ok(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = bin()

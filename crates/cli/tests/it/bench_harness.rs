@@ -7,19 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 #[test]
+#[ignore = "needs Python duckdb; .ci/run installs it and runs the ignored tests"]
 fn the_benchmark_harness_runs_and_agrees_with_duckdb() {
-    let has_duckdb = Command::new("python3")
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_duckdb {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 -m pip install duckdb (.ci/run does)"
-        );
-        eprintln!("SKIPPED: the Python duckdb package is not installed (.ci/run installs it)");
-        return;
-    }
+    crate::common::need_python("duckdb");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

@@ -3,25 +3,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
-use common::{http_get, parse_metrics};
+use crate::common;
+use common::{bin, fixtures, http_get, parse_metrics};
 
 const USER: &str = "analyst";
 const PASSWORD: &str = "s3cret-pw";
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_crmdq"))
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 fn ok(mut c: Command) -> Output {
     let out = c.output().expect("run");
@@ -40,19 +32,6 @@ fn ingest(w: &Path, input: &Path) {
 
 fn score(w: &Path) {
     common::score(w);
-}
-
-/// True if `tool` is usable; in CI (`.ci/run` installs everything) a missing tool fails.
-fn have(tool: &str, probe: &mut Command) -> bool {
-    if probe.output().is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{tool} must be installed in CI (.ci/run installs it)"
-    );
-    eprintln!("SKIPPED: {tool} is not installed (run .ci/run to install it)");
-    false
 }
 
 struct Server {
@@ -142,21 +121,18 @@ fn api(srv: &Server, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-fn tools_present() -> bool {
-    have(
+fn need_psql() {
+    common::need(
         "psql (postgresql-client)",
         Command::new("psql").arg("--version"),
-    ) && have(
-        "python3 psycopg and prometheus_client",
-        Command::new("python3").args(["-c", "import psycopg, prometheus_client"]),
-    )
+    );
 }
 
 #[test]
+#[ignore = "needs psql, Python psycopg and prometheus_client; .ci/run installs them and runs the ignored tests"]
 fn psql_psycopg_metrics_and_api_against_a_live_warehouse() {
-    if !tools_present() {
-        return;
-    }
+    need_psql();
+    common::need_python("psycopg, prometheus_client");
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("wh");
     ingest(&w, &fixtures().join("small.ndjson"));
@@ -356,7 +332,9 @@ print(json.dumps([[t, int(e), float(s)] for t, e, s in rows]))
 }
 
 #[test]
+#[ignore = "needs psql; .ci/run installs it and runs the ignored tests"]
 fn serve_needs_credentials_unless_trust_is_asked_for_on_loopback() {
+    need_psql();
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("wh");
     let p = fixtures().join("pipeline.yaml");
@@ -408,12 +386,6 @@ fn serve_needs_credentials_unless_trust_is_asked_for_on_loopback() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
     // Trust on loopback, asked for: serves an empty warehouse.
-    if !have(
-        "psql (postgresql-client)",
-        Command::new("psql").arg("--version"),
-    ) {
-        return;
-    }
     let srv = serve(&w, &trust, &[]);
     let started = Instant::now();
     let out = loop {
@@ -434,14 +406,10 @@ fn serve_needs_credentials_unless_trust_is_asked_for_on_loopback() {
 /// With `serve.tls_cert`/`serve.tls_key`, psql connects with `sslmode=require` and the
 /// session is encrypted.
 #[test]
+#[ignore = "needs psql and openssl; .ci/run installs them and runs the ignored tests"]
 fn sql_endpoint_over_tls() {
-    if !have(
-        "psql (postgresql-client)",
-        Command::new("psql").arg("--version"),
-    ) || !have("openssl", Command::new("openssl").arg("version"))
-    {
-        return;
-    }
+    need_psql();
+    common::need("openssl", Command::new("openssl").arg("version"));
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let mut keygen = Command::new("openssl");

@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-mod common;
+use crate::common;
 use common::http_get;
 
 fn pipeline(w: &Path) -> Pipeline {

@@ -1,0 +1,8 @@
+//! The pipeline crate's integration tests, one test binary (it links DataFusion and
+//! librdkafka once): backfills over thousands of dates, the decode/check fuzzer, Kafka on
+//! librdkafka's in-process mock cluster (faults included), and chunked scoring.
+
+mod backfill;
+mod fuzz_decode_check;
+mod kafka_mock;
+mod score_chunks;
