@@ -27,20 +27,36 @@ pub mod default {
     pub const DROP_MIN_DROP: f64 = 0.1;
 }
 
-/// Metrics a person- or team-scope rule may watch (columns of the score tables).
-pub const ALERT_SCORE_METRICS: [&str; 12] = [
+/// Metrics a person- or team-scope rule may watch (columns of both `person_daily` and
+/// `team_daily`: every rate, count and score).
+pub const ALERT_SCORE_METRICS: [&str; 27] = [
     "completeness_rate",
     "validity_rate",
     "timeliness_rate",
     "score",
     "entries",
     "checkin_response_rate",
+    "checkin_response_quality",
+    "checkin_response_minutes",
+    "checkin_coverage",
+    "checkins",
     "satisfaction_rate",
     "complaint_free_rate",
     "win_rate",
+    "stage_success_rate",
+    "own_entry_rate",
     "mean_satisfaction",
     "complaint_rate",
     "tickets",
+    "new_customers",
+    "orders",
+    "order_amount",
+    "won_without_order",
+    "opportunities_advanced",
+    "opportunities_lost",
+    "opportunities_won",
+    "opportunities_closed",
+    "late_seconds",
 ];
 
 /// Metrics a pipeline-scope rule may watch.

@@ -10,7 +10,7 @@
 //! | [`source`] | `source` | the source and decode stages |
 //! | [`checks`] | `phone_region`, `pii`, `placeholders`, `record_types`, `calendar`, `checks`, `reference_tables` | the check stage |
 //! | [`warehouse`] | `warehouse` | the sink |
-//! | [`scoring`] | `roster`, `scorecards` | score, catalog |
+//! | [`scoring`] | `roster`, `absences`, `scorecards`, `opportunity_stages`, `orders_within_days`, `review` | score, catalog |
 //! | [`serve`] | `serve`, `sql` | serve, `run --http-listen` |
 //! | [`alerts`] | `alerts` | alerts |
 //!
@@ -46,7 +46,9 @@ pub use checks::{
     RecordTypeConfig, UserCheck, normalize_placeholder,
 };
 pub use error::ConfigError;
-pub use scoring::{ROSTER_COLUMNS, RosterSource, SCORE_METRICS, Scorecard, ScoringConfig};
+pub use scoring::{
+    ROSTER_COLUMNS, ReviewConfig, RosterSource, SCORE_METRICS, Scorecard, ScoringConfig, Target,
+};
 pub use serve::ServeConfig;
 pub use source::{CsvOptions, DeclaredFormat, KafkaConfig, SourceConfig, SourceMapping};
 pub use warehouse::WarehouseConfig;
@@ -93,6 +95,16 @@ pub struct RawPipeline {
     /// Metric weights per role and for teams (`team`).
     #[serde(default)]
     pub scorecards: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Absences CSV (`person_id,from,to,kind`), relative to the pipeline file's folder.
+    pub absences: Option<String>,
+    /// Opportunity stages in pipeline order. Default `lead, qualified, proposal,
+    /// negotiation, won`.
+    pub opportunity_stages: Option<Vec<String>>,
+    /// Days after a win within which its customer's order must arrive. Default 7.
+    pub orders_within_days: Option<u32>,
+    /// The performance review: `min_volume`, `targets`.
+    #[serde(default)]
+    pub review: scoring::RawReview,
     #[serde(default)]
     pub sql: serve::RawSql,
     #[serde(default)]
@@ -236,7 +248,16 @@ fn validate(raw: RawPipeline, cx: &Ctx<'_>) -> Result<Pipeline, ConfigError> {
         )?,
         warehouse: warehouse::validate(raw.warehouse, cx)?,
         roster: scoring::roster(raw.roster, cx)?,
-        scoring: scoring::validate(raw.scorecards, cx)?,
+        scoring: scoring::validate(
+            scoring::RawParts {
+                scorecards: raw.scorecards,
+                absences: raw.absences,
+                opportunity_stages: raw.opportunity_stages,
+                orders_within_days: raw.orders_within_days,
+                review: raw.review,
+            },
+            cx,
+        )?,
         serve: serve::validate(raw.serve, raw.sql, cx)?,
         alerts: alerts::validate(raw.alerts, cx)?,
     })

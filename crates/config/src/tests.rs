@@ -258,6 +258,7 @@ fn the_key_reference_matches_the_raw_types() {
         ("serve", fields_of::<serve::RawServe>()),
         ("alerts", fields_of::<alerts::RawAlerts>()),
         ("alerts.routes", fields_of::<alerts::RawRoutes>()),
+        ("review", fields_of::<scoring::RawReview>()),
     ];
     // Sections whose keys are documented as a whole (an inline `{…}` list in one row).
     let documented_whole = [

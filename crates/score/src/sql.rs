@@ -25,7 +25,8 @@ pub fn views() -> Vec<(String, String)> {
             "SELECT x.person_id, x.dt, r.role, r.team_id, r.manager_id FROM ( \
                SELECT p.person_id, p.dt, \
                  first_value(r.crmdq_row ORDER BY r.valid_from DESC NULLS LAST, r.crmdq_row) AS crmdq_row \
-               FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries) p \
+               FROM (SELECT DISTINCT entered_by AS person_id, dt FROM entries UNION SELECT DISTINCT owner_id, dt FROM entries \
+                 UNION SELECT person_id, dt FROM review_daily) p \
                JOIN roster_rows r ON r.person_id = p.person_id \
                  AND (r.valid_from IS NULL OR r.valid_from <= CAST(p.dt AS DATE)) \
                  AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to) \
@@ -68,77 +69,173 @@ pub fn views() -> Vec<(String, String)> {
         ),
         (
             "ticket_kpis".to_string(),
-            // Tickets counted once per record id (one row per id first, then per owner
-            // and day); the means are sums over counts of whole numbers, so exactly
-            // AVG's result.
+            // Tickets counted once per record id and day (one row per id first, then per
+            // owner and day), with the sums the means and rates are ratios of.
             "SELECT owner_id AS person_id, dt, COUNT(*) AS tickets, \
-               SUM(sat_sum) / CAST(NULLIF(SUM(sat_n), 0) AS DOUBLE) AS mean_satisfaction, \
-               SUM(complaint_sum) / CAST(NULLIF(SUM(complaint_n), 0) AS DOUBLE) AS complaint_rate \
+               SUM(sat_n) AS rated_tickets, SUM(sat_sum) AS satisfaction_sum, \
+               SUM(complaint_sum) AS complaints, SUM(complaint_n) AS complaints_known \
              FROM (SELECT owner_id, dt, record_id, \
-                 SUM(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS DOUBLE) END) AS sat_sum, \
+                 SUM(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN CAST(satisfaction AS BIGINT) END) AS sat_sum, \
                  COUNT(CASE WHEN satisfaction BETWEEN 1 AND 5 THEN 1 END) AS sat_n, \
-                 SUM(CASE WHEN complaint THEN 1.0 WHEN NOT complaint THEN 0.0 END) AS complaint_sum, \
+                 SUM(CASE WHEN complaint THEN 1 WHEN NOT complaint THEN 0 END) AS complaint_sum, \
                  COUNT(complaint) AS complaint_n \
                FROM service_ticket_entries GROUP BY owner_id, dt, record_id) GROUP BY owner_id, dt"
                 .to_string(),
         ),
-        (
-            "checkin_kpis".to_string(),
-            "SELECT owner_id AS person_id, dt, COUNT(*) AS checkins, \
-               AVG(CASE WHEN responded_at IS NOT NULL AND response_complete THEN 1.0 ELSE 0.0 END) AS checkin_response_rate \
-             FROM checkin_entries GROUP BY owner_id, dt"
-                .to_string(),
-        ),
-        (
-            "opportunity_kpis".to_string(),
-            "SELECT owner_id AS person_id, dt, \
-               SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END) AS opportunities_closed, \
-               CAST(SUM(CASE WHEN lower(stage) = 'won' THEN 1 ELSE 0 END) AS DOUBLE) \
-                 / NULLIF(SUM(CASE WHEN lower(stage) IN ('won', 'lost') THEN 1 ELSE 0 END), 0) AS win_rate \
-             FROM opportunity_entries GROUP BY owner_id, dt"
-                .to_string(),
-        ),
     ]);
     v.push((
-        // Who gets a person_daily row on D: everyone who entered something, and the owners
-        // of role KPIs (tickets, check-ins, closed opportunities). `unassigned` is nobody.
+        // Who gets a person_daily row on D: everyone who entered something, the owners of
+        // tickets, and everyone the review pass counted something for (`review_daily`:
+        // customers, opportunities, orders, check-ins, coverage). `unassigned` is nobody.
         "people_days".to_string(),
         "SELECT person_id, dt FROM ( \
            SELECT DISTINCT entered_by AS person_id, dt FROM entries \
            UNION SELECT person_id, dt FROM ticket_kpis \
-           UNION SELECT person_id, dt FROM checkin_kpis \
-           UNION SELECT person_id, dt FROM opportunity_kpis WHERE opportunities_closed > 0) \
+           UNION SELECT person_id, dt FROM review_daily) \
          WHERE person_id <> 'unassigned'"
             .to_string(),
     ));
+    let counts = COUNTS
+        .iter()
+        .map(|c| match *c {
+            "entries" | "complete_entries" | "valid_entries" | "on_time_entries"
+            | "late_seconds" => {
+                format!("COALESCE(q.{c}, 0) AS {c}")
+            }
+            "tickets" | "rated_tickets" | "satisfaction_sum" | "complaints"
+            | "complaints_known" => {
+                format!("COALESCE(t.{c}, 0) AS {c}")
+            }
+            "opportunities_closed" => {
+                "COALESCE(v.opportunities_won, 0) + COALESCE(v.opportunities_lost, 0) \
+                AS opportunities_closed"
+                    .to_string()
+            }
+            _ => format!("COALESCE(v.{c}, 0) AS {c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     v.push((
         "person_base".to_string(),
-        "SELECT p.dt, p.person_id, COALESCE(r.role, 'unknown') AS role, \
-           COALESCE(r.team_id, o.team_id, 'unassigned') AS team_id, r.manager_id, \
-           COALESCE(q.entries, 0) AS entries, COALESCE(q.complete_entries, 0) AS complete_entries, \
-           COALESCE(q.valid_entries, 0) AS valid_entries, COALESCE(q.on_time_entries, 0) AS on_time_entries, \
-           COALESCE(q.late_seconds, 0) AS late_seconds, \
-           CAST(q.complete_entries AS DOUBLE) / NULLIF(q.entries, 0) AS completeness_rate, \
-           CAST(q.valid_entries AS DOUBLE) / NULLIF(q.entries, 0) AS validity_rate, \
-           CAST(q.on_time_entries AS DOUBLE) / NULLIF(q.entries, 0) AS timeliness_rate, \
-           COALESCE(t.tickets, 0) AS tickets, t.mean_satisfaction, t.complaint_rate, \
-           (t.mean_satisfaction - 1.0) / 4.0 AS satisfaction_rate, 1.0 - t.complaint_rate AS complaint_free_rate, \
-           COALESCE(c.checkins, 0) AS checkins, c.checkin_response_rate, \
-           COALESCE(k.opportunities_closed, 0) AS opportunities_closed, k.win_rate \
-         FROM people_days p \
-         LEFT JOIN roster_at r ON r.person_id = p.person_id AND r.dt = p.dt \
-         LEFT JOIN offroster_team o ON o.person_id = p.person_id AND o.dt = p.dt \
-         LEFT JOIN entry_quality q ON q.person_id = p.person_id AND q.dt = p.dt \
-         LEFT JOIN ticket_kpis t ON t.person_id = p.person_id AND t.dt = p.dt \
-         LEFT JOIN checkin_kpis c ON c.person_id = p.person_id AND c.dt = p.dt \
-         LEFT JOIN opportunity_kpis k ON k.person_id = p.person_id AND k.dt = p.dt"
-            .to_string(),
+        format!(
+            "SELECT p.dt, p.person_id, COALESCE(r.role, 'unknown') AS role, \
+               COALESCE(r.team_id, o.team_id, 'unassigned') AS team_id, r.manager_id, \
+               {counts}, v.order_amount, v.checkin_response_minutes \
+             FROM people_days p \
+             LEFT JOIN roster_at r ON r.person_id = p.person_id AND r.dt = p.dt \
+             LEFT JOIN offroster_team o ON o.person_id = p.person_id AND o.dt = p.dt \
+             LEFT JOIN entry_quality q ON q.person_id = p.person_id AND q.dt = p.dt \
+             LEFT JOIN ticket_kpis t ON t.person_id = p.person_id AND t.dt = p.dt \
+             LEFT JOIN review_daily v ON v.person_id = p.person_id AND v.dt = p.dt"
+        ),
     ));
     v
 }
 
+/// The counts of the daily and period tables, in column order: every rate is a ratio of
+/// two of them, so a team's or a period's rate is recomputed from their sums.
+pub const COUNTS: [&str; 24] = [
+    "entries",
+    "complete_entries",
+    "valid_entries",
+    "on_time_entries",
+    "late_seconds",
+    "tickets",
+    "rated_tickets",
+    "satisfaction_sum",
+    "complaints",
+    "complaints_known",
+    "checkins",
+    "checkins_answered",
+    "checkins_complete",
+    "coverage_pairs",
+    "covered_pairs",
+    "new_customers",
+    "customer_entries",
+    "own_side_entries",
+    "opportunities_advanced",
+    "opportunities_lost",
+    "opportunities_won",
+    "opportunities_closed",
+    "won_without_order",
+    "orders",
+];
+
+/// Every rate and mean: (column, numerator, denominator), each over [`COUNTS`]. The
+/// denominator is also what `review.min_volume` is held against.
+pub const RATES: [(&str, &str, &str); 13] = [
+    ("completeness_rate", "complete_entries", "entries"),
+    ("validity_rate", "valid_entries", "entries"),
+    ("timeliness_rate", "on_time_entries", "entries"),
+    ("checkin_response_rate", "checkins_answered", "checkins"),
+    (
+        "checkin_response_quality",
+        "checkins_complete",
+        "checkins_answered",
+    ),
+    ("checkin_coverage", "covered_pairs", "coverage_pairs"),
+    ("mean_satisfaction", "satisfaction_sum", "rated_tickets"),
+    // (mean − 1) / 4: the 1–5 scale as 0–1.
+    (
+        "satisfaction_rate",
+        "(satisfaction_sum - rated_tickets) / 4.0",
+        "rated_tickets",
+    ),
+    ("complaint_rate", "complaints", "complaints_known"),
+    (
+        "complaint_free_rate",
+        "complaints_known - complaints",
+        "complaints_known",
+    ),
+    ("win_rate", "opportunities_won", "opportunities_closed"),
+    (
+        "stage_success_rate",
+        "opportunities_advanced",
+        "opportunities_advanced + opportunities_lost",
+    ),
+    ("own_entry_rate", "own_side_entries", "customer_entries"),
+];
+
+/// The denominator of a scorecard metric ([`RATES`]).
+pub fn denominator(metric: &str) -> Option<&'static str> {
+    RATES.iter().find(|r| r.0 == metric).map(|r| r.2)
+}
+
+/// `SELECT` items computing every rate of [`RATES`] from the count columns in scope.
+pub fn rate_columns() -> String {
+    RATES
+        .iter()
+        .map(|(name, num, den)| {
+            format!("CAST({num} AS DOUBLE) / CAST(NULLIF({den}, 0) AS DOUBLE) AS {name}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `SELECT` items summing every count of [`COUNTS`] (and `order_amount`).
+pub fn summed_counts() -> String {
+    let mut v: Vec<String> = COUNTS
+        .iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+        .collect();
+    v.push("SUM(order_amount) AS order_amount".to_string());
+    v.join(", ")
+}
+
+/// The scorecard score per role: `CASE role WHEN … THEN … ELSE <default> END`.
+pub fn role_score(p: &Pipeline) -> String {
+    let mut cases = String::from("CASE role");
+    for (role, card) in &p.scoring.scorecards {
+        if role != "default" && role != "team" {
+            let _ = write!(cases, " WHEN '{role}' THEN {}", score_expr(card));
+        }
+    }
+    let _ = write!(cases, " ELSE {} END", score_expr(p.scorecard("default")));
+    cases
+}
+
 /// `score` (0–100): the weighted mean of the scorecard's metrics that are not NULL.
-fn score_expr(card: &Scorecard) -> String {
+pub fn score_expr(card: &Scorecard) -> String {
     let num = card
         .iter()
         .map(|(m, w)| format!("COALESCE({w:?} * {m}, 0.0)"))
@@ -152,34 +249,40 @@ fn score_expr(card: &Scorecard) -> String {
     format!("100.0 * ({num}) / NULLIF({den}, 0.0)")
 }
 
+/// The counts as they stand in a table (for the column lists of selects).
+fn count_list() -> String {
+    COUNTS.join(", ")
+}
+
 pub fn person_daily(p: &Pipeline) -> String {
-    let mut cases = String::from("CASE role");
-    for (role, card) in &p.scoring.scorecards {
-        if role != "default" && role != "team" {
-            let _ = write!(cases, " WHEN '{role}' THEN {}", score_expr(card));
-        }
-    }
-    let _ = write!(cases, " ELSE {} END", score_expr(p.scorecard("default")));
     format!(
-        "SELECT dt, person_id, role, team_id, manager_id, entries, complete_entries, valid_entries, on_time_entries, late_seconds, \
-             completeness_rate, validity_rate, timeliness_rate, tickets, mean_satisfaction, complaint_rate, checkins, \
-             checkin_response_rate, opportunities_closed, win_rate, {cases} AS score \
-             FROM person_base ORDER BY dt, person_id, role"
+        "SELECT dt, person_id, role, team_id, manager_id, {counts}, order_amount, \
+           checkin_response_minutes, {rate_names}, {score} AS score FROM ( \
+           SELECT *, {rates} FROM person_base) ORDER BY dt, person_id, role",
+        counts = count_list(),
+        rate_names = RATES.map(|r| r.0).join(", "),
+        rates = rate_columns(),
+        score = role_score(p),
     )
 }
 
 pub fn team_daily(p: &Pipeline) -> String {
-    let card = p.scorecard("team");
     format!(
-        "SELECT dt, team_id, people, entries, complete_entries, valid_entries, on_time_entries, \
-           completeness_rate, validity_rate, timeliness_rate, {} AS score FROM ( \
-           SELECT dt, team_id, CAST(COUNT(*) AS BIGINT) AS people, SUM(entries) AS entries, SUM(complete_entries) AS complete_entries, \
-             SUM(valid_entries) AS valid_entries, SUM(on_time_entries) AS on_time_entries, \
-             CAST(SUM(complete_entries) AS DOUBLE) / NULLIF(SUM(entries), 0) AS completeness_rate, \
-             CAST(SUM(valid_entries) AS DOUBLE) / NULLIF(SUM(entries), 0) AS validity_rate, \
-             CAST(SUM(on_time_entries) AS DOUBLE) / NULLIF(SUM(entries), 0) AS timeliness_rate \
-           FROM person_base WHERE entries > 0 GROUP BY dt, team_id) ORDER BY dt, team_id",
-        score_expr(card)
+        "SELECT t.dt, t.team_id, t.people, {counts}, t.order_amount, m.checkin_response_minutes, \
+           {rate_names}, t.score FROM ( \
+           SELECT *, {score} AS score FROM ( \
+             SELECT *, {rates} FROM ( \
+               SELECT dt, team_id, CAST(SUM(CASE WHEN entries > 0 THEN 1 ELSE 0 END) AS BIGINT) AS people, \
+                 {sums} FROM person_base WHERE person_id <> 'unassigned' GROUP BY dt, team_id))) t \
+         LEFT JOIN (SELECT b.dt, b.team_id, median(f.minutes) AS checkin_response_minutes \
+             FROM checkin_facts f JOIN person_base b ON b.person_id = f.person_id AND b.dt = f.dt \
+             GROUP BY b.dt, b.team_id) m ON m.dt = t.dt AND m.team_id = t.team_id \
+         ORDER BY t.dt, t.team_id",
+        counts = COUNTS.map(|c| format!("t.{c}")).join(", "),
+        rate_names = RATES.map(|r| format!("t.{}", r.0)).join(", "),
+        rates = rate_columns(),
+        sums = summed_counts(),
+        score = score_expr(p.scorecard("team")),
     )
 }
 
@@ -218,6 +321,7 @@ mod tests {
                ('cy', 'sales_rep', 'first', NULL, DATE '2026-01-01', NULL), \
                ('cy', 'sales_rep', 'second', NULL, DATE '2026-01-01', NULL), \
                ('dee', 'sales_rep', 'none', NULL, DATE '2026-04-01', NULL)",
+            "CREATE TABLE review_daily (person_id VARCHAR, dt VARCHAR)",
         ] {
             ctx.sql(sql).await.unwrap().collect().await.unwrap();
         }

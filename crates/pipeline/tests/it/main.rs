@@ -5,4 +5,5 @@
 mod backfill;
 mod fuzz_decode_check;
 mod kafka_mock;
+mod periods;
 mod score_chunks;

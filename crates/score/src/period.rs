@@ -1,0 +1,287 @@
+//! The review periods (contract section 7): `person_period` and `team_period` for ISO
+//! weeks, months and quarters, computed from the daily tables a score just wrote.
+//!
+//! Every count is the sum of the daily counts over the period, and every rate the ratio of
+//! those sums (never a mean of daily rates); the medians come from the check-ins
+//! themselves. A row is `judged` when its entries and each of its scorecard metrics'
+//! denominators reach `review.min_volume`; only judged people are ranked within their
+//! team and role. `prev_score` is the same subject (and role) in the period just before.
+//! A person's `team_id`, `manager_id` and `name` are those of their last day in the
+//! period (a quarter spanning a move counts every day, under the new team).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow::array::{Date32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use crmdq_config::{Pipeline, Scorecard};
+use datafusion::datasource::MemTable;
+use jiff::ToSpan as _;
+use jiff::civil::Date;
+
+use crate::sql::{COUNTS, RATES, denominator, rate_columns, role_score, score_expr, summed_counts};
+
+/// A period a business date falls in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub kind: &'static str,
+    /// `2026-W45`, `2026-11`, `2026-Q4`.
+    pub label: String,
+    pub start: Date,
+    pub end: Date,
+    /// The first day of the period before (same kind).
+    pub prev_start: Date,
+}
+
+/// The week (ISO), month and quarter of `d`.
+pub fn periods_of(d: Date) -> [Period; 3] {
+    let iso = d.iso_week_date();
+    let monday = d - i64::from(d.weekday().to_monday_zero_offset()).days();
+    let month_start = d.first_of_month();
+    let q = (d.month() - 1) / 3;
+    let quarter_start = jiff::civil::date(d.year(), q * 3 + 1, 1);
+    [
+        Period {
+            kind: "week",
+            label: format!("{}-W{:02}", iso.year(), iso.week()),
+            start: monday,
+            end: monday + 6.days(),
+            prev_start: monday - 7.days(),
+        },
+        Period {
+            kind: "month",
+            label: format!("{}-{:02}", d.year(), d.month()),
+            start: month_start,
+            end: d.last_of_month(),
+            prev_start: month_start - 1.month(),
+        },
+        Period {
+            kind: "quarter",
+            label: format!("{}-Q{}", d.year(), q + 1),
+            start: quarter_start,
+            end: (quarter_start + 2.months()).last_of_month(),
+            prev_start: quarter_start - 3.months(),
+        },
+    ]
+}
+
+fn days(d: Date) -> i32 {
+    (d - jiff::civil::date(1970, 1, 1)).get_days()
+}
+
+/// `periods (dt, period_kind, period, period_start, period_end, prev_start)` for `dates`.
+pub fn periods_table(dates: &[String]) -> MemTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("dt", DataType::Utf8, false),
+        Field::new("period_kind", DataType::Utf8, false),
+        Field::new("period", DataType::Utf8, false),
+        Field::new("period_start", DataType::Date32, false),
+        Field::new("period_end", DataType::Date32, false),
+        Field::new("prev_start", DataType::Date32, false),
+    ]));
+    let (mut dt, mut kind, mut label) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut start, mut end, mut prev) = (Vec::new(), Vec::new(), Vec::new());
+    for d_text in dates {
+        let Ok(d) = d_text.parse::<Date>() else {
+            continue;
+        };
+        for p in periods_of(d) {
+            dt.push(d_text.clone());
+            kind.push(p.kind);
+            label.push(p.label);
+            start.push(days(p.start));
+            end.push(days(p.end));
+            prev.push(days(p.prev_start));
+        }
+    }
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(dt)),
+            Arc::new(StringArray::from(kind)),
+            Arc::new(StringArray::from(label)),
+            Arc::new(Date32Array::from(start)),
+            Arc::new(Date32Array::from(end)),
+            Arc::new(Date32Array::from(prev)),
+        ],
+    )
+    .expect("columns match");
+    MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches")
+}
+
+/// `entries >= N AND <each scorecard metric's denominator> >= N`.
+fn judged_expr(card: &Scorecard, min: u64) -> String {
+    let mut parts = vec![format!("entries >= {min}")];
+    for metric in card.keys() {
+        if let Some(den) = denominator(metric) {
+            parts.push(format!("({den}) >= {min}"));
+        }
+    }
+    parts.join(" AND ")
+}
+
+/// (targets met, targets total) for one set of targets.
+fn targets_exprs(
+    targets: Option<&std::collections::BTreeMap<String, crmdq_config::Target>>,
+) -> (String, String) {
+    let Some(targets) = targets.filter(|t| !t.is_empty()) else {
+        return ("CAST(0 AS BIGINT)".into(), "CAST(0 AS BIGINT)".into());
+    };
+    let met = targets
+        .iter()
+        .map(|(m, t)| {
+            let mut conds = Vec::new();
+            if let Some(v) = t.min {
+                conds.push(format!("{m} >= {v:?}"));
+            }
+            if let Some(v) = t.max {
+                conds.push(format!("{m} <= {v:?}"));
+            }
+            format!("CASE WHEN {} THEN 1 ELSE 0 END", conds.join(" AND "))
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
+    (
+        format!("CAST({met} AS BIGINT)"),
+        format!("CAST({} AS BIGINT)", targets.len()),
+    )
+}
+
+/// Per role: `CASE role WHEN … THEN x ELSE default END` for an expression built from the
+/// role's scorecard (and targets).
+fn per_role(p: &Pipeline, f: impl Fn(&str) -> String) -> String {
+    let mut roles: Vec<&String> = p
+        .scoring
+        .scorecards
+        .keys()
+        .chain(p.scoring.review.targets.keys())
+        .filter(|r| *r != "default" && *r != "team")
+        .collect();
+    roles.sort();
+    roles.dedup();
+    let mut s = String::from("CASE role");
+    for r in roles {
+        let _ = write!(s, " WHEN '{}' THEN {}", r.replace('\'', "''"), f(r));
+    }
+    let _ = write!(s, " ELSE {} END", f("default"));
+    s
+}
+
+const PERIOD_KEYS: &str = "period_kind, period, period_start, period_end, prev_start";
+
+/// The `person_period` query over `person_daily`, `periods`, `checkin_facts` and the
+/// roster (`roster_rows`).
+pub fn person_period(p: &Pipeline) -> String {
+    let min = p.scoring.review.min_volume;
+    let judged = per_role(p, |r| judged_expr(p.scorecard(r), min));
+    let met = per_role(p, |r| targets_exprs(p.scoring.review.targets.get(r)).0);
+    let total = per_role(p, |r| targets_exprs(p.scoring.review.targets.get(r)).1);
+    format!(
+        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, x.* \
+           FROM person_daily x JOIN periods k ON k.dt = x.dt), \
+         g AS (SELECT {PERIOD_KEYS}, person_id, role, \
+             last_value(team_id ORDER BY dt) AS team_id, last_value(manager_id ORDER BY dt) AS manager_id, \
+             MAX(dt) AS last_dt, CAST(COUNT(*) AS BIGINT) AS days, {sums} \
+           FROM d GROUP BY {PERIOD_KEYS}, person_id, role), \
+         m AS (SELECT k.period_kind, k.period, f.person_id, median(f.minutes) AS checkin_response_minutes \
+           FROM checkin_facts f JOIN periods k ON k.dt = f.dt GROUP BY k.period_kind, k.period, f.person_id), \
+         n AS ({names}), \
+         r AS (SELECT g.*, n.name, m.checkin_response_minutes, {rate_cols} FROM g \
+           LEFT JOIN m ON m.period_kind = g.period_kind AND m.period = g.period AND m.person_id = g.person_id \
+           LEFT JOIN n ON n.person_id = g.person_id AND n.dt = g.last_dt), \
+         s AS (SELECT *, {score} AS score, COALESCE({judged}, false) AS judged, \
+             {met} AS targets_met, {total} AS targets_total FROM r) \
+         SELECT CAST(s.period_start AS VARCHAR) AS dt, s.period_kind, s.period, s.period_start, s.period_end, \
+           s.person_id, s.name, s.role, s.team_id, s.manager_id, s.days, {s_counts}, s.order_amount, \
+           s.checkin_response_minutes, {s_rates}, s.score, s.judged, \
+           CASE WHEN s.judged THEN CAST(RANK() OVER (PARTITION BY s.period_kind, s.period, s.team_id, s.role, s.judged \
+             ORDER BY s.score DESC NULLS LAST) AS BIGINT) END AS rank_in_team, \
+           s.prev_score, s.score - s.prev_score AS score_change, s.targets_met, s.targets_total \
+         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
+           FROM s WINDOW w AS (PARTITION BY period_kind, person_id, role ORDER BY period_start)) s \
+         ORDER BY s.period_start, s.period_kind, s.person_id, s.role",
+        sums = summed_counts(),
+        names = crate::review::roster_at("SELECT DISTINCT person_id, last_dt AS dt FROM g"),
+        rate_cols = rate_columns(),
+        score = role_score(p),
+        s_counts = COUNTS.map(|c| format!("s.{c}")).join(", "),
+        s_rates = RATES.map(|r| format!("s.{}", r.0)).join(", "),
+    )
+}
+
+/// The `team_period` query over `team_daily`, `person_daily`, `periods` and
+/// `checkin_facts`.
+pub fn team_period(p: &Pipeline) -> String {
+    let card = p.scorecard("team");
+    let (met, total) = targets_exprs(p.scoring.review.targets.get("team"));
+    format!(
+        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, x.* \
+           FROM team_daily x JOIN periods k ON k.dt = x.dt), \
+         g AS (SELECT {PERIOD_KEYS}, team_id, CAST(COUNT(*) AS BIGINT) AS days, {sums} \
+           FROM d GROUP BY {PERIOD_KEYS}, team_id), \
+         pe AS (SELECT k.period_kind, k.period, x.team_id, CAST(COUNT(DISTINCT x.person_id) AS BIGINT) AS people \
+           FROM person_daily x JOIN periods k ON k.dt = x.dt WHERE x.entries > 0 \
+           GROUP BY k.period_kind, k.period, x.team_id), \
+         m AS (SELECT k.period_kind, k.period, x.team_id, median(f.minutes) AS checkin_response_minutes \
+           FROM checkin_facts f JOIN person_daily x ON x.person_id = f.person_id AND x.dt = f.dt \
+           JOIN periods k ON k.dt = f.dt GROUP BY k.period_kind, k.period, x.team_id), \
+         r AS (SELECT g.*, COALESCE(pe.people, 0) AS people, m.checkin_response_minutes, {rate_cols} FROM g \
+           LEFT JOIN pe ON pe.period_kind = g.period_kind AND pe.period = g.period AND pe.team_id = g.team_id \
+           LEFT JOIN m ON m.period_kind = g.period_kind AND m.period = g.period AND m.team_id = g.team_id), \
+         s AS (SELECT *, {score} AS score, COALESCE({judged}, false) AS judged, \
+             {met} AS targets_met, {total} AS targets_total FROM r) \
+         SELECT CAST(s.period_start AS VARCHAR) AS dt, s.period_kind, s.period, s.period_start, s.period_end, \
+           s.team_id, s.people, s.days, {s_counts}, s.order_amount, s.checkin_response_minutes, {s_rates}, \
+           s.score, s.judged, s.prev_score, s.score - s.prev_score AS score_change, \
+           s.targets_met, s.targets_total \
+         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
+           FROM s WINDOW w AS (PARTITION BY period_kind, team_id ORDER BY period_start)) s \
+         ORDER BY s.period_start, s.period_kind, s.team_id",
+        sums = summed_counts(),
+        rate_cols = rate_columns(),
+        score = score_expr(card),
+        judged = judged_expr(card, p.scoring.review.min_volume),
+        s_counts = COUNTS.map(|c| format!("s.{c}")).join(", "),
+        s_rates = RATES.map(|r| format!("s.{}", r.0)).join(", "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn weeks_are_iso_and_quarters_and_months_have_their_bounds() {
+        // 2026-12-31 is a Thursday of ISO week 2026-W53; 2027-01-01 (Friday) too.
+        let [w, m, q] = periods_of(d("2026-12-31"));
+        assert_eq!(
+            (w.label.as_str(), w.start, w.end),
+            ("2026-W53", d("2026-12-28"), d("2027-01-03"))
+        );
+        assert_eq!(w.prev_start, d("2026-12-21"));
+        assert_eq!(
+            (m.label.as_str(), m.start, m.end),
+            ("2026-12", d("2026-12-01"), d("2026-12-31"))
+        );
+        assert_eq!(
+            (q.label.as_str(), q.start, q.end),
+            ("2026-Q4", d("2026-10-01"), d("2026-12-31"))
+        );
+        assert_eq!(q.prev_start, d("2026-07-01"));
+        let [w, m, q] = periods_of(d("2027-01-01"));
+        assert_eq!(w.label, "2026-W53");
+        assert_eq!(m.label, "2027-01");
+        assert_eq!(
+            (q.label.as_str(), q.prev_start),
+            ("2027-Q1", d("2026-10-01"))
+        );
+        // A week inside one month, and February of a leap year.
+        let [w, m, _] = periods_of(d("2028-02-29"));
+        assert_eq!((w.label.as_str(), m.end), ("2028-W09", d("2028-02-29")));
+        assert_eq!(m.prev_start, d("2028-01-01"));
+    }
+}

@@ -1,0 +1,355 @@
+//! The record-level KPIs of the performance review (contract section 7), computed once per
+//! `crmdq score` over the whole warehouse, before the daily chunks.
+//!
+//! Entry-quality rates count entries (every record version) and are computed a chunk of
+//! dates at a time. The review's KPIs count *records*, each once, in the state of its
+//! latest version as of the day — which may lie on a date in another chunk (an
+//! opportunity's previous stage, a customer's first version, an order a week after a
+//! win). So they are computed here from the first delivery of every version of the
+//! customer, opportunity, order and check-in tables (only the columns they need), into:
+//!
+//! - `review_daily`: one row per (person_id, dt) with the counts of section 7, joined into
+//!   `person_daily` by each chunk;
+//! - `checkin_facts`: one row per counted check-in (owner, dt, answered minutes), for the
+//!   medians of days, teams and periods.
+//!
+//! Readings chosen where the contract is silent (documented in `schemas/README.md`):
+//! an opportunity's first version moves it from the first stage (so one entered at
+//! `qualified` advanced, one entered at `lead` did not move); a check-in and an order
+//! count on the business date of their first version, in the state of their latest
+//! version of that date; an order counts for a win when its first version's business
+//! date is within `orders_within_days` days after the win (the win's own date included);
+//! a pair of an assistant and an assisted rep is expected on a working day on which
+//! neither is absent.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use crmdq_catalog::views::dedup_by;
+use crmdq_config::Pipeline;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+
+/// `CASE stage …`: the rank of a (lower-cased) stage in the pipeline's order, NULL for a
+/// stage outside it (`lost` included).
+fn stage_rank(p: &Pipeline, col: &str) -> String {
+    let mut s = format!("CASE {col}");
+    for (i, st) in p.scoring.opportunity_stages.iter().enumerate() {
+        let _ = write!(s, " WHEN '{}' THEN {i}", st.replace('\'', "''"));
+    }
+    s.push_str(" END");
+    s
+}
+
+/// The roster row in force on `dt` for each (person_id, dt) of `source` (the same rule as
+/// scoring's `roster_at`: the later valid_from wins, then the first row listed).
+pub fn roster_at(source: &str) -> String {
+    format!(
+        "SELECT x.person_id, x.dt, r.role, r.team_id, r.manager_id, r.name, r.assists FROM ( \
+           SELECT p.person_id, p.dt, \
+             first_value(r.crmdq_row ORDER BY r.valid_from DESC NULLS LAST, r.crmdq_row) AS crmdq_row \
+           FROM ({source}) p \
+           JOIN roster_rows r ON r.person_id = p.person_id \
+             AND (r.valid_from IS NULL OR r.valid_from <= CAST(p.dt AS DATE)) \
+             AND (r.valid_to IS NULL OR CAST(p.dt AS DATE) <= r.valid_to) \
+           GROUP BY p.person_id, p.dt) x \
+         JOIN roster_rows r ON r.crmdq_row = x.crmdq_row"
+    )
+}
+
+/// The views of the review pass, in creation order. They read the record tables (every
+/// committed file), `roster`, `absences` and `working_days (dt)`.
+pub fn views(p: &Pipeline) -> Vec<(String, String)> {
+    let v = |name: &str, sql: String| (name.to_string(), sql);
+    let within = p.scoring.orders_within_days;
+    let rank = stage_rank(p, "stage");
+    let prev_rank = stage_rank(p, "prev");
+    vec![
+        v(
+            "roster_rows",
+            "SELECT *, ROW_NUMBER() OVER () AS crmdq_row FROM roster".into(),
+        ),
+        // Absent (person, dt): one row per day of each absence that a record date falls on.
+        v(
+            "absent_days",
+            "SELECT DISTINCT a.person_id, w.dt FROM absences a \
+             JOIN (SELECT dt FROM working_days UNION SELECT dt FROM all_dates) w \
+               ON CAST(w.dt AS DATE) BETWEEN a.\"from\" AND a.\"to\""
+                .into(),
+        ),
+        // Customers: every version (its first delivery), with the owner side decided
+        // from the roster at its date: the owner, or an assistant whose assists list it.
+        v(
+            "customer_versions",
+            dedup_by(
+                "customer",
+                "record_id, version, owner_id, entered_by, dt",
+                &["record_id", "version"],
+            ),
+        ),
+        v(
+            "customer_enterers",
+            roster_at(
+                "SELECT DISTINCT entered_by AS person_id, dt FROM customer_versions \
+                 WHERE entered_by IS DISTINCT FROM owner_id",
+            ),
+        ),
+        v(
+            "customer_sides",
+            "SELECT c.owner_id, c.dt, \
+               CASE WHEN c.entered_by = c.owner_id THEN 1 \
+                    WHEN r.role = 'sales_assistant' AND array_has(string_to_array(r.assists, ';'), c.owner_id) THEN 1 \
+                    ELSE 0 END AS own_side \
+             FROM customer_versions c \
+             LEFT JOIN customer_enterers r ON r.person_id = c.entered_by AND r.dt = c.dt"
+                .into(),
+        ),
+        v(
+            "customer_kpis",
+            "SELECT owner_id AS person_id, dt, COUNT(*) AS customer_entries, \
+               SUM(own_side) AS own_side_entries FROM customer_sides GROUP BY owner_id, dt"
+                .into(),
+        ),
+        v(
+            "new_customer_kpis",
+            "SELECT owner_id AS person_id, dt, COUNT(*) AS new_customers FROM ( \
+               SELECT record_id, first_value(owner_id ORDER BY version) AS owner_id, \
+                 first_value(dt ORDER BY version) AS dt \
+               FROM customer_versions GROUP BY record_id) GROUP BY owner_id, dt"
+                .into(),
+        ),
+        // Opportunities: the state at the end of each date a version was entered on
+        // (its latest version of the date), kept where it is the newest version so far,
+        // and compared with the state before.
+        v(
+            "opportunity_versions",
+            dedup_by(
+                "opportunity",
+                "record_id, version, owner_id, customer_id, stage, dt",
+                &["record_id", "version"],
+            ),
+        ),
+        v(
+            "opportunity_days",
+            "SELECT record_id, dt, \
+               last_value(owner_id ORDER BY version) AS owner_id, \
+               last_value(customer_id ORDER BY version) AS customer_id, \
+               last_value(lower(trim(stage)) ORDER BY version) AS stage, \
+               MAX(version) AS version \
+             FROM opportunity_versions GROUP BY record_id, dt"
+                .into(),
+        ),
+        v(
+            "opportunity_moves",
+            "SELECT record_id, dt, owner_id, customer_id, stage, \
+               LAG(stage) OVER (PARTITION BY record_id ORDER BY dt) AS prev FROM ( \
+               SELECT *, MAX(version) OVER (PARTITION BY record_id ORDER BY dt \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before \
+               FROM opportunity_days) \
+             WHERE before IS NULL OR version > before"
+                .into(),
+        ),
+        v(
+            "opportunity_changes",
+            format!(
+                "SELECT record_id, dt, owner_id, customer_id, \
+                   CASE WHEN stage = 'lost' AND prev IS DISTINCT FROM 'lost' THEN 1 ELSE 0 END AS lost, \
+                   CASE WHEN ({rank}) > COALESCE(({prev_rank}), 0) \
+                        AND (prev IS NULL OR ({prev_rank}) IS NOT NULL) THEN 1 ELSE 0 END AS advanced, \
+                   CASE WHEN stage = 'won' AND prev IS DISTINCT FROM 'won' THEN 1 ELSE 0 END AS won \
+                 FROM opportunity_moves"
+            ),
+        ),
+        // Orders: each once, on its first version's date, as of that date.
+        v(
+            "order_versions",
+            dedup_by(
+                "order",
+                "record_id, version, owner_id, customer_id, amount, dt",
+                &["record_id", "version"],
+            ),
+        ),
+        v(
+            "order_firsts",
+            "SELECT v.record_id, v.dt, \
+               last_value(v.owner_id ORDER BY v.version) AS owner_id, \
+               last_value(v.customer_id ORDER BY v.version) AS customer_id, \
+               last_value(v.amount ORDER BY v.version) AS amount \
+             FROM order_versions v \
+             JOIN (SELECT record_id, MIN(dt) AS dt FROM order_versions GROUP BY record_id) f \
+               ON f.record_id = v.record_id AND f.dt = v.dt \
+             GROUP BY v.record_id, v.dt"
+                .into(),
+        ),
+        v(
+            "order_kpis",
+            "SELECT owner_id AS person_id, dt, COUNT(*) AS orders, \
+               SUM(CAST(amount AS DOUBLE)) AS order_amount FROM order_firsts GROUP BY owner_id, dt"
+                .into(),
+        ),
+        v(
+            "opportunity_kpis",
+            format!(
+                "SELECT c.owner_id AS person_id, c.dt, \
+                   SUM(c.advanced) AS opportunities_advanced, SUM(c.lost) AS opportunities_lost, \
+                   SUM(c.won) AS opportunities_won, \
+                   SUM(CASE WHEN c.won = 1 AND o.customer_id IS NULL THEN 1 ELSE 0 END) AS won_without_order \
+                 FROM opportunity_changes c \
+                 LEFT JOIN (SELECT DISTINCT w.record_id, w.customer_id FROM opportunity_changes w \
+                     JOIN order_firsts f ON f.customer_id = w.customer_id \
+                       AND CAST(f.dt AS DATE) >= CAST(w.dt AS DATE) \
+                       AND CAST(f.dt AS DATE) <= CAST(w.dt AS DATE) + INTERVAL '{within} days' \
+                     WHERE w.won = 1) o \
+                   ON o.record_id = c.record_id AND c.won = 1 \
+                 GROUP BY c.owner_id, c.dt"
+            ),
+        ),
+        // Check-ins: each once, on its first version's date, as of that date; not counted
+        // when the rep is absent that day.
+        v(
+            "checkin_versions",
+            dedup_by(
+                "checkin",
+                "record_id, version, owner_id, entered_by, event_time, responded_at, response_complete, dt",
+                &["record_id", "version"],
+            ),
+        ),
+        v(
+            "checkin_firsts",
+            "SELECT v.record_id, v.dt, \
+               last_value(v.owner_id ORDER BY v.version) AS owner_id, \
+               last_value(v.event_time ORDER BY v.version) AS event_time, \
+               last_value(v.responded_at ORDER BY v.version) AS responded_at, \
+               last_value(v.response_complete ORDER BY v.version) AS response_complete \
+             FROM checkin_versions v \
+             JOIN (SELECT record_id, MIN(dt) AS dt FROM checkin_versions GROUP BY record_id) f \
+               ON f.record_id = v.record_id AND f.dt = v.dt \
+             GROUP BY v.record_id, v.dt"
+                .into(),
+        ),
+        v(
+            "checkin_counted",
+            "SELECT c.* FROM checkin_firsts c \
+             LEFT ANTI JOIN absent_days a ON a.person_id = c.owner_id AND a.dt = c.dt"
+                .into(),
+        ),
+        v(
+            "checkin_facts",
+            "SELECT owner_id AS person_id, dt, \
+               CASE WHEN responded_at IS NOT NULL THEN \
+                 CAST(date_part('epoch', responded_at) - date_part('epoch', event_time) AS DOUBLE) / 60.0 END AS minutes \
+             FROM checkin_counted"
+                .into(),
+        ),
+        v(
+            "checkin_kpis",
+            "SELECT owner_id AS person_id, dt, COUNT(*) AS checkins, \
+               SUM(CASE WHEN responded_at IS NOT NULL THEN 1 ELSE 0 END) AS checkins_answered, \
+               SUM(CASE WHEN responded_at IS NOT NULL AND response_complete THEN 1 ELSE 0 END) AS checkins_complete, \
+               median(CASE WHEN responded_at IS NOT NULL THEN \
+                 CAST(date_part('epoch', responded_at) - date_part('epoch', event_time) AS DOUBLE) / 60.0 END) \
+                 AS checkin_response_minutes \
+             FROM checkin_counted GROUP BY owner_id, dt"
+                .into(),
+        ),
+        // Coverage: (assistant, assisted rep, working day) with neither absent; covered
+        // when the assistant entered a check-in about the rep that day.
+        v(
+            "assistant_days",
+            roster_at(
+                "SELECT r.person_id, w.dt FROM (SELECT DISTINCT person_id FROM roster \
+                   WHERE role = 'sales_assistant' AND assists IS NOT NULL) r CROSS JOIN working_days w",
+            ),
+        ),
+        v(
+            "coverage_pairs",
+            "SELECT a.person_id, a.dt, trim(u.rep) AS rep FROM ( \
+               SELECT person_id, dt, unnest(string_to_array(assists, ';')) AS rep FROM assistant_days \
+               WHERE role = 'sales_assistant' AND assists IS NOT NULL) u \
+             JOIN assistant_days a ON a.person_id = u.person_id AND a.dt = u.dt \
+             LEFT ANTI JOIN absent_days x ON x.person_id = u.person_id AND x.dt = u.dt \
+             LEFT ANTI JOIN absent_days y ON y.person_id = trim(u.rep) AND y.dt = u.dt"
+                .into(),
+        ),
+        v(
+            "coverage_kpis",
+            "SELECT c.person_id, c.dt, COUNT(*) AS coverage_pairs, \
+               SUM(CASE WHEN k.owner_id IS NULL THEN 0 ELSE 1 END) AS covered_pairs \
+             FROM coverage_pairs c \
+             LEFT JOIN (SELECT DISTINCT entered_by, owner_id, dt FROM checkin_versions) k \
+               ON k.entered_by = c.person_id AND k.owner_id = c.rep AND k.dt = c.dt \
+             GROUP BY c.person_id, c.dt"
+                .into(),
+        ),
+        v(
+            "review_daily",
+            "SELECT k.person_id, k.dt, \
+               COALESCE(nc.new_customers, 0) AS new_customers, \
+               COALESCE(cu.customer_entries, 0) AS customer_entries, \
+               COALESCE(cu.own_side_entries, 0) AS own_side_entries, \
+               COALESCE(op.opportunities_advanced, 0) AS opportunities_advanced, \
+               COALESCE(op.opportunities_lost, 0) AS opportunities_lost, \
+               COALESCE(op.opportunities_won, 0) AS opportunities_won, \
+               COALESCE(op.won_without_order, 0) AS won_without_order, \
+               COALESCE(od.orders, 0) AS orders, od.order_amount, \
+               COALESCE(ci.checkins, 0) AS checkins, \
+               COALESCE(ci.checkins_answered, 0) AS checkins_answered, \
+               COALESCE(ci.checkins_complete, 0) AS checkins_complete, \
+               ci.checkin_response_minutes, \
+               COALESCE(cv.coverage_pairs, 0) AS coverage_pairs, \
+               COALESCE(cv.covered_pairs, 0) AS covered_pairs \
+             FROM ( \
+               SELECT person_id, dt FROM new_customer_kpis UNION SELECT person_id, dt FROM customer_kpis \
+               UNION SELECT person_id, dt FROM opportunity_kpis WHERE opportunities_advanced + opportunities_lost + opportunities_won > 0 \
+               UNION SELECT person_id, dt FROM order_kpis UNION SELECT person_id, dt FROM checkin_kpis \
+               UNION SELECT person_id, dt FROM coverage_kpis) k \
+             LEFT JOIN new_customer_kpis nc ON nc.person_id = k.person_id AND nc.dt = k.dt \
+             LEFT JOIN customer_kpis cu ON cu.person_id = k.person_id AND cu.dt = k.dt \
+             LEFT JOIN opportunity_kpis op ON op.person_id = k.person_id AND op.dt = k.dt \
+             LEFT JOIN order_kpis od ON od.person_id = k.person_id AND od.dt = k.dt \
+             LEFT JOIN checkin_kpis ci ON ci.person_id = k.person_id AND ci.dt = k.dt \
+             LEFT JOIN coverage_kpis cv ON cv.person_id = k.person_id AND cv.dt = k.dt \
+             WHERE k.person_id IS NOT NULL"
+                .into(),
+        ),
+    ]
+}
+
+/// The business dates as a one-column table (`dt`, text).
+pub fn dates_table(dates: &[String]) -> MemTable {
+    let schema = Arc::new(Schema::new(vec![Field::new("dt", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from_iter_values(dates.iter()))],
+    )
+    .expect("one text column");
+    MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches")
+}
+
+/// What the review pass hands to the chunks and the period pass.
+pub struct Review {
+    pub daily: Arc<MemTable>,
+    pub checkin_facts: Arc<MemTable>,
+}
+
+/// Register `working_days` and `all_dates` for `dates` (the warehouse's business dates),
+/// the working ones by the pipeline's calendar.
+pub fn register_dates(
+    ctx: &SessionContext,
+    p: &Pipeline,
+    dates: &[String],
+) -> datafusion::error::Result<()> {
+    let working: Vec<String> = dates
+        .iter()
+        .filter(|d| {
+            d.parse::<jiff::civil::Date>()
+                .is_ok_and(|d| p.checks.calendar.is_working_day(d))
+        })
+        .cloned()
+        .collect();
+    ctx.register_table("working_days", Arc::new(dates_table(&working)))?;
+    ctx.register_table("all_dates", Arc::new(dates_table(dates)))?;
+    Ok(())
+}
