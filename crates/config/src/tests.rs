@@ -203,6 +203,24 @@ fn every_kind_of_error_names_its_line() {
             "scorecards.sales_rep.speed",
             "unknown metric",
         ),
+        (
+            "review:\n  targets:\n    sales_rep:\n      speed: {min: 1}\n",
+            4,
+            "review.targets.sales_rep.speed",
+            "not a rate",
+        ),
+        (
+            "review:\n  targets:\n    team:\n      timeliness_rate: {}\n",
+            4,
+            "review.targets.team.timeliness_rate",
+            "give `min`, `max` or both",
+        ),
+        (
+            "opportunity_stages: [lead, lost]\n",
+            1,
+            "opportunity_stages",
+            "without `lost`",
+        ),
     ];
     for (text, line, key, message) in cases {
         match load(text) {
@@ -330,4 +348,35 @@ fn the_key_reference_matches_the_raw_types() {
             "pipelines/README.md documents `{d}`, which no raw type accepts"
         );
     }
+}
+
+/// The review section: shipped targets, overrides per role, stages and the orders window.
+#[test]
+fn review_defaults_and_overrides() {
+    let p = load("{}").unwrap();
+    let r = &p.scoring.review;
+    assert_eq!(r.min_volume, 20);
+    assert_eq!(r.targets["sales_rep"]["timeliness_rate"].min, Some(0.9));
+    assert_eq!(
+        p.scoring.opportunity_stages,
+        ["lead", "qualified", "proposal", "negotiation", "won"]
+    );
+    assert_eq!(p.scoring.orders_within_days, 7);
+    let p = load(
+        "review:\n  min_volume: 5\n  targets:\n    sales_rep: {timeliness_rate: {min: 0.8, max: 1}}\nopportunity_stages: [Lead, Won]\norders_within_days: 3\nabsences: a.csv\n",
+    )
+    .unwrap();
+    let r = &p.scoring.review;
+    assert_eq!(r.min_volume, 5);
+    assert_eq!(r.targets["sales_rep"].len(), 1);
+    assert!(r.targets["sales_rep"]["timeliness_rate"].met(Some(0.85)));
+    assert!(!r.targets["sales_rep"]["timeliness_rate"].met(Some(0.75)));
+    assert!(!r.targets["sales_rep"]["timeliness_rate"].met(None));
+    assert_eq!(
+        r.targets["service_agent"]["satisfaction_rate"].min,
+        Some(0.75)
+    );
+    assert_eq!(p.scoring.opportunity_stages, ["lead", "won"]);
+    assert_eq!(p.scoring.orders_within_days, 3);
+    assert_eq!(p.scoring.absences, Some(PathBuf::from("/p/a.csv")));
 }

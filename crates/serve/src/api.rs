@@ -38,7 +38,7 @@ pub const MAX_LIMIT: u64 = 1000;
 const DEFAULT_LIMIT: u64 = 100;
 
 /// Every path the HTTP server answers (the OpenAPI file documents exactly these).
-pub const PATHS: [&str; 8] = [
+pub const PATHS: [&str; 10] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -47,6 +47,8 @@ pub const PATHS: [&str; 8] = [
     "/api/v1/people",
     "/api/v1/people/{person_id}/rules",
     "/api/v1/people/{person_id}/failing",
+    "/api/v1/review/people",
+    "/api/v1/review/teams",
 ];
 
 /// The JSON API behind HTTP Basic authentication (when credentials are set).
@@ -57,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/people", get(people))
         .route("/api/v1/people/{person_id}/rules", get(person_rules))
         .route("/api/v1/people/{person_id}/failing", get(person_failing))
+        .route("/api/v1/review/people", get(review_people))
+        .route("/api/v1/review/teams", get(review_teams))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_credentials,
@@ -72,6 +76,18 @@ pub struct Range {
     /// Last business date (inclusive); default: `from`.
     pub to: Option<String>,
     /// Only this team.
+    pub team_id: Option<String>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// Query parameters of the review endpoints.
+#[derive(Debug, Deserialize, Default)]
+pub struct PeriodQuery {
+    /// `week`, `month` (default) or `quarter`.
+    pub period_kind: Option<String>,
+    /// `2026-W45`, `2026-11`, `2026-Q4`; default: the latest period of that kind.
+    pub period: Option<String>,
     pub team_id: Option<String>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
@@ -253,6 +269,80 @@ async fn people(
     Query(q): Query<Range>,
 ) -> Result<axum::Json<Value>, ApiError> {
     scored(&st, "person_daily", "dt, person_id, role", &q).await
+}
+
+async fn review(
+    st: &AppState,
+    table: &str,
+    order: &str,
+    q: &PeriodQuery,
+) -> Result<axum::Json<Value>, ApiError> {
+    let ctx = &st.ctx;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let kind = q.period_kind.as_deref().unwrap_or("month");
+    if !["week", "month", "quarter"].contains(&kind) {
+        return Err(bad(format!(
+            "`period_kind` must be week, month or quarter, not `{kind}`"
+        )));
+    }
+    let period = match &q.period {
+        Some(p) => Some(p.clone()),
+        None => rows(
+            ctx,
+            &format!("SELECT max(period) AS p FROM {table} WHERE period_kind = $1"),
+            vec![s(kind)],
+        )
+        .await?
+        .first()
+        .and_then(|r| r.get("p"))
+        .and_then(Value::as_str)
+        .map(str::to_string),
+    };
+    let Some(period) = period else {
+        return Ok(axum::Json(envelope(vec![], limit, offset, json!({}))));
+    };
+    let mut params = vec![s(kind), s(&period)];
+    let mut filter = String::new();
+    if let Some(t) = &q.team_id {
+        params.push(s(t));
+        filter = " AND team_id = $3".into();
+    }
+    let sql = format!(
+        "SELECT * FROM {table} WHERE period_kind = $1 AND period = $2{filter} ORDER BY {order} \
+         LIMIT {} OFFSET {offset}",
+        limit + 1
+    );
+    let items = rows(ctx, &sql, params).await?;
+    Ok(axum::Json(envelope(
+        items,
+        limit,
+        offset,
+        json!({"period_kind": kind, "period": period}),
+    )))
+}
+
+/// `GET /api/v1/review/people?period_kind&period&team_id&limit&offset`: the period's
+/// `person_period` rows, judged people by rank within team and role first.
+async fn review_people(
+    State(st): State<AppState>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    review(
+        &st,
+        "person_period",
+        "team_id, role, judged DESC, rank_in_team, person_id",
+        &q,
+    )
+    .await
+}
+
+/// `GET /api/v1/review/teams?period_kind&period&team_id&limit&offset`: the period's
+/// `team_period` rows.
+async fn review_teams(
+    State(st): State<AppState>,
+    Query(q): Query<PeriodQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    review(&st, "team_period", "team_id", &q).await
 }
 
 /// `GET /api/v1/people/{person_id}/rules?from&to`: which rules cost the person how many

@@ -66,6 +66,20 @@ async fn serve_and_run_start_in_process_on_port_0_with_their_own_routes() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("2026-11-"), "{body}");
     assert_eq!(get(http, "/readyz").await.0, 200);
+    // The review: the latest week's person_period rows, judged first.
+    let (code, body) = get(http, "/api/v1/review/people?period_kind=week").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["period"], "2026-W48", "{body}");
+    let people: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["person_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(people.len(), 4, "{body}");
+    let (code, body) = get(http, "/api/v1/review/teams?period_kind=year").await;
+    assert_eq!(code, 400, "{body}");
     stop.cancel();
     served.await.unwrap();
 
