@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use anyhow::Context as _;
 use crmdq_pipeline::Clock;
 use crmdq_pipeline::run::{RunOptions, RunSummary, run};
-use crmdq_testkit::generate::{GenSpec, generate, roster_csv};
+use crmdq_testkit::generate::{GenSpec, absences_csv, generate, roster_csv};
 use crmdq_testkit::kafka::produce_to_mock;
 
 /// The shipped pipeline, embedded so the demo needs no files.
@@ -32,6 +32,8 @@ pub struct DemoReport {
     pub dead_letters: Vec<RecordBatch>,
     /// The shipped alert rules on the latest scored day (dry run).
     pub alerts: crmdq_alerts::Report,
+    /// The month's review, as lines to print.
+    pub review: Vec<String>,
 }
 
 /// Run the demo in `dir` (emptied first if it holds an earlier demo).
@@ -63,8 +65,11 @@ pub async fn demo(
         first_id: 0,
     };
     std::fs::write(dir.join("roster.csv"), roster_csv(&spec)).context("writing the roster")?;
+    std::fs::write(dir.join("absences.csv"), absences_csv(&spec))
+        .context("writing the absences")?;
     let pipeline_path = dir.join("pipeline.yaml");
-    let text = CRM_PIPELINE.replace("path: ${CRMDQ_WAREHOUSE:-warehouse}", "path: warehouse");
+    let text = CRM_PIPELINE.replace("path: ${CRMDQ_WAREHOUSE:-warehouse}", "path: warehouse")
+        + "\nabsences: absences.csv\n";
     std::fs::write(&pipeline_path, &text).context("writing the pipeline file")?;
     let p = Pipeline::from_str_at(&text, &pipeline_path, &|k| std::env::var(k).ok())?;
 
@@ -91,6 +96,7 @@ pub async fn demo(
     let teams = ctx.sql(TEAMS_SQL).await?.collect().await?;
     let people = ctx.sql(PEOPLE_SQL).await?.collect().await?;
     let dead_letters = ctx.sql("SELECT reason, COUNT(*) AS messages FROM dead_letters GROUP BY reason ORDER BY messages DESC").await?.collect().await?;
+    let review = month_review(&p, &ctx).await?;
     drop(cluster);
     // What the shipped alert rules say about the latest scored day (nothing is sent).
     let alerts = crmdq_alerts::evaluate(
@@ -112,7 +118,120 @@ pub async fn demo(
         people,
         dead_letters,
         alerts,
+        review,
     })
+}
+
+/// The month's review as a manager reads it: per team, the judged people ranked (score,
+/// change from the month before, targets met), then the people not judged and why; each
+/// with the scorecard rate whose gap costs the most points, and how many. The month is
+/// the one with the most entries.
+pub async fn month_review(
+    p: &Pipeline,
+    ctx: &datafusion::prelude::SessionContext,
+) -> anyhow::Result<Vec<String>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float64Type, Int64Type};
+    let month = ctx
+        .sql(
+            "SELECT period FROM team_period WHERE period_kind = 'month' GROUP BY period \
+             ORDER BY SUM(entries) DESC, period DESC LIMIT 1",
+        )
+        .await?
+        .collect()
+        .await?;
+    let Some(month) = month
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_string::<i32>().value(0).to_string())
+    else {
+        return Ok(vec!["(nothing scored)".into()]);
+    };
+    let rates = crmdq_config::SCORE_METRICS.join(", ");
+    let batches = ctx
+        .sql(&format!(
+            "SELECT team_id, person_id, role, entries, score, score_change, judged, rank_in_team, \
+               targets_met, targets_total, {rates} FROM person_period \
+             WHERE period_kind = 'month' AND period = '{month}' AND person_id <> 'unassigned' \
+             ORDER BY team_id, judged DESC, role, rank_in_team, person_id"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let min = p.scoring.review.min_volume;
+    let mut out = vec![format!(
+        "Review of {month} (judged: {min}+ entries and {min}+ of each scorecard measure; ranked within team and role)"
+    )];
+    let mut team = String::new();
+    for b in &batches {
+        let text = |c: &str, i: usize| {
+            b.column_by_name(c)
+                .map(AsArray::as_string::<i32>)
+                .filter(|a| a.is_valid(i))
+                .map_or_else(String::new, |a| a.value(i).to_string())
+        };
+        let num = |c: &str, i: usize| {
+            b.column_by_name(c)
+                .map(AsArray::as_primitive::<Float64Type>)
+                .filter(|a| a.is_valid(i))
+                .map(|a| a.value(i))
+        };
+        let int = |c: &str, i: usize| {
+            b.column_by_name(c)
+                .map(AsArray::as_primitive::<Int64Type>)
+                .filter(|a| a.is_valid(i))
+                .map(|a| a.value(i))
+        };
+        for i in 0..b.num_rows() {
+            let (t, person, role) = (text("team_id", i), text("person_id", i), text("role", i));
+            if t != team {
+                out.push(format!("Team {t}"));
+                team = t;
+            }
+            // The scorecard rate whose gap to 1 costs the most points.
+            let card = p.scorecard(&role);
+            let total: f64 = card
+                .iter()
+                .filter(|(m, _)| num(m, i).is_some())
+                .map(|(_, w)| w)
+                .sum();
+            let first = card
+                .iter()
+                .filter_map(|(m, w)| num(m, i).map(|v| (m, v, 100.0 * w * (1.0 - v) / total)))
+                .filter(|(_, _, gain)| *gain > 0.05)
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .map_or_else(
+                    || "nothing to fix".to_string(),
+                    |(m, v, gain)| format!("first: {m} {v:.2} (+{gain:.1} points at 1.00)"),
+                );
+            let entries = int("entries", i).unwrap_or(0);
+            let judged = b
+                .column_by_name("judged")
+                .map(AsArray::as_boolean)
+                .is_some_and(|a| a.is_valid(i) && a.value(i));
+            let score = num("score", i).map_or_else(|| "-".into(), |s| format!("{s:.1}"));
+            if judged {
+                let change =
+                    num("score_change", i).map_or_else(|| "new".into(), |c| format!("{c:+.1}"));
+                out.push(format!(
+                    "  {}. {person} ({role}): score {score} ({change}), targets {}/{}; {first}",
+                    int("rank_in_team", i).unwrap_or(0),
+                    int("targets_met", i).unwrap_or(0),
+                    int("targets_total", i).unwrap_or(0),
+                ));
+            } else {
+                out.push(format!(
+                    "  not judged: {person} ({role}): {entries} entries{}; score {score}; {first}",
+                    if entries < i64::try_from(min).unwrap_or(i64::MAX) {
+                        format!(", needs {min}")
+                    } else {
+                        ", a scorecard measure has too few cases".to_string()
+                    }
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Teams over the whole period.

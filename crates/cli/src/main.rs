@@ -56,7 +56,7 @@ enum Command {
     Score(cmd::score::Args),
     /// Query the warehouse tables by name (read-only).
     Sql(cmd::sql::Args),
-    /// Write synthetic CRM data (NDJSON) and its roster (`<out>.roster.csv`).
+    /// Write synthetic CRM data (NDJSON), its roster (`<out>.roster.csv`) and absences (`<out>.absences.csv`).
     Generate(cmd::generate::Args),
     /// Validate a pipeline file without running it, and show its compiled checks.
     CheckConfig(cmd::check_config::Args),

@@ -109,12 +109,14 @@ pub fn periods_table(dates: &[String]) -> MemTable {
     MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches")
 }
 
-/// `entries >= N AND <each scorecard metric's denominator> >= N`.
+/// `entries >= N`, and each scorecard metric's denominator either 0 (the metric does not
+/// apply: it is NULL and out of the score, like a rep's check-in rate when nobody checks
+/// in with them) or at least N (too few cases is not a fair measure).
 fn judged_expr(card: &Scorecard, min: u64) -> String {
     let mut parts = vec![format!("entries >= {min}")];
     for metric in card.keys() {
         if let Some(den) = denominator(metric) {
-            parts.push(format!("({den}) >= {min}"));
+            parts.push(format!("(({den}) = 0 OR ({den}) >= {min})"));
         }
     }
     parts.join(" AND ")

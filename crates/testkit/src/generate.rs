@@ -2,6 +2,13 @@
 //! a diligent rep, a rep who types everything in days later, a sloppy assistant entering
 //! for two reps, a service team with a complaint spike, someone not on the roster — plus
 //! duplicate deliveries, edits and a few undecodable messages. Deterministic per seed.
+//!
+//! For the performance review (contract section 7) it also has: deals that move through
+//! the stages over days, some lost, the won ones mostly followed by an order within days
+//! and some never; a colleague who enters customers for another rep (not the rep's own
+//! side); answered, unanswered and poor check-ins; and a rep on leave ([`absences_csv`]).
+//! These come from a second random stream, so the records above are the same as before
+//! they existed.
 
 use std::fmt::Write as _;
 
@@ -140,16 +147,36 @@ fn people(n: u32) -> Vec<Person> {
     v
 }
 
-/// The roster CSV of the generated people (valid from the start date, open-ended).
+/// The roster CSV of the generated people (valid from the start date, open-ended; an
+/// assistant's `assists` lists the reps they enter for).
 pub fn roster_csv(spec: &GenSpec) -> String {
-    let mut s = String::from("person_id,name,role,team_id,manager_id,valid_from,valid_to\n");
+    let mut s =
+        String::from("person_id,name,role,team_id,manager_id,valid_from,valid_to,assists\n");
     for p in people(spec.people) {
         let mgr = if p.role == "manager" { "" } else { p.manager };
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},",
-            p.id, p.name, p.role, p.team, mgr, spec.start
+            "{},{},{},{},{},{},,{}",
+            p.id,
+            p.name,
+            p.role,
+            p.team,
+            mgr,
+            spec.start,
+            p.enters_for.join(";")
         );
+    }
+    s
+}
+
+/// The rep on leave: zhao.lei, three days from the eighth day on (periods of 12 days or
+/// more). Their assistant still reaches out on those days; those check-ins do not count.
+pub fn absences_csv(spec: &GenSpec) -> String {
+    let mut s = String::from("person_id,from,to,kind\n");
+    if spec.days >= 12 {
+        let from = spec.start + Span::new().days(7);
+        let to = from + Span::new().days(2);
+        let _ = writeln!(s, "zhao.lei,{from},{to},leave");
     }
     s
 }
@@ -321,6 +348,11 @@ pub fn generate(spec: &GenSpec) -> Vec<String> {
         first_id: spec.first_id,
     };
     let all = people(spec.people);
+    let mut extra = Extra {
+        rng: ChaCha8Rng::seed_from_u64(spec.seed ^ 0x5EED_2E71_E700_0001),
+        seq: spec.first_id,
+        deals: Vec::new(),
+    };
     for d in 0..spec.days {
         let day = spec.start + Span::new().days(i64::from(d));
         let spike = spec.days >= 4 && d == spec.days - 3;
@@ -341,6 +373,8 @@ pub fn generate(spec: &GenSpec) -> Vec<String> {
                 _ => {}
             }
         }
+        let end = spec.start + Span::new().days(i64::from(spec.days) - 1);
+        review_day(&mut g, &mut extra, &all, day, end);
         // Someone not on the roster helps out on weekdays, on the east team's customers.
         if d % 2 == 0 {
             let ev = g.event_time(day);
@@ -360,6 +394,180 @@ pub fn generate(spec: &GenSpec) -> Vec<String> {
         }
     }
     g.out
+}
+
+/// The review's records: their own random stream and id counter (`deal-`, `dord-`, `xcus-`).
+struct Extra {
+    rng: ChaCha8Rng,
+    seq: u64,
+    deals: Vec<Deal>,
+}
+
+/// An open deal: who owns it, who enters it, for which customer, at which stage.
+struct Deal {
+    id: String,
+    owner: String,
+    entered_by: String,
+    customer: String,
+    stage: usize,
+    version: u32,
+}
+
+const STAGES: [&str; 5] = ["lead", "qualified", "proposal", "negotiation", "won"];
+
+impl Extra {
+    fn id(&mut self, prefix: &str) -> String {
+        self.seq += 1;
+        format!("{prefix}-{:06}", self.seq)
+    }
+
+    /// A record entered within a few hours of its event (these people are on time).
+    fn record(
+        &mut self,
+        g: &Gen,
+        rt: &str,
+        id: &str,
+        owner: &str,
+        entered_by: &str,
+        day: Date,
+    ) -> serde_json::Map<String, Value> {
+        let secs = self.rng.random_range(9 * 3600..17 * 3600);
+        let dt = day.to_datetime(jiff::civil::Time::midnight()) + Span::new().seconds(secs);
+        let ev = g.tz.to_timestamp(dt).unwrap_or(Timestamp::UNIX_EPOCH);
+        let entered = ev + Span::new().minutes(self.rng.random_range(10..300));
+        let mut m = serde_json::Map::new();
+        m.insert("record_type".into(), json!(rt));
+        m.insert("record_id".into(), json!(id));
+        m.insert("owner_id".into(), json!(owner));
+        m.insert("entered_by".into(), json!(entered_by));
+        m.insert("event_time".into(), json!(g.ts(ev)));
+        m.insert("entered_at".into(), json!(g.ts(entered)));
+        m
+    }
+
+    fn customer(&mut self, g: &Gen) -> String {
+        let hi = g.seq.max(g.first_id + 2);
+        format!("cus-{:06}", self.rng.random_range(g.first_id + 1..hi))
+    }
+}
+
+/// One day of the review's records: new deals, stage moves (a few lost), orders after
+/// most wins (those that would fall after `end` never come), a colleague's customer entries
+/// for li.wei. On the last day nothing new is opened.
+fn review_day(g: &mut Gen, x: &mut Extra, all: &[Person], day: Date, end: Date) {
+    let last = day >= end;
+    let emit = |g: &mut Gen, r: serde_json::Map<String, Value>| {
+        g.out.push(Value::Object(r).to_string());
+    };
+    // Stage moves of the open deals, then new deals.
+    let mut open = Vec::new();
+    for mut deal in std::mem::take(&mut x.deals) {
+        let roll: f64 = x.rng.random();
+        let moved = if roll < 0.08 {
+            Some("lost")
+        } else if roll < 0.45 {
+            deal.stage += 1;
+            Some(STAGES[deal.stage])
+        } else {
+            None
+        };
+        let Some(stage) = moved else {
+            open.push(deal);
+            continue;
+        };
+        deal.version += 1;
+        let mut r = x.record(
+            g,
+            "opportunity",
+            &deal.id,
+            &deal.owner,
+            &deal.entered_by,
+            day,
+        );
+        r.insert("version".into(), json!(deal.version));
+        r.insert("customer_id".into(), json!(deal.customer));
+        r.insert("stage".into(), json!(stage));
+        r.insert("amount".into(), json!(x.rng.random_range(5_000..300_000)));
+        r.insert("currency".into(), json!("CNY"));
+        emit(g, r);
+        match stage {
+            "won" => {
+                // Most wins are followed by their order within days; some never are.
+                let after = x.rng.random_range(0..6i64);
+                if x.rng.random_bool(0.75) && day + Span::new().days(after) <= end {
+                    let oid = x.id("dord");
+                    let mut o = x.record(
+                        g,
+                        "order",
+                        &oid,
+                        &deal.owner,
+                        &deal.entered_by,
+                        day + Span::new().days(after),
+                    );
+                    o.insert("customer_id".into(), json!(deal.customer));
+                    o.insert("opportunity_id".into(), json!(deal.id));
+                    o.insert("amount".into(), json!(x.rng.random_range(5_000..300_000)));
+                    o.insert("currency".into(), json!("CNY"));
+                    emit(g, o);
+                }
+            }
+            "lost" => {}
+            _ => open.push(deal),
+        }
+    }
+    x.deals = open;
+    if !last {
+        for p in all.iter().filter(|p| p.role == "sales_rep") {
+            if !x.rng.random_bool(0.35) {
+                continue;
+            }
+            let entered_by = all
+                .iter()
+                .find(|a| a.enters_for.contains(&p.id))
+                .map_or_else(|| p.id.clone(), |a| a.id.clone());
+            let deal = Deal {
+                id: x.id("deal"),
+                owner: p.id.clone(),
+                entered_by,
+                customer: x.customer(g),
+                stage: 0,
+                version: 1,
+            };
+            let mut r = x.record(
+                g,
+                "opportunity",
+                &deal.id,
+                &deal.owner,
+                &deal.entered_by,
+                day,
+            );
+            r.insert("customer_id".into(), json!(deal.customer));
+            r.insert("stage".into(), json!("lead"));
+            r.insert("amount".into(), json!(x.rng.random_range(5_000..300_000)));
+            r.insert("currency".into(), json!("CNY"));
+            emit(g, r);
+            x.deals.push(deal);
+        }
+    }
+    // A colleague enters a customer for li.wei now and then: not li.wei's own side.
+    if x.rng.random_bool(0.3) {
+        let id = x.id("xcus");
+        let mut r = x.record(g, "customer", &id, "li.wei", "zhang.min", day);
+        r.insert("name".into(), json!(format!("Customer {id}")));
+        r.insert(
+            "phone".into(),
+            json!(format!(
+                "139{:08}",
+                x.rng.random_range(10_000_000..99_999_999u32)
+            )),
+        );
+        r.insert(
+            "occupation".into(),
+            json!(OCCUPATIONS[x.rng.random_range(0..OCCUPATIONS.len())]),
+        );
+        r.insert("age".into(), json!(x.rng.random_range(22..65)));
+        emit(g, r);
+    }
 }
 
 fn sales_day(g: &mut Gen, who: &Person, owner: &str, habit: Habit, day: Date) {

@@ -40,6 +40,10 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     print(&r.teams, Format::Table)?;
     println!("\nPeople (whole period), with the rules that cost them most:");
     print(&r.people, Format::Table)?;
+    println!();
+    for line in &r.review {
+        println!("{line}");
+    }
     println!("\nDead letters by reason:");
     print(&r.dead_letters, Format::Table)?;
     println!("\nAlerts (the shipped rules, dry run):");

@@ -61,11 +61,15 @@ pub fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     let roster = PathBuf::from(format!("{}.roster.csv", out.display()));
     std::fs::write(&roster, crmdq_testkit::generate::roster_csv(&spec))
         .with_context(|| format!("writing {}", roster.display()))?;
+    let absences = PathBuf::from(format!("{}.absences.csv", out.display()));
+    std::fs::write(&absences, crmdq_testkit::generate::absences_csv(&spec))
+        .with_context(|| format!("writing {}", absences.display()))?;
     println!(
-        "wrote {} records to {} and the roster to {}",
+        "wrote {} records to {}, the roster to {} and the absences to {}",
         lines.len(),
         out.display(),
-        roster.display()
+        roster.display(),
+        absences.display()
     );
     Ok(())
 }
