@@ -8,7 +8,7 @@
 
 mod scores;
 
-pub use scores::ScoreTable;
+pub use scores::{SCORE_COUNTS, SCORE_RATES, ScoreTable};
 
 /// Where a message came from: one position type for every stage (the source yields it,
 /// decode carries it into `src_*` columns and dead letters, the consumer loop tracks it).

@@ -132,34 +132,10 @@ pub fn views() -> Vec<(String, String)> {
     v
 }
 
-/// The counts of the daily and period tables, in column order: every rate is a ratio of
-/// two of them, so a team's or a period's rate is recomputed from their sums.
-pub const COUNTS: [&str; 24] = [
-    "entries",
-    "complete_entries",
-    "valid_entries",
-    "on_time_entries",
-    "late_seconds",
-    "tickets",
-    "rated_tickets",
-    "satisfaction_sum",
-    "complaints",
-    "complaints_known",
-    "checkins",
-    "checkins_answered",
-    "checkins_complete",
-    "coverage_pairs",
-    "covered_pairs",
-    "new_customers",
-    "customer_entries",
-    "own_side_entries",
-    "opportunities_advanced",
-    "opportunities_lost",
-    "opportunities_won",
-    "opportunities_closed",
-    "won_without_order",
-    "orders",
-];
+/// The counts of the daily and period tables, in column order (declared with the score
+/// tables' schemas): every rate is a ratio of two of them, so a team's or a period's rate
+/// is recomputed from their sums.
+pub const COUNTS: [&str; 24] = crmdq_schema::SCORE_COUNTS;
 
 /// Every rate and mean: (column, numerator, denominator), each over [`COUNTS`]. The
 /// denominator is also what `review.min_volume` is held against.
@@ -196,7 +172,8 @@ pub const RATES: [(&str, &str, &str); 13] = [
     ("own_entry_rate", "own_side_entries", "customer_entries"),
 ];
 
-/// The denominator of a scorecard metric ([`RATES`]).
+/// The denominator of a scorecard metric ([`RATES`]), in the order of the declared
+/// [`crmdq_schema::SCORE_RATES`] (a test holds the two equal).
 pub fn denominator(metric: &str) -> Option<&'static str> {
     RATES.iter().find(|r| r.0 == metric).map(|r| r.2)
 }
@@ -299,6 +276,11 @@ pub fn rule_daily() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rates_are_the_declared_ones() {
+        assert_eq!(RATES.map(|r| r.0), crmdq_schema::SCORE_RATES);
+    }
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::DataType;
     use datafusion::prelude::SessionContext;
