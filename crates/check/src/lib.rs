@@ -9,6 +9,7 @@
 
 pub mod cnid;
 pub mod lateness;
+pub mod owner_side;
 pub mod phone;
 pub mod pii;
 pub mod reference;
@@ -84,6 +85,8 @@ struct TypeChecks {
 pub struct Checker {
     types: BTreeMap<RecordType, TypeChecks>,
     pii: PiiPolicy,
+    /// The roster's owner side (who may enter for whom), when a roster is known.
+    owner_side: Option<owner_side::OwnerSide>,
 }
 
 fn q(ident: &str) -> String {
@@ -91,6 +94,15 @@ fn q(ident: &str) -> String {
 }
 
 impl Checker {
+    /// With the roster in force at ingest (`crmdq_catalog::roster` loads it): customers get
+    /// `entered_by_owner_side` from it; without, that column is NULL unless the owner
+    /// entered the record.
+    #[must_use]
+    pub fn with_roster(mut self, roster: &RecordBatch) -> Checker {
+        self.owner_side = Some(owner_side::OwnerSide::new(roster));
+        self
+    }
+
     pub fn compile(p: &Pipeline) -> Result<Checker, CheckError> {
         let rules = PhoneRules::new(&p.checks.phone_region)
             .ok_or_else(|| CheckError::PhoneRegion(p.checks.phone_region.clone()))?;
@@ -214,6 +226,7 @@ impl Checker {
         Ok(Checker {
             types,
             pii: p.checks.pii.clone(),
+            owner_side: None,
         })
     }
 
@@ -272,7 +285,9 @@ impl Checker {
         }
 
         let out_schema = record_table_schema(rt);
-        let n_input = out_schema.fields().len() - crmdq_schema::verdict_fields().len();
+        let n_input = out_schema.fields().len()
+            - crmdq_schema::verdict_fields().len()
+            - crmdq_schema::derived_fields(rt).len();
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(out_schema.fields().len());
         for (i, f) in out_schema.fields().iter().take(n_input).enumerate() {
             let col = batch.column(i);
@@ -289,7 +304,13 @@ impl Checker {
         cols.push(Arc::new(deadline.finish()));
         cols.push(Arc::new(on_time.finish()));
         cols.push(Arc::new(late.finish()));
-        cols.push(Arc::new(bdate.finish()));
+        let bdate = bdate.finish();
+        let side = (rt == RecordType::Customer)
+            .then(|| owner_side::column(self.owner_side.as_ref(), batch, &bdate));
+        cols.push(Arc::new(bdate));
+        if let Some(side) = side {
+            cols.push(Arc::new(side));
+        }
         Ok(RecordBatch::try_new(out_schema, cols)
             .expect("checked columns match record_table_schema"))
     }

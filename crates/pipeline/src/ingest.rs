@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crmdq_check::Checker;
 use crmdq_config::{Pipeline, WarehouseConfig};
 use crmdq_decode::mapping::Mapper;
 use crmdq_decode::{Decoded, Decoder, SourcePos, csv_input};
@@ -17,7 +16,7 @@ use crmdq_warehouse::{Sink, SinkLimits, SourcePosition, Warehouse};
 use tokio::sync::mpsc;
 
 use crate::process::{StepCounts, process};
-use crate::{Clock, PipelineError, writer_id};
+use crate::{Clock, PipelineError, checker, writer_id};
 
 pub use crmdq_decode::BATCH_ROWS;
 
@@ -313,7 +312,7 @@ pub async fn ingest(
     clock: Arc<dyn Clock>,
     progress: Progress<'_>,
 ) -> Result<IngestSummary, PipelineError> {
-    let checker = Checker::compile(p)?;
+    let checker = checker(p).await?;
     let mut sink = Sink::new(
         w.clone(),
         sink_limits(&p.warehouse),

@@ -41,3 +41,16 @@ pub enum PipelineError {
 pub fn writer_id(clock: &dyn Clock) -> String {
     format!("{}-{}", clock.now().as_millisecond(), std::process::id())
 }
+
+/// The pipeline's checks, with its roster (if it names one) for `entered_by_owner_side`:
+/// the roster in force when the records are ingested.
+pub async fn checker(p: &crmdq_config::Pipeline) -> Result<crmdq_check::Checker, PipelineError> {
+    let checker = crmdq_check::Checker::compile(p)?;
+    Ok(match p.roster_path() {
+        Some(path) => {
+            let roster = crmdq_catalog::roster::load_for_pipeline(p, Some(path)).await?;
+            checker.with_roster(&roster)
+        }
+        None => checker,
+    })
+}

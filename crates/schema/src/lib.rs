@@ -321,6 +321,17 @@ pub fn verdict_fields() -> Vec<Field> {
     ]
 }
 
+/// Columns the check stage derives for one record type, after the verdict columns:
+/// customers carry `entered_by_owner_side` (contract section 7) — entered by the owner, or
+/// by a sales assistant whose roster `assists` lists the owner, by the roster in force on
+/// the business date; NULL when no roster was known at ingest.
+pub fn derived_fields(rt: RecordType) -> Vec<Field> {
+    match rt {
+        RecordType::Customer => vec![Field::new("entered_by_owner_side", DataType::Boolean, true)],
+        _ => Vec::new(),
+    }
+}
+
 /// Schema of the Parquet files of `records/<record_type>/` (the `dt` partition column
 /// lives in the path, not in the file).
 pub fn record_table_schema(rt: RecordType) -> SchemaRef {
@@ -331,6 +342,7 @@ pub fn record_table_schema(rt: RecordType) -> SchemaRef {
             .map(|rt| {
                 let mut fields = input_fields(rt);
                 fields.extend(verdict_fields());
+                fields.extend(derived_fields(rt));
                 (rt, Arc::new(Schema::new(fields)))
             })
             .collect()

@@ -79,13 +79,14 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
                ON CAST(w.dt AS DATE) BETWEEN a.\"from\" AND a.\"to\""
                 .into(),
         ),
-        // Customers: every version (its first delivery), with the owner side decided
-        // from the roster at its date: the owner, or an assistant whose assists list it.
+        // Customers: every version (its first delivery), on the owner's side as decided
+        // at ingest (`entered_by_owner_side`), or where ingest knew no roster, from the
+        // roster at its date: the owner, or an assistant whose assists list it.
         v(
             "customer_versions",
             dedup_by(
                 "customer",
-                "record_id, version, owner_id, entered_by, dt",
+                "record_id, version, owner_id, entered_by, entered_by_owner_side, dt",
                 &["record_id", "version"],
             ),
         ),
@@ -99,7 +100,9 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
         v(
             "customer_sides",
             "SELECT c.owner_id, c.dt, \
-               CASE WHEN c.entered_by = c.owner_id THEN 1 \
+               CASE WHEN c.entered_by_owner_side THEN 1 \
+                    WHEN NOT c.entered_by_owner_side THEN 0 \
+                    WHEN c.entered_by = c.owner_id THEN 1 \
                     WHEN r.role = 'sales_assistant' AND array_has(string_to_array(r.assists, ';'), c.owner_id) THEN 1 \
                     ELSE 0 END AS own_side \
              FROM customer_versions c \

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crmdq_check::Checker;
 use crmdq_config::Pipeline;
 use crmdq_source::kafka::{self, BrokerViewSlot, ConsumerSettings, RebalanceEvent, Tp};
 use crmdq_source::stage::{KafkaSource, Received};
@@ -31,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ingest::sink_limits;
 use crate::stage::DecodeStage;
-use crate::{Clock, PipelineError, writer_id};
+use crate::{Clock, PipelineError, checker, writer_id};
 use consume::Loop;
 
 /// Options of a run.
@@ -164,7 +163,7 @@ pub async fn run(
             p.file.display()
         ))
     })?;
-    let checker = Checker::compile(p)?;
+    let checker = checker(p).await?;
     let telemetry = opts.telemetry.clone().unwrap_or_else(|| Telemetry {
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(RunHealth::new(p.serve.ready_max_lag)),
