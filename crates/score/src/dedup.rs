@@ -5,14 +5,22 @@
 //! stays the definition (serve and alerts query it); `tests::native_equals_sql` holds
 //! the two equal.
 
+use std::sync::Arc;
+
 use datafusion::common::HashMap;
 use datafusion::common::hash_map::Entry;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::{SortOptions, filter_record_batch};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, Rows, SortField};
+use crmdq_catalog::views::key_join;
+use crmdq_schema::{RecordType, record_table_schema};
+use crmdq_warehouse::{Snapshot, Warehouse, register_table};
+use datafusion::datasource::MemTable;
+
+use crate::{ScoreError, q};
 
 /// The key a record version is identified by within one record type's table.
 pub const KEY: [&str; 2] = ["record_id", "version"];
@@ -332,6 +340,72 @@ fn columns(
         .iter()
         .map(|n| Ok(b.column(schema.index_of(n)?).clone()))
         .collect()
+}
+
+/// The record versions that chunks saw again (`again`, by position in
+/// [`RecordType::ALL`]): every delivery of each, looked up in the whole warehouse. Those
+/// with deliveries in more than one chunk are pinned to their first delivery; returns
+/// the pins (by record type) and the chunks to score again, in order.
+pub(crate) async fn resolve_again(
+    w: &Warehouse,
+    snap: &Snapshot,
+    chunks: &[Vec<String>],
+    again: &[Vec<Vec<u8>>],
+) -> Result<(Vec<Arc<Pinned>>, Vec<usize>), ScoreError> {
+    let chunk_of: std::collections::HashMap<&str, usize> = chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.iter().map(move |d| (d.as_str(), i)))
+        .collect();
+    let ctx = crmdq_catalog::session();
+    let mut pins = Vec::new();
+    let mut redo = std::collections::BTreeSet::new();
+    for (rt, keys) in RecordType::ALL.into_iter().zip(again) {
+        if keys.is_empty() {
+            pins.push(Arc::default());
+            continue;
+        }
+        let schema = record_table_schema(rt);
+        let mut schema_dt: Vec<arrow::datatypes::Field> =
+            schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        schema_dt.push(arrow::datatypes::Field::new(
+            "dt",
+            arrow::datatypes::DataType::Utf8,
+            false,
+        ));
+        let schema_dt: SchemaRef = Arc::new(Schema::new(schema_dt));
+        let name = format!("crmdq_again_{rt}");
+        let keys = key_batch(&schema_dt, keys).map_err(|e| q(&name)(e.into()))?;
+        let key_schema = keys.schema();
+        ctx.register_table(
+            name.as_str(),
+            Arc::new(MemTable::try_new(key_schema, vec![vec![keys]]).map_err(q(&name))?),
+        )
+        .map_err(q(&name))?;
+        register_table(&ctx, w, rt.as_str(), schema, snap.files_of(rt.as_str()))
+            .map_err(q(rt.as_str()))?;
+        let (key_cols, on) = key_join(&KEY, "d", "k");
+        let sql = format!(
+            "SELECT d.record_id, d.version, d.dt, {} FROM \"{rt}\" d \
+             LEFT SEMI JOIN (SELECT DISTINCT {key_cols} FROM {name}) k ON {on}",
+            ORDER.map(|c| format!("d.{c}")).join(", ")
+        );
+        let df = ctx.sql(&sql).await.map_err(q(&name))?;
+        let found_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let found = df.collect().await.map_err(q(&name))?;
+        // The chunks each key's deliveries fall in.
+        let pinned = Pinned::from_deliveries(&found_schema, found.clone())
+            .map_err(|e| q(&name)(e.into()))?;
+        let spans = chunks_per_key(&found_schema, &found, |dt| chunk_of.get(dt).copied())
+            .map_err(|e| q(&name)(e.into()))?;
+        for set in spans.values() {
+            if set.len() > 1 {
+                redo.extend(set.iter().copied());
+            }
+        }
+        pins.push(Arc::new(pinned));
+    }
+    Ok((pins, redo.into_iter().collect()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,12 @@
 //! byte-identical score files (sorted output, content-addressed file names).
 
 pub mod dedup;
+mod files;
+mod passes;
+
+use dedup::resolve_again;
+use files::{put_all, render};
+use passes::{register_review, review_pass, score_periods};
 pub mod period;
 pub mod review;
 pub mod sql;
@@ -15,10 +21,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use crmdq_catalog::CatalogError;
-use crmdq_catalog::views::{key_join, type_entries_view, type_entry_columns};
+use crmdq_catalog::views::{type_entries_view, type_entry_columns};
 use crmdq_config::Pipeline;
 use crmdq_schema::{RecordType, ScoreTable, record_table_schema};
 use crmdq_warehouse::{
@@ -28,10 +34,8 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt as _;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -53,7 +57,7 @@ pub enum ScoreError {
     },
 }
 
-fn q(view: &str) -> impl Fn(DataFusionError) -> ScoreError + '_ {
+pub(crate) fn q(view: &str) -> impl Fn(DataFusionError) -> ScoreError + '_ {
     move |e| ScoreError::Query {
         view: view.to_string(),
         source: Box::new(e),
@@ -149,7 +153,7 @@ struct Dedup {
 /// tables' files are small, and operators pay per batch). With `first_deliveries`, only
 /// the first delivery of each record version is kept ([`dedup::first_deliveries`]); it
 /// is handed back with its [`dedup::Seen`] filled in.
-async fn materialized(
+pub(crate) async fn materialized(
     ctx: &SessionContext,
     sql: &str,
     first_deliveries: Option<&mut Option<Dedup>>,
@@ -200,7 +204,7 @@ async fn materialized(
     MemTable::try_new(schema, partitions)
 }
 
-fn table_sql(table: ScoreTable, p: &Pipeline) -> String {
+pub(crate) fn table_sql(table: ScoreTable, p: &Pipeline) -> String {
     match table {
         ScoreTable::PersonDaily => sql::person_daily(p),
         ScoreTable::TeamDaily => sql::team_daily(p),
@@ -208,92 +212,6 @@ fn table_sql(table: ScoreTable, p: &Pipeline) -> String {
         ScoreTable::PersonPeriod => period::person_period(p),
         ScoreTable::TeamPeriod => period::team_period(p),
     }
-}
-
-/// The review pass ([`review`]): the record-level KPIs of every date, from the whole
-/// warehouse (only the columns they need).
-async fn review_pass(
-    p: &Pipeline,
-    w: &Warehouse,
-    snap: &Snapshot,
-    roster: &RecordBatch,
-    absences: &RecordBatch,
-    dates: &[String],
-) -> Result<review::Review, ScoreError> {
-    let ctx = crmdq_catalog::session();
-    for rt in RecordType::ALL {
-        register_table(
-            &ctx,
-            w,
-            rt.as_str(),
-            record_table_schema(rt),
-            snap.files_of(rt.as_str()),
-        )
-        .map_err(q(rt.as_str()))?;
-    }
-    crmdq_catalog::register_roster(&ctx, roster.clone())?;
-    let abs = MemTable::try_new(absences.schema(), vec![vec![absences.clone()]])
-        .map_err(q("absences"))?;
-    ctx.register_table("absences", Arc::new(abs))
-        .map_err(q("absences"))?;
-    review::register_dates(&ctx, p, dates).map_err(q("working_days"))?;
-    for (name, body) in review::views(p) {
-        ctx.sql(&format!("CREATE VIEW {name} AS {body}"))
-            .await
-            .map_err(q(&name))?;
-    }
-    let daily = materialized(&ctx, "SELECT * FROM review_daily", None)
-        .await
-        .map_err(q("review_daily"))?;
-    let facts = materialized(&ctx, "SELECT * FROM checkin_facts", None)
-        .await
-        .map_err(q("checkin_facts"))?;
-    Ok(review::Review {
-        daily: Arc::new(daily),
-        checkin_facts: Arc::new(facts),
-    })
-}
-
-/// Register the review tables for the chunk of `dates` (consecutive in the warehouse's
-/// date order, so a range).
-async fn register_review(
-    ctx: &SessionContext,
-    r: &review::Review,
-    dates: &[String],
-) -> Result<(), ScoreError> {
-    let (Some(first), Some(last)) = (dates.first(), dates.last()) else {
-        return Ok(());
-    };
-    let range = format!(
-        "dt BETWEEN '{}' AND '{}'",
-        first.replace('\'', "''"),
-        last.replace('\'', "''")
-    );
-    for (name, table) in [
-        ("review_daily", &r.daily),
-        ("checkin_facts", &r.checkin_facts),
-    ] {
-        let all = format!("crmdq_all_{name}");
-        ctx.register_table(all.as_str(), table.clone())
-            .map_err(q(name))?;
-        ctx.sql(&format!(
-            "CREATE VIEW {name} AS SELECT * FROM {all} WHERE {range}"
-        ))
-        .await
-        .map_err(q(name))?;
-    }
-    Ok(())
-}
-
-/// One score file: `part` as Parquet.
-fn encode_file(
-    part: &RecordBatch,
-    schema: &SchemaRef,
-    props: &WriterProperties,
-) -> Result<Vec<u8>, parquet::errors::ParquetError> {
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))?;
-    writer.write(part)?;
-    writer.into_inner()
 }
 
 /// What a scoring run produced.
@@ -550,63 +468,6 @@ struct ChunkOutput {
     latest_entries: Option<ScoredEntries>,
 }
 
-/// The period tables over the daily files just written (`daily`), written and durable.
-async fn score_periods(
-    p: &Pipeline,
-    w: &Warehouse,
-    daily: &[FileAdd],
-    review: &review::Review,
-    roster: &RecordBatch,
-    dates: &[String],
-    props: &WriterProperties,
-) -> Result<Vec<FileAdd>, ScoreError> {
-    let ctx = crmdq_catalog::session();
-    // With dynamic filters pushed from the hash joins into the daily tables' Parquet
-    // scans, the period query never finished (no CPU used: a wait that is never woken, seen
-    // on the 5-row fixture). Off for this session only; every other query keeps them.
-    ctx.sql("SET datafusion.optimizer.enable_dynamic_filter_pushdown = false")
-        .await
-        .map_err(q("periods"))?;
-    for t in ScoreTable::DAILY {
-        let files: Vec<FileAdd> = daily
-            .iter()
-            .filter(|f| f.table == t.name())
-            .cloned()
-            .collect();
-        register_table(&ctx, w, t.name(), t.schema(), &files).map_err(q(t.name()))?;
-    }
-    ctx.register_table("checkin_facts", review.checkin_facts.clone())
-        .map_err(q("checkin_facts"))?;
-    ctx.register_table("periods", Arc::new(period::periods_table(dates)))
-        .map_err(q("periods"))?;
-    crmdq_catalog::register_roster(&ctx, roster.clone())?;
-    ctx.sql("CREATE VIEW roster_rows AS SELECT *, ROW_NUMBER() OVER () AS crmdq_row FROM roster")
-        .await
-        .map_err(q("roster_rows"))?;
-    let mut files = Vec::new();
-    let mut writes = Vec::new();
-    for table in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
-        tracing::debug!(table = table.name(), "periods: rendering");
-        let (f, wr) = render(&ctx, table, &table_sql(table, p), props).await?;
-        files.extend(f);
-        writes.extend(wr);
-    }
-    put_all(w, writes).await?;
-    Ok(files)
-}
-
-/// Write every (path, bytes), each fsynced, concurrently (they are independent; the
-/// commit names them only once all are durable).
-async fn put_all(w: &Warehouse, writes: Vec<(String, Vec<u8>)>) -> Result<(), ScoreError> {
-    let mut puts = futures::stream::iter(writes)
-        .map(|(path, bytes)| async move { w.put_durable(&path, bytes.into()).await })
-        .buffer_unordered(16);
-    while let Some(r) = puts.next().await {
-        r?;
-    }
-    Ok(())
-}
-
 /// Score the dates `dates`: their files only, with `pinned` deliveries (see
 /// [`dedup::Pinned`]). Writes the score files; returns them and what the
 /// deduplication saw.
@@ -664,160 +525,6 @@ async fn score_chunk(
         });
     }
     Ok((out, seen))
-}
-
-/// Run `sql` (which has a text `dt` column, rows ordered by it) and encode its rows as
-/// `table`'s Parquet files, one per `dt` (content-addressed names). Returns the files and
-/// their bytes, not yet written.
-async fn render(
-    ctx: &SessionContext,
-    table: ScoreTable,
-    sql: &str,
-    props: &WriterProperties,
-) -> Result<(Vec<FileAdd>, Vec<(String, Vec<u8>)>), ScoreError> {
-    let mut files = Vec::new();
-    let mut writes = Vec::new();
-    let (name, dir) = (table.name(), table.dir());
-    let df = ctx.sql(sql).await.map_err(q(name))?;
-    let full_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await.map_err(q(name))?;
-    let all =
-        arrow::compute::concat_batches(&full_schema, &batches).map_err(|e| q(name)(e.into()))?;
-    let dt_idx = full_schema.index_of("dt").map_err(|e| q(name)(e.into()))?;
-    // The declared schema (checked: same columns and types as the plan's, so a
-    // scoring change that alters a table fails here and in the tests).
-    let file_schema = table.schema();
-    let keep: Vec<usize> = (0..full_schema.fields().len())
-        .filter(|i| *i != dt_idx)
-        .collect();
-    let dts = arrow::compute::cast(all.column(dt_idx), &arrow::datatypes::DataType::Utf8)
-        .map_err(|e| q(name)(e.into()))?;
-    let dts = dts.as_string::<i32>();
-    let mut parts: Vec<(String, RecordBatch)> = Vec::new();
-    let mut start = 0;
-    while start < all.num_rows() {
-        let dt = dts.value(start).to_string();
-        let mut end = start + 1;
-        while end < all.num_rows() && dts.value(end) == dt {
-            end += 1;
-        }
-        let part = all
-            .slice(start, end - start)
-            .project(&keep)
-            .map_err(|e| q(name)(e.into()))?;
-        let part = RecordBatch::try_new(file_schema.clone(), part.columns().to_vec())
-            .map_err(|e| q(name)(e.into()))?;
-        parts.push((dt, part));
-        start = end;
-    }
-    // Encoding (Parquet + zstd) is CPU work: half of the dates on each of two
-    // blocking threads, results kept in date order.
-    let half = parts.len().div_ceil(2).max(1);
-    let mut halves = Vec::new();
-    while !parts.is_empty() {
-        let rest = parts.split_off(half.min(parts.len()));
-        halves.push(std::mem::replace(&mut parts, rest));
-    }
-    let encoded = futures::future::join_all(halves.into_iter().map(|half| {
-        let (schema, props) = (file_schema.clone(), props.clone());
-        tokio::task::spawn_blocking(move || {
-            half.into_iter()
-                .map(|(dt, part)| {
-                    let rows = part.num_rows() as u64;
-                    encode_file(&part, &schema, &props).map(|bytes| (dt, rows, bytes))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-    }))
-    .await;
-    for half in encoded {
-        let half = half
-            .map_err(|e| q(name)(DataFusionError::External(Box::new(e))))?
-            .map_err(|source| ScoreError::Encode {
-                table: name.into(),
-                source,
-            })?;
-        for (dt, rows, bytes) in half {
-            let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
-            let path = format!("{dir}/dt={dt}/part-{hash}.parquet");
-            files.push(FileAdd {
-                table: name.into(),
-                dt,
-                path: path.clone(),
-                rows,
-                bytes: bytes.len() as u64,
-                ingested_us: None,
-            });
-            writes.push((path, bytes));
-        }
-    }
-    Ok((files, writes))
-}
-
-/// The record versions that chunks saw again (`again`, by position in
-/// [`RecordType::ALL`]): every delivery of each, looked up in the whole warehouse. Those
-/// with deliveries in more than one chunk are pinned to their first delivery; returns
-/// the pins (by record type) and the chunks to score again, in order.
-async fn resolve_again(
-    w: &Warehouse,
-    snap: &Snapshot,
-    chunks: &[Vec<String>],
-    again: &[Vec<Vec<u8>>],
-) -> Result<(Vec<Arc<dedup::Pinned>>, Vec<usize>), ScoreError> {
-    let chunk_of: std::collections::HashMap<&str, usize> = chunks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| c.iter().map(move |d| (d.as_str(), i)))
-        .collect();
-    let ctx = crmdq_catalog::session();
-    let mut pins = Vec::new();
-    let mut redo = std::collections::BTreeSet::new();
-    for (rt, keys) in RecordType::ALL.into_iter().zip(again) {
-        if keys.is_empty() {
-            pins.push(Arc::default());
-            continue;
-        }
-        let schema = record_table_schema(rt);
-        let mut schema_dt: Vec<arrow::datatypes::Field> =
-            schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        schema_dt.push(arrow::datatypes::Field::new(
-            "dt",
-            arrow::datatypes::DataType::Utf8,
-            false,
-        ));
-        let schema_dt: SchemaRef = Arc::new(Schema::new(schema_dt));
-        let name = format!("crmdq_again_{rt}");
-        let keys = dedup::key_batch(&schema_dt, keys).map_err(|e| q(&name)(e.into()))?;
-        let key_schema = keys.schema();
-        ctx.register_table(
-            name.as_str(),
-            Arc::new(MemTable::try_new(key_schema, vec![vec![keys]]).map_err(q(&name))?),
-        )
-        .map_err(q(&name))?;
-        register_table(&ctx, w, rt.as_str(), schema, snap.files_of(rt.as_str()))
-            .map_err(q(rt.as_str()))?;
-        let (key_cols, on) = key_join(&dedup::KEY, "d", "k");
-        let sql = format!(
-            "SELECT d.record_id, d.version, d.dt, {} FROM \"{rt}\" d \
-             LEFT SEMI JOIN (SELECT DISTINCT {key_cols} FROM {name}) k ON {on}",
-            dedup::ORDER.map(|c| format!("d.{c}")).join(", ")
-        );
-        let df = ctx.sql(&sql).await.map_err(q(&name))?;
-        let found_schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let found = df.collect().await.map_err(q(&name))?;
-        // The chunks each key's deliveries fall in.
-        let pinned = dedup::Pinned::from_deliveries(&found_schema, found.clone())
-            .map_err(|e| q(&name)(e.into()))?;
-        let spans = dedup::chunks_per_key(&found_schema, &found, |dt| chunk_of.get(dt).copied())
-            .map_err(|e| q(&name)(e.into()))?;
-        for set in spans.values() {
-            if set.len() > 1 {
-                redo.extend(set.iter().copied());
-            }
-        }
-        pins.push(Arc::new(pinned));
-    }
-    Ok((pins, redo.into_iter().collect()))
 }
 
 #[cfg(test)]
