@@ -102,13 +102,38 @@ pub async fn observe_series(
         ("CAST(NULL AS VARCHAR)", "")
     };
     let m = &rule.metric;
-    let sql = format!(
-        "SELECT {key} AS subject, dt, team_id, {manager} AS manager_id, entries, \
-           CAST({m} AS DOUBLE) AS value \
-         FROM {table} WHERE dt >= $1 AND dt <= $2 AND entries >= {min} AND {m} IS NOT NULL \
-         ORDER BY subject, dt{order}",
-        min = rule.min_entries,
-    );
+    let sql = match rule.period {
+        None => format!(
+            "SELECT {key} AS subject, dt, team_id, {manager} AS manager_id, entries, \
+               CAST({m} AS DOUBLE) AS value \
+             FROM {table} WHERE dt >= $1 AND dt <= $2 AND entries >= {min} AND {m} IS NOT NULL \
+             ORDER BY subject, dt{order}",
+            min = rule.min_entries,
+        ),
+        // A period rule: on each scored business date, the judged row of the period that
+        // contains it.
+        Some(kind) => {
+            let period_table = if rule.scope == AlertScope::Person {
+                "person_period"
+            } else {
+                "team_period"
+            };
+            let manager = manager.replace("manager_id", "x.manager_id");
+            format!(
+                "SELECT x.{key} AS subject, d.dt, x.team_id, {manager} AS manager_id, x.entries, \
+                   CAST(x.{m} AS DOUBLE) AS value \
+                 FROM {period_table} x \
+                 JOIN (SELECT DISTINCT dt FROM {table} WHERE dt >= $1 AND dt <= $2) d \
+                   ON CAST(d.dt AS DATE) BETWEEN x.period_start AND x.period_end \
+                 WHERE x.period_kind = '{kind}' AND x.judged AND x.entries >= {min} \
+                   AND x.{m} IS NOT NULL \
+                 ORDER BY subject, d.dt{order}",
+                kind = kind.as_str(),
+                min = rule.min_entries,
+                order = order.replace("role", "x.role"),
+            )
+        }
+    };
     let batches = query(ctx, &sql, vec![s(&from.to_string()), s(&to.to_string())]).await?;
     let team_managers = if rule.scope == AlertScope::Team {
         team_managers(ctx, from, to).await?

@@ -504,7 +504,10 @@ fn new_event(
         event_id: String::new(),
         episode: episode.to_string(),
         pending: true,
-        basis: v.basis,
+        basis: match rule.period {
+            Some(k) => format!("{}, over the {} containing {dt}", v.basis, k.as_str()),
+            None => v.basis,
+        },
     }
 }
 

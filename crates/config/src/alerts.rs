@@ -131,6 +131,28 @@ pub struct RawAlertRule {
     pub window_hours: Option<Hours>,
     /// Pipeline scope: the topic of `topic_silence_seconds`.
     pub topic: Option<String>,
+    /// Person and team scope: watch the period table (`week`, `month`, `quarter`) instead
+    /// of the daily one.
+    pub period: Option<PeriodKind>,
+}
+
+/// A review period (contract section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeriodKind {
+    Week,
+    Month,
+    Quarter,
+}
+
+impl PeriodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Week => "week",
+            PeriodKind::Month => "month",
+            PeriodKind::Quarter => "quarter",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +284,9 @@ pub struct AlertRule {
     pub min_entries: u64,
     pub window: Duration,
     pub topic: Option<String>,
+    /// Watch `person_period` / `team_period` of this kind (judged rows only): on each
+    /// business date, the value of the period containing it.
+    pub period: Option<PeriodKind>,
 }
 
 impl AlertsConfig {
@@ -380,6 +405,18 @@ pub(crate) fn validate(raw: RawAlerts, cx: &Ctx<'_>) -> Result<AlertsConfig, Con
                 ),
             ));
         }
+        if r.period.is_some() && r.scope == AlertScope::Pipeline {
+            return Err(cx.err(
+                &format!("{key}.period"),
+                "only person and team rules watch a period",
+            ));
+        }
+        if r.period.is_some() && r.drop.is_some() {
+            return Err(cx.err(
+                &format!("{key}.period"),
+                "a period rule takes `below` or `above` (a period is judged against its target, not a baseline of days)",
+            ));
+        }
         let condition = match (r.below, r.above, r.drop) {
             (Some(b), None, None) => AlertCondition::Below(b),
             (None, Some(a), None) => AlertCondition::Above(a),
@@ -420,6 +457,7 @@ pub(crate) fn validate(raw: RawAlerts, cx: &Ctx<'_>) -> Result<AlertsConfig, Con
             min_entries: r.min_entries.unwrap_or(min_entries),
             window: r.window_hours.map_or(default::WINDOW, |h| h.0),
             topic: r.topic,
+            period: r.period,
         });
     }
     Ok(AlertsConfig {

@@ -39,7 +39,7 @@ use serde::Deserialize;
 
 pub use alerts::{
     ALERT_PIPELINE_METRICS, ALERT_SCORE_METRICS, AlertCondition, AlertRule, AlertScope,
-    AlertsConfig, Receiver, ReceiverKind,
+    AlertsConfig, PeriodKind, Receiver, ReceiverKind,
 };
 pub use checks::{
     Calendar, CheckParams, ChecksConfig, DayCount, DeadlinePolicy, PiiMode, PiiPolicy,

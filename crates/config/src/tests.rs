@@ -221,6 +221,18 @@ fn every_kind_of_error_names_its_line() {
             "opportunity_stages",
             "without `lost`",
         ),
+        (
+            "alerts:\n  rules:\n    - name: r\n      scope: pipeline\n      metric: dead_letter_ratio\n      above: 0.1\n      period: month\n",
+            7,
+            "alerts.rules[0].period",
+            "only person and team",
+        ),
+        (
+            "alerts:\n  rules:\n    - name: r\n      scope: person\n      metric: score\n      drop: {days: 7, stddevs: 2}\n      period: week\n",
+            7,
+            "alerts.rules[0].period",
+            "`below` or `above`",
+        ),
     ];
     for (text, line, key, message) in cases {
         match load(text) {

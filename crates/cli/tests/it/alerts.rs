@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::common::bin;
+use crate::common::{self, bin};
 
 fn ok(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = bin()
@@ -1048,4 +1048,71 @@ fn a_replay_equals_the_daily_cadence() {
     // left pending.
     assert!(sent("/open").is_empty(), "{:?}", sent("/open"));
     assert!(sql(&catch_up, "SELECT event_id FROM alerts WHERE pending").is_empty());
+}
+
+/// A `period: month` rule watches `person_period`: on each date the judged row of the
+/// month containing it (the review fixture: rita's December check-in response rate is
+/// 0.667, her January has no check-ins).
+#[test]
+fn a_period_rule_watches_the_month() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::fixtures().join("review");
+    let p = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "roster: {roster}\nabsences: {absences}\nreview: {{min_volume: 2}}\nalerts:\n  rules:\n    - {{ name: month-checkins, scope: person, metric: checkin_response_rate, below: 0.9, period: month, min_entries: 1 }}\n",
+            roster = f.join("roster.csv").display(),
+            absences = f.join("absences.csv").display(),
+        ),
+    )
+    .unwrap();
+    let w = dir.path().join("wh");
+    let (p_s, w_s) = (p.to_str().unwrap(), w.to_str().unwrap());
+    let now = "2027-01-06T12:00:00+08:00";
+    let input = f.join("review.ndjson");
+    common::run(&[
+        "--now",
+        now,
+        "ingest",
+        "--pipeline",
+        p_s,
+        "--warehouse",
+        w_s,
+        input.to_str().unwrap(),
+    ]);
+    common::run(&[
+        "--now",
+        now,
+        "score",
+        "--pipeline",
+        p_s,
+        "--warehouse",
+        w_s,
+        "--no-alerts",
+    ]);
+    let alerts = |date: &str| {
+        let out = common::run(&[
+            "--now",
+            now,
+            "alerts",
+            "--pipeline",
+            p_s,
+            "--warehouse",
+            w_s,
+            "--dry-run",
+            "--date",
+            date,
+        ]);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let december = alerts("2026-12-31");
+    assert!(
+        december.contains("rita")
+            && december.contains("checkin_response_rate 0.667")
+            && december.contains("over the month containing 2026-12-31"),
+        "{december}"
+    );
+    let january = alerts("2027-01-05");
+    assert!(!january.contains("rita"), "{january}");
 }
