@@ -134,6 +134,8 @@ pub struct Pipeline {
 pub struct Overrides {
     /// `--warehouse`.
     pub warehouse: Option<PathBuf>,
+    /// `--roster`: a roster file in the contract's columns, instead of the pipeline's.
+    pub roster: Option<PathBuf>,
 }
 
 impl Pipeline {
@@ -151,6 +153,9 @@ impl Pipeline {
         let mut p = Self::from_str_at(&text, path, &|k| std::env::var(k).ok())?;
         if let Some(w) = &overrides.warehouse {
             p.warehouse.path.clone_from(w);
+        }
+        if let Some(r) = &overrides.roster {
+            p.roster = Some(RosterSource::file(r.clone()));
         }
         Ok(p)
     }

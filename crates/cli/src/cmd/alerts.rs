@@ -54,7 +54,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         roster,
     } = a;
     let clock = shared_clock.as_ref();
-    let p = load(&pipeline, warehouse.as_ref())?;
+    let p = load(&pipeline, warehouse.as_ref(), None)?;
     let w = Warehouse::open(&p.warehouse.path)?;
     let day = |flag: &str, d: &str| -> anyhow::Result<jiff::civil::Date> {
         d.parse()

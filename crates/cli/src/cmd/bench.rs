@@ -31,7 +31,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         dir,
     } = a;
     let clock = shared_clock.as_ref();
-    let p = load(&pipeline, None)?;
+    let p = load(&pipeline, None, None)?;
     let text =
         std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
     let lines: Vec<String> = text.lines().map(str::to_string).collect();

@@ -18,7 +18,7 @@ pub struct Args {
 
 pub fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     let Args { pipeline, verbose } = a;
-    let p = load(&pipeline, None)?;
+    let p = load(&pipeline, None, None)?;
     let checker = crmdq_check::Checker::compile(&p)?;
     println!(
         "{}: ok (pipeline `{}`, time zone {}, phone region {})",

@@ -16,6 +16,8 @@ pub struct Args {
     pub pipeline: PathBuf,
     #[arg(long)]
     pub warehouse: Option<PathBuf>,
+    /// Roster file (contract columns) instead of the pipeline's: who is on the owner's
+    /// side of a customer entry (`entered_by_owner_side`).
     #[arg(long)]
     pub roster: Option<PathBuf>,
     #[arg(required = true)]
@@ -29,8 +31,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         roster,
         inputs,
     } = a;
-    let p = load(&pipeline, warehouse.as_ref())?;
-    let _ = roster;
+    let p = load(&pipeline, warehouse.as_ref(), roster.as_ref())?;
     let w = Warehouse::open(&p.warehouse.path)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);

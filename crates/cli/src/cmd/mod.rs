@@ -45,9 +45,15 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
-pub(crate) fn load(path: &Path, warehouse: Option<&PathBuf>) -> anyhow::Result<Pipeline> {
+/// Load and check the pipeline file, with the command line's `--warehouse` and `--roster`.
+pub(crate) fn load(
+    path: &Path,
+    warehouse: Option<&PathBuf>,
+    roster: Option<&PathBuf>,
+) -> anyhow::Result<Pipeline> {
     let overrides = crmdq_config::Overrides {
         warehouse: warehouse.cloned(),
+        roster: roster.cloned(),
     };
     let p = Pipeline::load_with(path, &overrides).map_err(|e| UsageError(e.to_string()))?;
     // Fail on bad checks (e.g. user SQL) as a config error too.

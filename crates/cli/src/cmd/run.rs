@@ -15,6 +15,8 @@ pub struct Args {
     pub warehouse: Option<PathBuf>,
     #[arg(long)]
     pub brokers: Option<String>,
+    /// Roster file (contract columns) instead of the pipeline's: who is on the owner's
+    /// side of a customer entry (`entered_by_owner_side`).
     #[arg(long)]
     pub roster: Option<PathBuf>,
     /// Stop after reaching the end offsets seen at start.
@@ -30,11 +32,11 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         pipeline,
         warehouse,
         brokers,
-        roster: _,
+        roster,
         until_caught_up,
         http_listen,
     } = a;
-    let p = load(&pipeline, warehouse.as_ref())?;
+    let p = load(&pipeline, warehouse.as_ref(), roster.as_ref())?;
     let http_listen = http_listen.map(|a| addr(&a, "--http-listen")).transpose()?;
     let app = crmdq::app::RunApp::build(p, brokers, until_caught_up, http_listen).await?;
     if let Some(bound) = app.http_addr() {

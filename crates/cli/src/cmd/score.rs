@@ -36,7 +36,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         no_alerts,
     } = a;
     let clock = shared_clock.as_ref();
-    let p = load(&pipeline, warehouse.as_ref())?;
+    let p = load(&pipeline, warehouse.as_ref(), None)?;
     let w = Warehouse::open(&p.warehouse.path)?;
     let roster = roster.or_else(|| p.roster_path().map(Path::to_path_buf));
     let s = crmdq_score::score_with(

@@ -34,7 +34,7 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
         http_listen,
         roster,
     } = a;
-    let p = load(&pipeline, warehouse.as_ref())?;
+    let p = load(&pipeline, warehouse.as_ref(), None)?;
     let w = Warehouse::open(&p.warehouse.path)?;
     let opts = crmdq_serve::ServeOptions {
         pg_listen: match pg_listen {

@@ -42,7 +42,7 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
     // With a pipeline, its roster (derived through roster.mapping if it has one).
     let roster = match pipeline {
         Some(p) => {
-            let p = load(&p, None)?;
+            let p = load(&p, None, None)?;
             let path = roster.or_else(|| p.roster_path().map(Path::to_path_buf));
             crmdq_catalog::roster::load_for_pipeline(&p, path.as_deref()).await?
         }

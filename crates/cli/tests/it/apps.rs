@@ -21,6 +21,7 @@ fn pipeline(w: &Path) -> Pipeline {
         &common::fixtures().join("pipeline.yaml"),
         &Overrides {
             warehouse: Some(w.to_path_buf()),
+            ..Overrides::default()
         },
     )
     .unwrap()
