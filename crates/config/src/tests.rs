@@ -392,3 +392,34 @@ fn review_defaults_and_overrides() {
     assert_eq!(p.scoring.orders_within_days, 3);
     assert_eq!(p.scoring.absences, Some(PathBuf::from("/p/a.csv")));
 }
+
+/// Command-line overrides are applied while loading; the pipeline is not changed after.
+#[test]
+fn overrides_replace_warehouse_and_roster() {
+    let dir = std::env::temp_dir().join(format!("crmdq-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.yaml");
+    std::fs::write(
+        &file,
+        "roster: {path: src.csv, mapping: {person_id: agent}}\n",
+    )
+    .unwrap();
+    let p = Pipeline::load(&file).unwrap();
+    assert_eq!(p.roster_path(), Some(dir.join("src.csv").as_path()));
+    let p = Pipeline::load_with(
+        &file,
+        &Overrides {
+            warehouse: Some(PathBuf::from("/elsewhere/wh")),
+            roster: Some(PathBuf::from("/elsewhere/r.csv")),
+        },
+    )
+    .unwrap();
+    assert_eq!(p.warehouse.path, PathBuf::from("/elsewhere/wh"));
+    let r = p.roster.unwrap();
+    assert_eq!(r.path, PathBuf::from("/elsewhere/r.csv"));
+    assert!(
+        r.mapping.is_empty(),
+        "an override roster has the contract's columns"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
