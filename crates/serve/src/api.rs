@@ -236,23 +236,38 @@ async fn scored(
     let Some((from, to)) = range(ctx, table, q).await? else {
         return Ok(axum::Json(envelope(vec![], limit, offset, json!({}))));
     };
-    let mut params = vec![s(&from), s(&to)];
+    table_page(
+        ctx,
+        (table, "dt >= $1 AND dt <= $2", order),
+        vec![s(&from), s(&to)],
+        q.team_id.as_ref(),
+        (limit, offset),
+        json!({"from": from, "to": to}),
+    )
+    .await
+}
+
+/// One page of `table`'s rows where `cond` (over `params`) holds, of one team if given,
+/// in `order`; `extra` is answered alongside the page.
+async fn table_page(
+    ctx: &SessionContext,
+    (table, cond, order): (&str, &str, &str),
+    mut params: Vec<ScalarValue>,
+    team: Option<&String>,
+    (limit, offset): (u64, u64),
+    extra: Value,
+) -> Result<axum::Json<Value>, ApiError> {
     let mut filter = String::new();
-    if let Some(t) = &q.team_id {
+    if let Some(t) = team {
         params.push(s(t));
-        filter = " AND team_id = $3".into();
+        filter = format!(" AND team_id = ${}", params.len());
     }
     let sql = format!(
-        "SELECT * FROM {table} WHERE dt >= $1 AND dt <= $2{filter} ORDER BY {order} LIMIT {} OFFSET {offset}",
+        "SELECT * FROM {table} WHERE {cond}{filter} ORDER BY {order} LIMIT {} OFFSET {offset}",
         limit + 1
     );
     let items = rows(ctx, &sql, params).await?;
-    Ok(axum::Json(envelope(
-        items,
-        limit,
-        offset,
-        json!({"from": from, "to": to}),
-    )))
+    Ok(axum::Json(envelope(items, limit, offset, extra)))
 }
 
 /// `GET /api/v1/teams?from&to&team_id&limit&offset`.
@@ -301,24 +316,15 @@ async fn review(
     let Some(period) = period else {
         return Ok(axum::Json(envelope(vec![], limit, offset, json!({}))));
     };
-    let mut params = vec![s(kind), s(&period)];
-    let mut filter = String::new();
-    if let Some(t) = &q.team_id {
-        params.push(s(t));
-        filter = " AND team_id = $3".into();
-    }
-    let sql = format!(
-        "SELECT * FROM {table} WHERE period_kind = $1 AND period = $2{filter} ORDER BY {order} \
-         LIMIT {} OFFSET {offset}",
-        limit + 1
-    );
-    let items = rows(ctx, &sql, params).await?;
-    Ok(axum::Json(envelope(
-        items,
-        limit,
-        offset,
+    table_page(
+        ctx,
+        (table, "period_kind = $1 AND period = $2", order),
+        vec![s(kind), s(&period)],
+        q.team_id.as_ref(),
+        (limit, offset),
         json!({"period_kind": kind, "period": period}),
-    )))
+    )
+    .await
 }
 
 /// `GET /api/v1/review/people?period_kind&period&team_id&limit&offset`: the period's
