@@ -75,6 +75,7 @@ def generate(crmdq, work, n):
                 shutil.copy(str(part) + ".roster.csv", roster)
             part.unlink()
             Path(str(part) + ".roster.csv").unlink()
+            Path(str(part) + ".absences.csv").unlink(missing_ok=True)
     return out, roster
 
 
