@@ -43,14 +43,26 @@ pub(crate) async fn review_pass(
         .map_err(q("absences"))?;
     review::register_dates(&ctx, p, dates).map_err(q("working_days"))?;
     // Each view is computed once and held (DataFusion inlines views: `customer_versions`,
-    // read by four others, would be deduplicated four times). They hold a few columns per
-    // record version and are dropped with this session.
-    for (name, body) in review::views(p) {
+    // read by four others, would be deduplicated four times), and dropped as soon as no
+    // later view reads it: one record type's versions are held at a time.
+    let views = review::views(p);
+    let reads = |sql: &str, name: &str| {
+        sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w == name)
+    };
+    for (i, (name, body)) in views.iter().enumerate() {
         let started = std::time::Instant::now();
-        let table = materialized(&ctx, &body, None).await.map_err(q(&name))?;
+        let table = materialized(&ctx, body, None).await.map_err(q(name))?;
         tracing::debug!(view = %name, seconds = started.elapsed().as_secs_f64(), "review view");
         ctx.register_table(name.as_str(), Arc::new(table))
-            .map_err(q(&name))?;
+            .map_err(q(name))?;
+        for (done, _) in &views[..=i] {
+            let kept = matches!(done.as_str(), "review_daily" | "checkin_facts");
+            let later = views[i + 1..].iter().any(|(_, sql)| reads(sql, done));
+            if !kept && !later && ctx.table_exist(done.as_str()).unwrap_or(false) {
+                ctx.deregister_table(done.as_str()).map_err(q(done))?;
+            }
+        }
     }
     let daily = materialized(&ctx, "SELECT * FROM review_daily", None)
         .await
