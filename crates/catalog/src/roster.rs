@@ -40,8 +40,8 @@ fn days(d: Date) -> i32 {
     (d - jiff::civil::date(1970, 1, 1)).get_days()
 }
 
-/// Read a roster CSV into one batch. Errors name the file and line.
-pub fn load_csv(path: &Path) -> Result<RecordBatch, CatalogError> {
+/// A CSV reader (cells trimmed) and its header row; errors name the file.
+fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, csv::StringRecord), CatalogError> {
     let err = |line: u64, message: String| CatalogError::Roster {
         path: path.to_path_buf(),
         line,
@@ -52,11 +52,26 @@ pub fn load_csv(path: &Path) -> Result<RecordBatch, CatalogError> {
         .from_path(path)
         .map_err(|e| err(0, e.to_string()))?;
     let headers = rdr.headers().map_err(|e| err(1, e.to_string()))?.clone();
-    let idx = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}') == name)
+    Ok((rdr, headers))
+}
+
+/// The position of column `name` in `headers` (a byte-order mark before the first is
+/// ignored).
+fn column(headers: &csv::StringRecord, name: &str) -> Option<usize> {
+    headers
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == name)
+}
+
+/// Read a roster CSV into one batch. Errors name the file and line.
+pub fn load_csv(path: &Path) -> Result<RecordBatch, CatalogError> {
+    let err = |line: u64, message: String| CatalogError::Roster {
+        path: path.to_path_buf(),
+        line,
+        message,
     };
+    let (mut rdr, headers) = open_csv(path)?;
+    let idx = |name: &str| column(&headers, name);
     let need = |name: &str| idx(name).ok_or_else(|| err(1, format!("missing column `{name}`")));
     let (pid, role) = (need("person_id")?, need("role")?);
     let (name, team, mgr, from, to, assists) = (
@@ -346,16 +361,9 @@ pub fn load_absences(
         .column_by_name("person_id")
         .map(|c| c.as_string::<i32>().iter().flatten().collect())
         .unwrap_or_default();
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| err(0, e.to_string()))?;
-    let headers = rdr.headers().map_err(|e| err(1, e.to_string()))?.clone();
+    let (mut rdr, headers) = open_csv(path)?;
     let idx = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim_start_matches('\u{feff}') == name)
-            .ok_or_else(|| err(1, format!("missing column `{name}`")))
+        column(&headers, name).ok_or_else(|| err(1, format!("missing column `{name}`")))
     };
     let (pid, from, to) = (idx("person_id")?, idx("from")?, idx("to")?);
     let kind = idx("kind").ok();

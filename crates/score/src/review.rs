@@ -59,6 +59,23 @@ pub fn roster_at(source: &str) -> String {
     )
 }
 
+/// Each record of `versions` once, on the business date of its first version, with `cols`
+/// as its latest version of that date has them (so a version 2 the same day that answers
+/// a check-in counts, one days later does not).
+fn first_day_state(versions: &str, cols: &[&str]) -> String {
+    let cols = cols
+        .iter()
+        .map(|c| format!("last_value(v.{c} ORDER BY v.version) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT v.record_id, v.dt, {cols} FROM {versions} v \
+         JOIN (SELECT record_id, MIN(dt) AS dt FROM {versions} GROUP BY record_id) f \
+           ON f.record_id = v.record_id AND f.dt = v.dt \
+         GROUP BY v.record_id, v.dt"
+    )
+}
+
 /// The views of the review pass, in creation order. They read the record tables (every
 /// committed file), `roster`, `absences` and `working_days (dt)`.
 pub fn views(p: &Pipeline) -> Vec<(String, String)> {
@@ -176,15 +193,7 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
         ),
         v(
             "order_firsts",
-            "SELECT v.record_id, v.dt, \
-               last_value(v.owner_id ORDER BY v.version) AS owner_id, \
-               last_value(v.customer_id ORDER BY v.version) AS customer_id, \
-               last_value(v.amount ORDER BY v.version) AS amount \
-             FROM order_versions v \
-             JOIN (SELECT record_id, MIN(dt) AS dt FROM order_versions GROUP BY record_id) f \
-               ON f.record_id = v.record_id AND f.dt = v.dt \
-             GROUP BY v.record_id, v.dt"
-                .into(),
+            first_day_state("order_versions", &["owner_id", "customer_id", "amount"]),
         ),
         v(
             "order_kpis",
@@ -221,16 +230,10 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
         ),
         v(
             "checkin_firsts",
-            "SELECT v.record_id, v.dt, \
-               last_value(v.owner_id ORDER BY v.version) AS owner_id, \
-               last_value(v.event_time ORDER BY v.version) AS event_time, \
-               last_value(v.responded_at ORDER BY v.version) AS responded_at, \
-               last_value(v.response_complete ORDER BY v.version) AS response_complete \
-             FROM checkin_versions v \
-             JOIN (SELECT record_id, MIN(dt) AS dt FROM checkin_versions GROUP BY record_id) f \
-               ON f.record_id = v.record_id AND f.dt = v.dt \
-             GROUP BY v.record_id, v.dt"
-                .into(),
+            first_day_state(
+                "checkin_versions",
+                &["owner_id", "event_time", "responded_at", "response_complete"],
+            ),
         ),
         v(
             "checkin_counted",
