@@ -6,6 +6,7 @@
 //! tables in one `score` log entry. Invariant: the same warehouse and roster give
 //! byte-identical score files (sorted output, content-addressed file names).
 
+mod bucket;
 pub mod dedup;
 mod files;
 mod passes;
@@ -229,6 +230,8 @@ pub struct ScoreSummary {
     /// [`ScoreOptions`]).
     pub chunks: usize,
     pub rescored_chunks: usize,
+    /// How many buckets of record ids the review pass took (see [`ScoreOptions`]).
+    pub review_buckets: u64,
 }
 
 /// Entries a scoring run computed for one business date.
@@ -248,7 +251,14 @@ pub struct ScoreOptions {
     pub chunk_rows: u64,
     /// The date whose entries [`ScoreSummary::entries`] keeps (None: the latest scored).
     pub entries_of: Option<String>,
+    /// The review pass takes the records a bucket of record ids at a time, with about
+    /// this many deliveries of the largest record type per bucket (memory follows the
+    /// bucket; the numbers do not depend on it, tested: the files are byte-identical).
+    pub bucket_rows: u64,
 }
+
+/// [`ScoreOptions::bucket_rows`] by default.
+pub const DEFAULT_BUCKET_ROWS: u64 = 600_000;
 
 /// [`ScoreOptions::chunk_rows`] by default.
 pub const DEFAULT_CHUNK_ROWS: u64 = 400_000;
@@ -258,6 +268,7 @@ impl Default for ScoreOptions {
         ScoreOptions {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             entries_of: None,
+            bucket_rows: DEFAULT_BUCKET_ROWS,
         }
     }
 }
@@ -331,7 +342,7 @@ pub async fn score_with(
     let all_dates: Vec<String> = rows.keys().map(|d| (*d).to_string()).collect();
     let absences = crmdq_catalog::roster::load_absences(p.scoring.absences.as_deref(), &roster)?;
     let started = std::time::Instant::now();
-    let review = review_pass(p, w, &snap, &roster, &absences, &all_dates).await?;
+    let review = review_pass(p, w, &snap, &roster, &absences, &all_dates, opts.bucket_rows).await?;
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "review KPIs computed"
@@ -398,6 +409,7 @@ pub async fn score_with(
     drop(earlier);
     let mut summary = ScoreSummary {
         chunks: chunks.len(),
+        review_buckets: review.buckets,
         ..ScoreSummary::default()
     };
     if again.iter().any(|a| !a.is_empty()) {
@@ -438,7 +450,17 @@ pub async fn score_with(
         }
     }
     let started = std::time::Instant::now();
-    for f in score_periods(p, w, &summary.files, &review, &roster, &all_dates, &props).await? {
+    for f in score_periods(
+        p,
+        w,
+        &summary.files,
+        &review,
+        &roster,
+        &all_dates,
+        opts.chunk_rows,
+        &props,
+    )
+    .await? {
         *summary.rows.entry(f.table.clone()).or_default() += f.rows;
         summary.files.push(f);
     }
@@ -548,13 +570,10 @@ mod tests {
         let p = Pipeline::from_str_at("{}", Path::new("t.yaml"), &|_| None).unwrap();
         let absences = crmdq_catalog::roster::load_absences(None, &roster).unwrap();
         let snap = w.snapshot().await.unwrap();
-        let review = review_pass(&p, &w, &snap, &roster, &absences, &[])
+        let review = review_pass(&p, &w, &snap, &roster, &absences, &[], DEFAULT_BUCKET_ROWS)
             .await
             .unwrap();
-        ctx.register_table("review_daily", review.daily.clone())
-            .unwrap();
-        ctx.register_table("checkin_facts", review.checkin_facts.clone())
-            .unwrap();
+        register_review(&ctx, &review, &[]).await.unwrap();
         create_views(&ctx, false).await.unwrap();
         for t in ScoreTable::DAILY {
             register_table(&ctx, &w, t.name(), t.schema(), &[]).unwrap();

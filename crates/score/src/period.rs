@@ -9,10 +9,11 @@
 //! A person's `team_id`, `manager_id` and `name` are those of their last day in the
 //! period (a quarter spanning a move counts every day, under the new team).
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use arrow::array::{Date32Array, RecordBatch, StringArray};
+use arrow::array::{BooleanArray, Date32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use crmdq_config::{Pipeline, Scorecard};
 use datafusion::datasource::MemTable;
@@ -69,8 +70,18 @@ fn days(d: Date) -> i32 {
     (d - jiff::civil::date(1970, 1, 1)).get_days()
 }
 
-/// `periods (dt, period_kind, period, period_start, period_end, prev_start)` for `dates`.
+/// `periods (dt, period_kind, period, period_start, period_end, prev_start, keep)` for
+/// `dates`: every period of every date, all kept.
 pub fn periods_table(dates: &[String]) -> MemTable {
+    let rows = dates
+        .iter()
+        .filter_map(|t| Some((t.clone(), t.parse::<Date>().ok()?)))
+        .flat_map(|(t, d)| periods_of(d).map(|p| (t.clone(), p, true)))
+        .collect::<Vec<_>>();
+    table_of(rows)
+}
+
+fn table_of(rows: Vec<(String, Period, bool)>) -> MemTable {
     let schema = Arc::new(Schema::new(vec![
         Field::new("dt", DataType::Utf8, false),
         Field::new("period_kind", DataType::Utf8, false),
@@ -78,21 +89,18 @@ pub fn periods_table(dates: &[String]) -> MemTable {
         Field::new("period_start", DataType::Date32, false),
         Field::new("period_end", DataType::Date32, false),
         Field::new("prev_start", DataType::Date32, false),
+        Field::new("keep", DataType::Boolean, false),
     ]));
     let (mut dt, mut kind, mut label) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut start, mut end, mut prev) = (Vec::new(), Vec::new(), Vec::new());
-    for d_text in dates {
-        let Ok(d) = d_text.parse::<Date>() else {
-            continue;
-        };
-        for p in periods_of(d) {
-            dt.push(d_text.clone());
-            kind.push(p.kind);
-            label.push(p.label);
-            start.push(days(p.start));
-            end.push(days(p.end));
-            prev.push(days(p.prev_start));
-        }
+    let (mut start, mut end, mut prev, mut keep) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (d, p, k) in rows {
+        dt.push(d);
+        kind.push(p.kind);
+        label.push(p.label);
+        start.push(days(p.start));
+        end.push(days(p.end));
+        prev.push(days(p.prev_start));
+        keep.push(k);
     }
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -103,10 +111,86 @@ pub fn periods_table(dates: &[String]) -> MemTable {
             Arc::new(Date32Array::from(start)),
             Arc::new(Date32Array::from(end)),
             Arc::new(Date32Array::from(prev)),
+            Arc::new(BooleanArray::from(keep)),
         ],
     )
     .expect("columns match");
     MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches")
+}
+
+/// The period rows of one query of the period pass: the periods starting in a run of
+/// calendar quarters (`keep`), and the period before each (not kept: read only for
+/// `prev_score`), with the dates they cover.
+pub struct PeriodGroup {
+    pub dates: Vec<String>,
+    pub table: Arc<MemTable>,
+}
+
+/// The period pass in groups of periods, so that memory follows a group rather than
+/// the warehouse: consecutive calendar quarters (by the quarter a period starts in) up
+/// to about `budget` person-days (`rows` per date) each. Every period starting on a
+/// date is in the group of that date's quarter, so each `person_period` file (one per
+/// period start) comes whole from one group, the same rows in the same order as from
+/// one query over everything.
+pub fn groups(dates: &[String], rows: &HashMap<&str, u64>, budget: u64) -> Vec<PeriodGroup> {
+    let parsed: Vec<(&String, Date)> = dates
+        .iter()
+        .filter_map(|t| Some((t, t.parse::<Date>().ok()?)))
+        .collect();
+    let quarter = |d: Date| (d.year(), (d.month() - 1) / 3);
+    let mut per_quarter: BTreeMap<(i16, i8), u64> = BTreeMap::new();
+    for (t, d) in &parsed {
+        // Every quarter a period of the date starts in has a group (a week may start in
+        // the quarter before its dates); the date's rows count in its own quarter.
+        for p in periods_of(*d) {
+            per_quarter.entry(quarter(p.start)).or_default();
+        }
+        *per_quarter.entry(quarter(*d)).or_default() += rows.get(t.as_str()).copied().unwrap_or(0);
+    }
+    let mut runs: Vec<Vec<(i16, i8)>> = Vec::new();
+    let mut n = 0;
+    for (q, r) in per_quarter {
+        match runs.last_mut() {
+            Some(run) if n + r <= budget => run.push(q),
+            _ => {
+                runs.push(vec![q]);
+                n = 0;
+            }
+        }
+        n += r;
+    }
+    runs.into_iter()
+        .map(|run| {
+            let kept = |p: &Period| run.contains(&quarter(p.start));
+            let mut before = std::collections::HashSet::new();
+            for (_, d) in &parsed {
+                for p in periods_of(*d) {
+                    if kept(&p) {
+                        before.insert((p.kind, p.prev_start));
+                    }
+                }
+            }
+            let mut rows = Vec::new();
+            let mut group_dates = Vec::new();
+            for (t, d) in &parsed {
+                let mut any = false;
+                for p in periods_of(*d) {
+                    let keep = kept(&p);
+                    if keep || before.contains(&(p.kind, p.start)) {
+                        rows.push(((*t).clone(), p, keep));
+                        any = true;
+                    }
+                }
+                if any {
+                    group_dates.push((*t).clone());
+                }
+            }
+            PeriodGroup {
+                dates: group_dates,
+                table: Arc::new(table_of(rows)),
+            }
+        })
+        .collect()
 }
 
 /// `entries >= N`, and each scorecard metric's denominator either 0 (the metric does not
@@ -169,7 +253,7 @@ fn per_role(p: &Pipeline, f: impl Fn(&str) -> String) -> String {
     s
 }
 
-const PERIOD_KEYS: &str = "period_kind, period, period_start, period_end, prev_start";
+const PERIOD_KEYS: &str = "period_kind, period, period_start, period_end, prev_start, keep";
 
 /// The `person_period` query over `person_daily`, `periods`, `checkin_facts` and the
 /// roster (`roster_rows`).
@@ -179,7 +263,7 @@ pub fn person_period(p: &Pipeline) -> String {
     let met = per_role(p, |r| targets_exprs(p.scoring.review.targets.get(r)).0);
     let total = per_role(p, |r| targets_exprs(p.scoring.review.targets.get(r)).1);
     format!(
-        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, x.* \
+        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, k.keep, x.* \
            FROM person_daily x JOIN periods k ON k.dt = x.dt), \
          g AS (SELECT {PERIOD_KEYS}, person_id, role, \
              last_value(team_id ORDER BY dt) AS team_id, last_value(manager_id ORDER BY dt) AS manager_id, \
@@ -201,7 +285,7 @@ pub fn person_period(p: &Pipeline) -> String {
            s.prev_score, s.score - s.prev_score AS score_change, s.targets_met, s.targets_total \
          FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
            FROM s WINDOW w AS (PARTITION BY period_kind, person_id, role ORDER BY period_start)) s \
-         ORDER BY s.period_start, s.period_kind, s.person_id, s.role",
+         WHERE s.keep ORDER BY s.period_start, s.period_kind, s.person_id, s.role",
         sums = summed_counts(),
         names = crate::review::roster_at("SELECT DISTINCT person_id, last_dt AS dt FROM g"),
         rate_cols = rate_columns(),
@@ -217,7 +301,7 @@ pub fn team_period(p: &Pipeline) -> String {
     let card = p.scorecard("team");
     let (met, total) = targets_exprs(p.scoring.review.targets.get("team"));
     format!(
-        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, x.* \
+        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, k.keep, x.* \
            FROM team_daily x JOIN periods k ON k.dt = x.dt), \
          g AS (SELECT {PERIOD_KEYS}, team_id, CAST(COUNT(*) AS BIGINT) AS days, {sums} \
            FROM d GROUP BY {PERIOD_KEYS}, team_id), \
@@ -238,7 +322,7 @@ pub fn team_period(p: &Pipeline) -> String {
            s.targets_met, s.targets_total \
          FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
            FROM s WINDOW w AS (PARTITION BY period_kind, team_id ORDER BY period_start)) s \
-         ORDER BY s.period_start, s.period_kind, s.team_id",
+         WHERE s.keep ORDER BY s.period_start, s.period_kind, s.team_id",
         sums = summed_counts(),
         rate_cols = rate_columns(),
         score = score_expr(card),
@@ -254,6 +338,44 @@ mod tests {
 
     fn d(s: &str) -> Date {
         s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_period_is_kept_in_exactly_one_group() {
+        // A year from a Thursday (its first week starts in the quarter before), in groups
+        // of about one quarter.
+        let dates: Vec<String> = (0..365)
+            .map(|i| (d("2026-10-01") + i.days()).to_string())
+            .collect();
+        let rows: HashMap<&str, u64> = dates.iter().map(|t| (t.as_str(), 10)).collect();
+        let groups = groups(&dates, &rows, 900);
+        assert!(groups.len() >= 4, "{}", groups.len());
+        let mut kept: HashMap<(String, String), usize> = HashMap::new();
+        for g in &groups {
+            let ctx = datafusion::prelude::SessionContext::new();
+            ctx.register_table("p", g.table.clone()).unwrap();
+            let df = ctx
+                .sql("SELECT DISTINCT period_kind, period FROM p WHERE keep")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            for b in df {
+                use arrow::array::AsArray as _;
+                let (k, p) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+                for i in 0..b.num_rows() {
+                    *kept.entry((k.value(i).into(), p.value(i).into())).or_default() += 1;
+                }
+            }
+        }
+        let all: std::collections::HashSet<(String, String)> = dates
+            .iter()
+            .flat_map(|t| periods_of(d(t)).map(|p| (p.kind.to_string(), p.label)))
+            .collect();
+        assert_eq!(kept.len(), all.len());
+        assert!(kept.values().all(|n| *n == 1), "{kept:?}");
+        assert!(kept.contains_key(&("week".to_string(), "2026-W40".to_string())));
     }
 
     #[test]

@@ -27,7 +27,6 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use crmdq_catalog::views::dedup_by;
 use crmdq_config::Pipeline;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -76,14 +75,56 @@ fn first_day_state(versions: &str, cols: &[&str]) -> String {
     )
 }
 
-/// The views of the review pass, in creation order. They read the record tables (every
-/// committed file), `roster`, `absences` and `working_days (dt)`.
-pub fn views(p: &Pipeline) -> Vec<(String, String)> {
+/// One record type's versions, each once (its first delivery), as the review reads them:
+/// `name` holds `cols` of `table`'s deliveries of one bucket of record ids.
+pub struct Versions {
+    pub name: &'static str,
+    pub table: &'static str,
+    pub cols: &'static [&'static str],
+}
+
+/// What becomes of a bucket's output once the bucket is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Counts per (person_id, dt) or rows per check-in, large as the warehouse: written
+    /// to a temporary Parquet file sorted by `dt` (one per bucket), from which each chunk
+    /// of dates reads its own dates.
+    Spill,
+    /// One row per won opportunity, per order day, per check-in pair: held in memory
+    /// (appended bucket after bucket) for the cross-record `finish` views.
+    Hold,
+}
+
+/// The review pass as SQL, in five steps (run by `passes::review_pass` and, per chunk
+/// of dates, `passes::register_review`):
+///
+/// 1. `setup`, once: the roster's rows and the absent days;
+/// 2. per *bucket* of record ids (a stable hash of `record_id`, so every version of a
+///    record is in one bucket, and memory follows the bucket rather than the warehouse):
+///    the [`Versions`] of each record type, then the `bucket` views over them;
+/// 3. each of the `outputs` (bucket views) kept as [`Keep`] says;
+/// 4. `finish`, once, over the held outputs: what crosses records (a won opportunity's
+///    order within days, an assistant's coverage); the `finish_spilled` ones are spilled;
+/// 5. `range`, per chunk of dates, over the spilled tables restricted to the chunk's
+///    dates: the sums over buckets, the medians, `review_daily` and `checkin_facts`.
+pub struct Plan {
+    pub setup: Vec<(String, String)>,
+    pub versions: Vec<Versions>,
+    pub bucket: Vec<(String, String)>,
+    pub outputs: Vec<(&'static str, Keep)>,
+    pub finish: Vec<(String, String)>,
+    pub finish_spilled: Vec<&'static str>,
+    pub range: Vec<(String, String)>,
+}
+
+/// The review pass ([`Plan`]). Its SQL reads the record tables (every committed file),
+/// `roster`, `absences`, `working_days (dt)` and `all_dates (dt)`.
+pub fn plan(p: &Pipeline) -> Plan {
     let v = |name: &str, sql: String| (name.to_string(), sql);
     let within = p.scoring.orders_within_days;
     let rank = stage_rank(p, "stage");
     let prev_rank = stage_rank(p, "prev");
-    vec![
+    let setup = vec![
         v(
             "roster_rows",
             "SELECT *, ROW_NUMBER() OVER () AS crmdq_row FROM roster".into(),
@@ -96,17 +137,40 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
                ON CAST(w.dt AS DATE) BETWEEN a.\"from\" AND a.\"to\""
                 .into(),
         ),
-        // Customers: every version (its first delivery), on the owner's side as decided
-        // at ingest (`entered_by_owner_side`), or where ingest knew no roster, from the
-        // roster at its date: the owner, or an assistant whose assists list it.
-        v(
-            "customer_versions",
-            dedup_by(
-                "customer",
-                "record_id, version, owner_id, entered_by, entered_by_owner_side, dt",
-                &["record_id", "version"],
-            ),
-        ),
+    ];
+    let versions = vec![
+        Versions {
+            name: "customer_versions",
+            table: "customer",
+            cols: &["owner_id", "entered_by", "entered_by_owner_side", "dt"],
+        },
+        Versions {
+            name: "opportunity_versions",
+            table: "opportunity",
+            cols: &["owner_id", "customer_id", "stage", "dt"],
+        },
+        Versions {
+            name: "order_versions",
+            table: "order",
+            cols: &["owner_id", "customer_id", "amount", "dt"],
+        },
+        Versions {
+            name: "checkin_versions",
+            table: "checkin",
+            cols: &[
+                "owner_id",
+                "entered_by",
+                "event_time",
+                "responded_at",
+                "response_complete",
+                "dt",
+            ],
+        },
+    ];
+    let bucket = vec![
+        // Customers: on the owner's side as decided at ingest (`entered_by_owner_side`),
+        // or where ingest knew no roster, from the roster at its date: the owner, or an
+        // assistant whose assists list it.
         v(
             "customer_enterers",
             roster_at(
@@ -127,13 +191,13 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
                 .into(),
         ),
         v(
-            "customer_kpis",
+            "customer_kpis_part",
             "SELECT owner_id AS person_id, dt, COUNT(*) AS customer_entries, \
                SUM(own_side) AS own_side_entries FROM customer_sides GROUP BY owner_id, dt"
                 .into(),
         ),
         v(
-            "new_customer_kpis",
+            "new_customer_kpis_part",
             "SELECT owner_id AS person_id, dt, COUNT(*) AS new_customers FROM ( \
                SELECT record_id, first_value(owner_id ORDER BY version) AS owner_id, \
                  first_value(dt ORDER BY version) AS dt \
@@ -143,14 +207,6 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
         // Opportunities: the state at the end of each date a version was entered on
         // (its latest version of the date), kept where it is the newest version so far,
         // and compared with the state before.
-        v(
-            "opportunity_versions",
-            dedup_by(
-                "opportunity",
-                "record_id, version, owner_id, customer_id, stage, dt",
-                &["record_id", "version"],
-            ),
-        ),
         v(
             "opportunity_days",
             "SELECT record_id, dt, \
@@ -182,52 +238,37 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
                  FROM opportunity_moves"
             ),
         ),
-        // Orders: each once, on its first version's date, as of that date.
         v(
-            "order_versions",
-            dedup_by(
-                "order",
-                "record_id, version, owner_id, customer_id, amount, dt",
-                &["record_id", "version"],
-            ),
+            "opportunity_counts_part",
+            "SELECT owner_id AS person_id, dt, SUM(advanced) AS opportunities_advanced, \
+               SUM(lost) AS opportunities_lost, SUM(won) AS opportunities_won \
+             FROM opportunity_changes GROUP BY owner_id, dt"
+                .into(),
         ),
+        v(
+            "wins_part",
+            "SELECT record_id, owner_id AS person_id, customer_id, dt \
+             FROM opportunity_changes WHERE won = 1"
+                .into(),
+        ),
+        // Orders: each once, on its first version's date, as of that date.
         v(
             "order_firsts",
             first_day_state("order_versions", &["owner_id", "customer_id", "amount"]),
         ),
         v(
-            "order_kpis",
+            "order_kpis_part",
             "SELECT owner_id AS person_id, dt, COUNT(*) AS orders, \
                SUM(CAST(amount AS DOUBLE)) AS order_amount FROM order_firsts GROUP BY owner_id, dt"
                 .into(),
         ),
         v(
-            "opportunity_kpis",
-            format!(
-                "SELECT c.owner_id AS person_id, c.dt, \
-                   SUM(c.advanced) AS opportunities_advanced, SUM(c.lost) AS opportunities_lost, \
-                   SUM(c.won) AS opportunities_won, \
-                   SUM(CASE WHEN c.won = 1 AND o.customer_id IS NULL THEN 1 ELSE 0 END) AS won_without_order \
-                 FROM opportunity_changes c \
-                 LEFT JOIN (SELECT DISTINCT w.record_id, w.customer_id FROM opportunity_changes w \
-                     JOIN order_firsts f ON f.customer_id = w.customer_id \
-                       AND CAST(f.dt AS DATE) >= CAST(w.dt AS DATE) \
-                       AND CAST(f.dt AS DATE) <= CAST(w.dt AS DATE) + INTERVAL '{within} days' \
-                     WHERE w.won = 1) o \
-                   ON o.record_id = c.record_id AND c.won = 1 \
-                 GROUP BY c.owner_id, c.dt"
-            ),
+            "order_days_part",
+            "SELECT DISTINCT customer_id, dt FROM order_firsts WHERE customer_id IS NOT NULL"
+                .into(),
         ),
         // Check-ins: each once, on its first version's date, as of that date; not counted
         // when the rep is absent that day.
-        v(
-            "checkin_versions",
-            dedup_by(
-                "checkin",
-                "record_id, version, owner_id, entered_by, event_time, responded_at, response_complete, dt",
-                &["record_id", "version"],
-            ),
-        ),
         v(
             "checkin_firsts",
             first_day_state(
@@ -236,29 +277,45 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
             ),
         ),
         v(
-            "checkin_counted",
-            "SELECT c.* FROM checkin_firsts c \
+            "checkin_rows_part",
+            "SELECT c.owner_id AS person_id, c.dt, \
+               CASE WHEN c.responded_at IS NOT NULL THEN 1 ELSE 0 END AS answered, \
+               CASE WHEN c.responded_at IS NOT NULL AND c.response_complete THEN 1 ELSE 0 END AS complete, \
+               CASE WHEN c.responded_at IS NOT NULL THEN \
+                 CAST(date_part('epoch', c.responded_at) - date_part('epoch', c.event_time) AS DOUBLE) / 60.0 END AS minutes \
+             FROM checkin_firsts c \
              LEFT ANTI JOIN absent_days a ON a.person_id = c.owner_id AND a.dt = c.dt"
                 .into(),
         ),
         v(
-            "checkin_facts",
-            "SELECT owner_id AS person_id, dt, \
-               CASE WHEN responded_at IS NOT NULL THEN \
-                 CAST(date_part('epoch', responded_at) - date_part('epoch', event_time) AS DOUBLE) / 60.0 END AS minutes \
-             FROM checkin_counted"
-                .into(),
+            "checkin_pairs_part",
+            "SELECT DISTINCT entered_by, owner_id, dt FROM checkin_versions".into(),
         ),
+    ];
+    let outputs = vec![
+        ("customer_kpis_part", Keep::Spill),
+        ("new_customer_kpis_part", Keep::Spill),
+        ("opportunity_counts_part", Keep::Spill),
+        ("wins_part", Keep::Hold),
+        ("order_kpis_part", Keep::Spill),
+        ("order_days_part", Keep::Hold),
+        ("checkin_rows_part", Keep::Spill),
+        ("checkin_pairs_part", Keep::Hold),
+    ];
+    let finish = vec![
+        // A win counts as without order unless an order for its customer was first
+        // entered within `orders_within_days` days from the win's date.
         v(
-            "checkin_kpis",
-            "SELECT owner_id AS person_id, dt, COUNT(*) AS checkins, \
-               SUM(CASE WHEN responded_at IS NOT NULL THEN 1 ELSE 0 END) AS checkins_answered, \
-               SUM(CASE WHEN responded_at IS NOT NULL AND response_complete THEN 1 ELSE 0 END) AS checkins_complete, \
-               median(CASE WHEN responded_at IS NOT NULL THEN \
-                 CAST(date_part('epoch', responded_at) - date_part('epoch', event_time) AS DOUBLE) / 60.0 END) \
-                 AS checkin_response_minutes \
-             FROM checkin_counted GROUP BY owner_id, dt"
-                .into(),
+            "won_orders",
+            format!(
+                "SELECT w.person_id, w.dt, COUNT(*) AS won_without_order FROM wins_part w \
+                 LEFT ANTI JOIN (SELECT DISTINCT w.record_id FROM wins_part w \
+                   JOIN order_days_part f ON f.customer_id = w.customer_id \
+                     AND CAST(f.dt AS DATE) >= CAST(w.dt AS DATE) \
+                     AND CAST(f.dt AS DATE) <= CAST(w.dt AS DATE) + INTERVAL '{within} days') o \
+                   ON o.record_id = w.record_id \
+                 GROUP BY w.person_id, w.dt"
+            ),
         ),
         // Coverage: (assistant, assisted rep, working day) with neither absent; covered
         // when the assistant entered a check-in about the rep that day.
@@ -284,10 +341,52 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
             "SELECT c.person_id, c.dt, COUNT(*) AS coverage_pairs, \
                SUM(CASE WHEN k.owner_id IS NULL THEN 0 ELSE 1 END) AS covered_pairs \
              FROM coverage_pairs c \
-             LEFT JOIN (SELECT DISTINCT entered_by, owner_id, dt FROM checkin_versions) k \
+             LEFT JOIN (SELECT DISTINCT entered_by, owner_id, dt FROM checkin_pairs_part) k \
                ON k.entered_by = c.person_id AND k.owner_id = c.rep AND k.dt = c.dt \
              GROUP BY c.person_id, c.dt"
                 .into(),
+        ),
+    ];
+    // Per chunk of dates: each spilled table holds only the chunk's dates here.
+    let range = vec![
+        v(
+            "customer_kpis",
+            "SELECT person_id, dt, SUM(customer_entries) AS customer_entries, \
+               SUM(own_side_entries) AS own_side_entries FROM customer_kpis_part GROUP BY person_id, dt"
+                .into(),
+        ),
+        v(
+            "new_customer_kpis",
+            "SELECT person_id, dt, SUM(new_customers) AS new_customers \
+             FROM new_customer_kpis_part GROUP BY person_id, dt"
+                .into(),
+        ),
+        v(
+            "opportunity_kpis",
+            "SELECT c.person_id, c.dt, c.opportunities_advanced, c.opportunities_lost, \
+               c.opportunities_won, COALESCE(n.won_without_order, 0) AS won_without_order \
+             FROM (SELECT person_id, dt, SUM(opportunities_advanced) AS opportunities_advanced, \
+                 SUM(opportunities_lost) AS opportunities_lost, SUM(opportunities_won) AS opportunities_won \
+               FROM opportunity_counts_part GROUP BY person_id, dt) c \
+             LEFT JOIN won_orders n ON (n.person_id IS NOT DISTINCT FROM c.person_id) AND n.dt = c.dt"
+                .into(),
+        ),
+        v(
+            "order_kpis",
+            "SELECT person_id, dt, SUM(orders) AS orders, SUM(order_amount) AS order_amount \
+             FROM order_kpis_part GROUP BY person_id, dt"
+                .into(),
+        ),
+        v(
+            "checkin_kpis",
+            "SELECT person_id, dt, COUNT(*) AS checkins, SUM(answered) AS checkins_answered, \
+               SUM(complete) AS checkins_complete, median(minutes) AS checkin_response_minutes \
+             FROM checkin_rows_part GROUP BY person_id, dt"
+                .into(),
+        ),
+        v(
+            "checkin_facts",
+            "SELECT person_id, dt, minutes FROM checkin_rows_part".into(),
         ),
         v(
             "review_daily",
@@ -320,7 +419,16 @@ pub fn views(p: &Pipeline) -> Vec<(String, String)> {
              WHERE k.person_id IS NOT NULL"
                 .into(),
         ),
-    ]
+    ];
+    Plan {
+        setup,
+        versions,
+        bucket,
+        outputs,
+        finish,
+        finish_spilled: vec!["won_orders", "coverage_kpis"],
+        range,
+    }
 }
 
 /// The business dates as a one-column table (`dt`, text).
@@ -336,8 +444,14 @@ pub fn dates_table(dates: &[String]) -> MemTable {
 
 /// What the review pass hands to the chunks and the period pass.
 pub struct Review {
-    pub daily: Arc<MemTable>,
-    pub checkin_facts: Arc<MemTable>,
+    /// The spilled tables ([`Keep::Spill`] and `finish_spilled`), each a folder of
+    /// Parquet files sorted by `dt`, removed with the value.
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) spilled: Vec<(String, arrow::datatypes::SchemaRef)>,
+    /// [`Plan::range`].
+    pub(crate) range: Vec<(String, String)>,
+    /// How many buckets of record ids the pass took.
+    pub buckets: u64,
 }
 
 /// Register `working_days` and `all_dates` for `dates` (the warehouse's business dates),

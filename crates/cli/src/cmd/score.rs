@@ -21,6 +21,10 @@ pub struct Args {
     /// more is scored alone). Memory follows it; the scores do not.
     #[arg(long, default_value_t = crmdq_score::DEFAULT_CHUNK_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_rows: u64,
+    /// Deliveries of the largest record type that the review pass takes at once (a
+    /// bucket of record ids). Memory follows it; the scores do not.
+    #[arg(long, default_value_t = crmdq_score::DEFAULT_BUCKET_ROWS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub bucket_rows: u64,
     /// Do not evaluate the alert rules after scoring (e.g. to replay a backfill's
     /// alerts with `crmdq alerts --from D1 --to D2` instead).
     #[arg(long)]
@@ -33,6 +37,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         warehouse,
         roster,
         chunk_rows,
+        bucket_rows,
         no_alerts,
     } = a;
     let clock = shared_clock.as_ref();
@@ -46,6 +51,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         clock.now().to_string(),
         &crmdq_score::ScoreOptions {
             chunk_rows,
+            bucket_rows,
             ..crmdq_score::ScoreOptions::default()
         },
     )

@@ -124,6 +124,9 @@ async fn check(seed: u64, start_offset: i64, days: u32, people: u32, chunk_rows:
         .unwrap();
     let opts = ScoreOptions {
         chunk_rows,
+        // As many review buckets as chunks, roughly: both vary together here, and the
+        // chunk test holds each apart against the whole warehouse.
+        bucket_rows: chunk_rows,
         ..ScoreOptions::default()
     };
     score_with(&p, &w, Some(&roster), "2027-06-01T00:00:00Z".into(), &opts)

@@ -72,7 +72,7 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
         ingest_at(&p, &w, &path, lines, at).await;
     }
 
-    let score = |chunk_rows: u64| {
+    let score = |chunk_rows: u64, bucket_rows: u64| {
         let (p, w, roster) = (&p, &w, &roster);
         async move {
             score_with(
@@ -83,6 +83,7 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
                 &ScoreOptions {
                     chunk_rows,
                     entries_of: None,
+                    bucket_rows,
                 },
             )
             .await
@@ -95,11 +96,11 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
             .map(|f| format!("{} {} {}", f.path, f.rows, f.bytes))
             .collect::<Vec<_>>()
     };
-    let whole = score(u64::MAX).await;
+    let whole = score(u64::MAX, u64::MAX).await;
     assert_eq!((whole.chunks, whole.rescored_chunks), (1, 0));
     assert!(whole.dates >= 12, "{}", whole.dates);
     for chunk_rows in [1, 300, 1000] {
-        let chunked = score(chunk_rows).await;
+        let chunked = score(chunk_rows, u64::MAX).await;
         assert!(chunked.chunks > 1, "{chunk_rows}: {}", chunked.chunks);
         // Versions with deliveries in two chunks were found and their chunks scored again.
         assert!(chunked.rescored_chunks > 0, "{chunk_rows}");
@@ -111,5 +112,12 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
             whole.entries.as_ref().unwrap(),
         );
         assert_eq!(a.dt, b.dt);
+    }
+    // The review pass a bucket of record ids at a time: the same files.
+    assert_eq!(whole.review_buckets, 1);
+    for bucket_rows in [40, 120] {
+        let bucketed = score(u64::MAX, bucket_rows).await;
+        assert!(bucketed.review_buckets > 1, "{bucket_rows}");
+        assert_eq!(files(&bucketed), files(&whole), "bucket_rows {bucket_rows}");
     }
 }
