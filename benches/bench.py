@@ -95,6 +95,20 @@ def crmdq_counts(crmdq, wh):
     return res
 
 
+def review_config(pipeline):
+    """The pipeline's review settings as JSON (DuckDB's periods use the same), with the
+    shipped defaults where the file leaves them out."""
+    import yaml
+
+    y = yaml.safe_load(Path(pipeline).read_text())
+    return json.dumps({
+        "opportunity_stages": y.get("opportunity_stages", ["lead", "qualified", "proposal", "negotiation", "won"]),
+        "orders_within_days": y.get("orders_within_days", 7),
+        "min_volume": (y.get("review") or {}).get("min_volume", 20),
+        "targets": (y.get("review") or {}).get("targets", {}),
+    })
+
+
 def scorecards(pipeline):
     """The pipeline's scorecards as JSON (DuckDB's scoring uses the same weights)."""
     import yaml
@@ -105,14 +119,21 @@ def scorecards(pipeline):
 SCORE_COUNTS = (
     "SELECT (SELECT COUNT(*) FROM person_daily) AS person_days, "
     "(SELECT SUM(entries) FROM person_daily) AS entries, "
-    "(SELECT COUNT(*) FROM team_daily) AS team_days"
+    "(SELECT COUNT(*) FROM team_daily) AS team_days, "
+    "(SELECT COUNT(*) FROM person_period) AS person_periods, "
+    "(SELECT SUM(new_customers) FROM person_period WHERE period_kind = 'month') AS new_customers, "
+    "(SELECT SUM(own_side_entries) FROM person_period WHERE period_kind = 'month') AS own_side_entries, "
+    "(SELECT SUM(opportunities_advanced) FROM person_period WHERE period_kind = 'quarter') AS advanced, "
+    "(SELECT SUM(won_without_order) FROM person_period WHERE period_kind = 'week') AS won_without_order, "
+    "(SELECT SUM(covered_pairs) FROM person_period WHERE period_kind = 'month') AS covered_pairs, "
+    "(SELECT COUNT(*) FROM person_period WHERE judged) AS judged"
 )
 
 
 def crmdq_score_counts(crmdq, wh):
     out = subprocess.run([crmdq, "sql", "--warehouse", wh, "--format", "json", SCORE_COUNTS],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.splitlines()[0])
+    return {k: int(v or 0) for k, v in json.loads(out.splitlines()[0]).items()}
 
 
 def set_aside(path):
@@ -149,7 +170,8 @@ def size_run(crmdq, work, n, pipeline):
     r["crmdq_score"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
     s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "ingest", data, dd, NOW])
     r["duckdb_ingest"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
-    s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "score", dd, roster, scorecards(pipeline)])
+    s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "score", dd, roster, scorecards(pipeline),
+                            review_config(pipeline)])
     r["duckdb_score"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
     mine = crmdq_counts(crmdq, wh)
     theirs = json.loads(subprocess.run([sys.executable, HERE / "duckdb_work.py", "counts", dd],

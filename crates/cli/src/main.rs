@@ -129,7 +129,7 @@ mod tests {
         let conf = tikv_jemalloc_ctl::config::malloc_conf::read().unwrap();
         for setting in [
             "background_thread:true",
-            "dirty_decay_ms:1000",
+            "dirty_decay_ms:250",
             "muzzy_decay_ms:0",
         ] {
             assert!(conf.contains(setting), "{setting} not in {conf:?}");

@@ -1,4 +1,4 @@
-//! `crmdq_bucket(record_id)`: which of `n` buckets a record id falls in, by a stable hash
+//! `crmdq_bucket(record_id, n)`: which of `n` buckets a record id falls in, by a stable hash
 //! (FNV-1a, 64-bit), so that the review pass can take the warehouse a bucket of records
 //! at a time with every version of a record in one bucket. A NULL id is in bucket 0.
 
@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Int64Array};
 use arrow::datatypes::DataType;
-use datafusion::common::Result;
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -24,7 +24,6 @@ pub fn bucket_of(id: &str, n: u64) -> u64 {
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Bucket {
     signature: Signature,
-    n: u64,
 }
 
 impl ScalarUDFImpl for Bucket {
@@ -38,13 +37,21 @@ impl ScalarUDFImpl for Bucket {
         Ok(DataType::Int64)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let n = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(n))) if *n >= 1 => *n as u64,
+            other => {
+                return datafusion::common::exec_err!(
+                    "crmdq_bucket: the bucket count must be a positive integer, got {other:?}"
+                );
+            }
+        };
         let ids = args.args[0].clone().into_array(args.number_rows)?;
         let ids = arrow::compute::cast(&ids, &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
         let out: Int64Array = (0..ids.len())
             .map(|i| {
                 let b = if ids.is_valid(i) {
-                    bucket_of(ids.value(i), self.n)
+                    bucket_of(ids.value(i), n)
                 } else {
                     0
                 };
@@ -55,11 +62,10 @@ impl ScalarUDFImpl for Bucket {
     }
 }
 
-/// The UDF for `n` buckets.
-pub fn udf(n: u64) -> ScalarUDF {
+/// The UDF.
+pub fn udf() -> ScalarUDF {
     ScalarUDF::new_from_impl(Bucket {
-        signature: Signature::any(1, Volatility::Immutable),
-        n: n.max(1),
+        signature: Signature::any(2, Volatility::Immutable),
     })
 }
 

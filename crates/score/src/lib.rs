@@ -528,8 +528,13 @@ async fn score_chunk(
         latest_entries: None,
     };
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
-    for (t, table) in ScoreTable::DAILY.into_iter().enumerate() {
-        let (files, wr) = render(&ctx, table, &table_sql(table, p), props).await?;
+    // The three tables at once: each query has single-threaded steps (collecting,
+    // splitting by date) that the others fill.
+    let sqls = ScoreTable::DAILY.map(|t| (t, table_sql(t, p)));
+    let rendered =
+        futures::future::try_join_all(sqls.iter().map(|(t, sql)| render(&ctx, *t, sql, props)))
+            .await?;
+    for (t, (files, wr)) in rendered.into_iter().enumerate() {
         out.files[t] = files;
         writes.extend(wr);
     }

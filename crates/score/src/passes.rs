@@ -49,71 +49,42 @@ pub(crate) async fn review_pass(
         .map_err(q("absences"))?;
     review::register_dates(&ctx, p, dates).map_err(q("working_days"))?;
     let plan = review::plan(p);
-    let deliveries = plan
-        .versions
-        .iter()
-        .map(|v| snap.files_of(v.table).iter().map(|f| f.rows).sum::<u64>())
-        .max()
-        .unwrap_or(0);
-    let buckets = deliveries.div_ceil(bucket_rows.max(1)).max(1);
-    ctx.register_udf(bucket::udf(buckets));
+    ctx.register_udf(bucket::udf());
     let dir = tempfile::Builder::new()
         .prefix("crmdq-review-")
         .tempdir()
         .map_err(|e| q("review")(DataFusionError::IoError(e)))?;
     let mut spilled: Vec<(String, SchemaRef)> = Vec::new();
     run_views(&ctx, &plan.setup, &["roster_rows", "absent_days"]).await?;
-    let mut held: Vec<Option<(SchemaRef, Vec<RecordBatch>)>> = vec![None; plan.outputs.len()];
-    for k in 0..buckets {
-        let started = std::time::Instant::now();
-        for v in &plan.versions {
-            let filter = if buckets > 1 {
-                format!(" WHERE crmdq_bucket(record_id) = {k}")
-            } else {
-                String::new()
-            };
-            let table = versions(&ctx, v, &filter).await.map_err(q(v.name))?;
-            ctx.register_table(v.name, Arc::new(table))
-                .map_err(q(v.name))?;
+    // Each record type's views read only its versions (and the setup): a type at a time,
+    // in as many buckets as its deliveries need; all types at once (both cores busy)
+    // when each fits in one bucket.
+    let fams: Vec<_> = families(&plan)
+        .into_iter()
+        .map(|(v, views)| {
+            let deliveries: u64 = snap.files_of(v.table).iter().map(|f| f.rows).sum();
+            (v, views, deliveries.div_ceil(bucket_rows.max(1)).max(1))
+        })
+        .collect();
+    let buckets = fams.iter().map(|f| f.2).max().unwrap_or(1);
+    let outs = if buckets == 1 {
+        futures::future::try_join_all(
+            fams.iter()
+                .map(|(v, views, n)| run_family(&ctx, &plan, v, views, *n, dir.path())),
+        )
+        .await?
+    } else {
+        let mut outs = Vec::new();
+        for (v, views, n) in &fams {
+            outs.push(run_family(&ctx, &plan, v, views, *n, dir.path()).await?);
         }
-        let outputs: Vec<&str> = plan.outputs.iter().map(|(n, _)| *n).collect();
-        run_views(&ctx, &plan.bucket, &outputs).await?;
-        for ((name, keep), acc) in plan.outputs.iter().zip(held.iter_mut()) {
-            match keep {
-                review::Keep::Spill => {
-                    let schema = spill(&ctx, name, dir.path(), k).await.map_err(q(name))?;
-                    if k == 0 {
-                        spilled.push((name.to_string(), schema));
-                    }
-                }
-                review::Keep::Hold => {
-                    let part = ctx
-                        .table(*name)
-                        .await
-                        .map_err(q(name))?
-                        .collect()
-                        .await
-                        .map_err(q(name))?;
-                    let schema = ctx.table_provider(*name).await.map_err(q(name))?.schema();
-                    acc.get_or_insert_with(|| (schema, Vec::new())).1.extend(part);
-                }
-            }
-            ctx.deregister_table(*name).map_err(q(name))?;
-        }
-        for v in &plan.versions {
-            ctx.deregister_table(v.name).map_err(q(v.name))?;
-        }
-        tracing::debug!(
-            bucket = k,
-            buckets,
-            seconds = started.elapsed().as_secs_f64(),
-            "review bucket"
-        );
-    }
-    for ((name, _), acc) in plan.outputs.iter().zip(held) {
-        if let Some((schema, batches)) = acc {
+        outs
+    };
+    for out in outs {
+        spilled.extend(out.spilled);
+        for (name, schema, batches) in out.held {
             let table = MemTable::try_new(schema, vec![batches]).map_err(q(name))?;
-            ctx.register_table(*name, Arc::new(table)).map_err(q(name))?;
+            ctx.register_table(name, Arc::new(table)).map_err(q(name))?;
         }
     }
     run_views(&ctx, &plan.finish, &plan.finish_spilled).await?;
@@ -127,6 +98,100 @@ pub(crate) async fn review_pass(
         range: plan.range,
         buckets,
     })
+}
+
+/// What one record type's views leave: its spilled tables and its held ones.
+struct FamilyOut {
+    spilled: Vec<(String, SchemaRef)>,
+    held: Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>,
+}
+
+/// One record type's bucket views (`views`, over `v`) in `buckets` buckets, each output
+/// spilled to `dir` or held ([`review::Keep`]).
+async fn run_family(
+    ctx: &SessionContext,
+    plan: &review::Plan,
+    v: &review::Versions,
+    views: &[(String, String)],
+    buckets: u64,
+    dir: &std::path::Path,
+) -> Result<FamilyOut, ScoreError> {
+    let outputs: Vec<(&'static str, review::Keep)> = plan
+        .outputs
+        .iter()
+        .filter(|(n, _)| views.iter().any(|(name, _)| name == n))
+        .copied()
+        .collect();
+    let names: Vec<&str> = outputs.iter().map(|(n, _)| *n).collect();
+    let mut out = FamilyOut {
+        spilled: Vec::new(),
+        held: Vec::new(),
+    };
+    for k in 0..buckets {
+        let started = std::time::Instant::now();
+        let filter = if buckets > 1 {
+            format!(" WHERE crmdq_bucket(record_id, {buckets}) = {k}")
+        } else {
+            String::new()
+        };
+        run_views_reading(ctx, views, &names, std::slice::from_ref(v), &filter).await?;
+        for (name, keep) in &outputs {
+            match keep {
+                review::Keep::Spill => {
+                    let schema = spill(ctx, name, dir, k).await.map_err(q(name))?;
+                    if k == 0 {
+                        out.spilled.push((name.to_string(), schema));
+                    }
+                }
+                review::Keep::Hold => {
+                    let part = ctx
+                        .table(*name)
+                        .await
+                        .map_err(q(name))?
+                        .collect()
+                        .await
+                        .map_err(q(name))?;
+                    let schema = ctx.table_provider(*name).await.map_err(q(name))?.schema();
+                    match out.held.iter_mut().find(|h| h.0 == *name) {
+                        Some(h) => h.2.extend(part),
+                        None => out.held.push((name, schema, part)),
+                    }
+                }
+            }
+            ctx.deregister_table(*name).map_err(q(name))?;
+        }
+        tracing::debug!(
+            table = v.table,
+            bucket = k,
+            buckets,
+            seconds = started.elapsed().as_secs_f64(),
+            "review bucket"
+        );
+    }
+    Ok(out)
+}
+
+/// The bucket views of `plan` by the record type whose versions they read (directly,
+/// or through an earlier view of the same type), in plan order.
+fn families(plan: &review::Plan) -> Vec<(&review::Versions, Vec<(String, String)>)> {
+    let reads = |sql: &str, name: &str| {
+        sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w == name)
+    };
+    plan.versions
+        .iter()
+        .map(|v| {
+            let mut names: Vec<&str> = vec![v.name];
+            let mut views = Vec::new();
+            for (name, sql) in &plan.bucket {
+                if names.iter().any(|n| reads(sql, n)) {
+                    names.push(name);
+                    views.push((name.clone(), sql.clone()));
+                }
+            }
+            (v, views)
+        })
+        .collect()
 }
 
 /// Write the rows of table `name`, sorted by `dt`, to `dir/name/part-k.parquet` (small row
@@ -196,23 +261,45 @@ async fn run_views(
     views: &[(String, String)],
     kept: &[&str],
 ) -> Result<(), ScoreError> {
+    run_views_reading(ctx, views, kept, &[], "").await
+}
+
+/// [`run_views`], loading each of `versions` (the rows `filter` keeps) just before the
+/// first view that reads it, and dropping it after the last: one record type's versions
+/// are held at a time.
+async fn run_views_reading(
+    ctx: &SessionContext,
+    views: &[(String, String)],
+    kept: &[&str],
+    versions: &[review::Versions],
+    filter: &str,
+) -> Result<(), ScoreError> {
     let reads = |sql: &str, name: &str| {
         sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .any(|w| w == name)
     };
+    let mut loaded: Vec<&str> = Vec::new();
     for (i, (name, body)) in views.iter().enumerate() {
+        for v in versions {
+            if reads(body, v.name) && !loaded.contains(&v.name) {
+                let started = std::time::Instant::now();
+                let table = self::versions(ctx, v, filter).await.map_err(q(v.name))?;
+                tracing::trace!(table = v.name, seconds = started.elapsed().as_secs_f64(), "versions");
+                ctx.register_table(v.name, Arc::new(table))
+                    .map_err(q(v.name))?;
+                loaded.push(v.name);
+            }
+        }
         let started = std::time::Instant::now();
         let table = materialized(ctx, body, None).await.map_err(q(name))?;
         tracing::trace!(view = %name, seconds = started.elapsed().as_secs_f64(), "review view");
         ctx.register_table(name.as_str(), Arc::new(table))
             .map_err(q(name))?;
-        for (done, _) in &views[..=i] {
+        let done = views[..=i].iter().map(|(n, _)| n.as_str()).chain(loaded.iter().copied());
+        for done in done {
             let later = views[i + 1..].iter().any(|(_, sql)| reads(sql, done));
-            if !kept.contains(&done.as_str())
-                && !later
-                && ctx.table_exist(done.as_str()).unwrap_or(false)
-            {
-                ctx.deregister_table(done.as_str()).map_err(q(done))?;
+            if !kept.contains(&done) && !later && ctx.table_exist(done).unwrap_or(false) {
+                ctx.deregister_table(done).map_err(q(done))?;
             }
         }
     }
@@ -302,16 +389,25 @@ pub(crate) async fn score_periods(
     }
     let groups = period::groups(dates, &person_days, group_rows.max(1));
     tracing::debug!(groups = groups.len(), "periods: grouped");
-    let mut files = Vec::new();
-    for table in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
-        for g in &groups {
-            let ctx = period_session(w, daily, review, roster, g).await?;
-            let (f, writes) = render(&ctx, table, &table_sql(table, p), props).await?;
-            put_all(w, writes).await?;
-            files.extend(f);
-        }
+    let (person_sql, team_sql) = (
+        table_sql(ScoreTable::PersonPeriod, p),
+        table_sql(ScoreTable::TeamPeriod, p),
+    );
+    let (mut person, mut team) = (Vec::new(), Vec::new());
+    for g in &groups {
+        let ctx = period_session(w, daily, review, roster, g).await?;
+        let ((pf, mut writes), (tf, tw)) = futures::future::try_join(
+            render(&ctx, ScoreTable::PersonPeriod, &person_sql, props),
+            render(&ctx, ScoreTable::TeamPeriod, &team_sql, props),
+        )
+        .await?;
+        writes.extend(tw);
+        put_all(w, writes).await?;
+        person.extend(pf);
+        team.extend(tf);
     }
-    Ok(files)
+    person.extend(team);
+    Ok(person)
 }
 
 /// A session for one group of periods: the daily tables of its dates, `checkin_facts`,
@@ -350,4 +446,28 @@ async fn period_session(
         .await
         .map_err(q("roster_rows"))?;
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every bucket view belongs to exactly one record type's family (a view reading two
+    /// types' versions could not be taken a bucket of one type at a time).
+    #[test]
+    fn each_bucket_view_reads_one_record_type() {
+        let p = Pipeline::from_str_at("{}", std::path::Path::new("t.yaml"), &|_| None).unwrap();
+        let plan = review::plan(&p);
+        let fams = families(&plan);
+        for (name, _) in &plan.bucket {
+            let n = fams
+                .iter()
+                .filter(|(_, views)| views.iter().any(|(v, _)| v == name))
+                .count();
+            assert_eq!(n, 1, "{name}");
+        }
+        for (name, _) in &plan.outputs {
+            assert!(plan.bucket.iter().any(|(v, _)| v == name), "{name}");
+        }
+    }
 }
