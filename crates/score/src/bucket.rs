@@ -83,7 +83,10 @@ mod tests {
         for i in 0..40_000 {
             counts[bucket_of(&format!("C-{i}"), 4) as usize] += 1;
         }
-        assert!(counts.iter().all(|c| (9_000..11_000).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (9_000..11_000).contains(c)),
+            "{counts:?}"
+        );
         assert_eq!(bucket_of("anything", 1), 0);
     }
 }

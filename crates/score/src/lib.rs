@@ -9,6 +9,7 @@
 mod bucket;
 pub mod dedup;
 mod files;
+mod moves;
 mod passes;
 
 use dedup::resolve_again;
@@ -342,7 +343,16 @@ pub async fn score_with(
     let all_dates: Vec<String> = rows.keys().map(|d| (*d).to_string()).collect();
     let absences = crmdq_catalog::roster::load_absences(p.scoring.absences.as_deref(), &roster)?;
     let started = std::time::Instant::now();
-    let review = review_pass(p, w, &snap, &roster, &absences, &all_dates, opts.bucket_rows).await?;
+    let review = review_pass(
+        p,
+        w,
+        &snap,
+        &roster,
+        &absences,
+        &all_dates,
+        opts.bucket_rows,
+    )
+    .await?;
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         "review KPIs computed"
@@ -460,7 +470,8 @@ pub async fn score_with(
         opts.chunk_rows,
         &props,
     )
-    .await? {
+    .await?
+    {
         *summary.rows.entry(f.table.clone()).or_default() += f.rows;
         summary.files.push(f);
     }

@@ -17,7 +17,7 @@ use parquet::file::properties::WriterProperties;
 use crate::files::{put_all, render};
 use futures::StreamExt as _;
 
-use crate::{ScoreError, bucket, dedup, materialized, period, q, review, table_sql};
+use crate::{ScoreError, bucket, dedup, materialized, moves, period, q, review, table_sql};
 
 /// The review pass ([`review::plan`]): the record-level KPIs of every date, from the
 /// whole warehouse (only the columns they need), a bucket of record ids at a time so that
@@ -233,8 +233,8 @@ async fn register_spilled(
     for (name, schema) in &r.spilled {
         let all = format!("crmdq_spill_{name}");
         let folder = r.dir.path().join(name);
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet");
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         ctx.register_listing_table(
             all.as_str(),
             format!("{}/", folder.display()),
@@ -284,18 +284,29 @@ async fn run_views_reading(
             if reads(body, v.name) && !loaded.contains(&v.name) {
                 let started = std::time::Instant::now();
                 let table = self::versions(ctx, v, filter).await.map_err(q(v.name))?;
-                tracing::trace!(table = v.name, seconds = started.elapsed().as_secs_f64(), "versions");
+                tracing::trace!(
+                    table = v.name,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "versions"
+                );
                 ctx.register_table(v.name, Arc::new(table))
                     .map_err(q(v.name))?;
                 loaded.push(v.name);
             }
         }
         let started = std::time::Instant::now();
-        let table = materialized(ctx, body, None).await.map_err(q(name))?;
+        let table = if name == "opportunity_moves" {
+            native_moves(ctx).await.map_err(q(name))?
+        } else {
+            materialized(ctx, body, None).await.map_err(q(name))?
+        };
         tracing::trace!(view = %name, seconds = started.elapsed().as_secs_f64(), "review view");
         ctx.register_table(name.as_str(), Arc::new(table))
             .map_err(q(name))?;
-        let done = views[..=i].iter().map(|(n, _)| n.as_str()).chain(loaded.iter().copied());
+        let done = views[..=i]
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(loaded.iter().copied());
         for done in done {
             let later = views[i + 1..].iter().any(|(_, sql)| reads(sql, done));
             if !kept.contains(&done) && !later && ctx.table_exist(done).unwrap_or(false) {
@@ -304,6 +315,25 @@ async fn run_views_reading(
         }
     }
     Ok(())
+}
+
+/// `opportunity_moves` from `opportunity_days`, natively ([`moves`]; the view's SQL is
+/// its definition).
+async fn native_moves(ctx: &SessionContext) -> Result<MemTable, DataFusionError> {
+    let df = ctx.table("opportunity_days").await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    let out = tokio::task::spawn_blocking(move || moves::stage_moves(&schema, &batches))
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))??;
+    let half = out.num_rows() / 2;
+    MemTable::try_new(
+        out.schema(),
+        vec![
+            vec![out.slice(0, half)],
+            vec![out.slice(half, out.num_rows() - half)],
+        ],
+    )
 }
 
 /// One record type's versions in the bucket `filter` selects, each once (its first
@@ -384,7 +414,10 @@ pub(crate) async fn score_periods(
     props: &WriterProperties,
 ) -> Result<Vec<FileAdd>, ScoreError> {
     let mut person_days: std::collections::HashMap<&str, u64> = Default::default();
-    for f in daily.iter().filter(|f| f.table == ScoreTable::PersonDaily.name()) {
+    for f in daily
+        .iter()
+        .filter(|f| f.table == ScoreTable::PersonDaily.name())
+    {
         *person_days.entry(f.dt.as_str()).or_default() += f.rows;
     }
     let groups = period::groups(dates, &person_days, group_rows.max(1));

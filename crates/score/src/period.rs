@@ -363,9 +363,14 @@ mod tests {
                 .unwrap();
             for b in df {
                 use arrow::array::AsArray as _;
-                let (k, p) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+                let (k, p) = (
+                    b.column(0).as_string::<i32>(),
+                    b.column(1).as_string::<i32>(),
+                );
                 for i in 0..b.num_rows() {
-                    *kept.entry((k.value(i).into(), p.value(i).into())).or_default() += 1;
+                    *kept
+                        .entry((k.value(i).into(), p.value(i).into()))
+                        .or_default() += 1;
                 }
             }
         }

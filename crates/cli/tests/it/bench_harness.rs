@@ -35,18 +35,23 @@ fn the_benchmark_harness_runs_and_agrees_with_duckdb() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let size = &r["sizes"][0];
     assert_eq!(size["counts"]["agree"], true, "{}", size["counts"]);
-    // The same scoring: person-days, summed entries and team-days agree.
+    // The same scoring: person-days, summed entries and team-days agree …
     assert_eq!(
         size["score_counts"]["agree"], true,
         "{}",
         size["score_counts"]
     );
-    assert!(
-        size["score_counts"]["crmdq"]["person_days"]
-            .as_i64()
-            .unwrap()
-            > 0
-    );
+    // … and so do the review's sums and the period tables, none of them trivially 0.
+    for k in [
+        "person_days",
+        "person_periods",
+        "new_customers",
+        "own_side_entries",
+        "advanced",
+    ] {
+        let v = size["score_counts"]["crmdq"][k].as_i64().unwrap_or(0);
+        assert!(v > 0, "{k}: {}", size["score_counts"]);
+    }
     let counts = size["counts"]["crmdq"].as_object().unwrap();
     assert_eq!(counts.len(), 6, "every record type: {counts:?}");
     let rows: i64 = counts.values().map(|c| c["rows"].as_i64().unwrap()).sum();
