@@ -530,7 +530,7 @@ async fn score_chunk(
             .map_err(q(rt.as_str()))?;
     }
     crmdq_catalog::register_roster(&ctx, roster.clone())?;
-    register_review(&ctx, review, dates).await?;
+    register_review(&ctx, review, Some(dates)).await?;
     let seen = materialize_entries(&ctx, pinned, earlier).await?;
     create_views(&ctx, true).await?;
 
@@ -589,7 +589,7 @@ mod tests {
         let review = review_pass(&p, &w, &snap, &roster, &absences, &[], DEFAULT_BUCKET_ROWS)
             .await
             .unwrap();
-        register_review(&ctx, &review, &[]).await.unwrap();
+        register_review(&ctx, &review, Some(&[])).await.unwrap();
         create_views(&ctx, false).await.unwrap();
         for t in ScoreTable::DAILY {
             register_table(&ctx, &w, t.name(), t.schema(), &[]).unwrap();

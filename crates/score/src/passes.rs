@@ -80,8 +80,10 @@ pub(crate) async fn review_pass(
         }
         outs
     };
+    let mut spilled_rows = 0;
     for out in outs {
         spilled.extend(out.spilled);
+        spilled_rows += out.rows;
         for (name, schema, batches) in out.held {
             let table = MemTable::try_new(schema, vec![batches]).map_err(q(name))?;
             ctx.register_table(name, Arc::new(table)).map_err(q(name))?;
@@ -89,20 +91,36 @@ pub(crate) async fn review_pass(
     }
     run_views(&ctx, &plan.finish, &plan.finish_spilled).await?;
     for name in &plan.finish_spilled {
-        let schema = spill(&ctx, name, dir.path(), 0).await.map_err(q(name))?;
+        let (schema, rows) = spill(&ctx, name, dir.path(), 0).await.map_err(q(name))?;
+        spilled_rows += rows;
         spilled.push((name.to_string(), schema));
     }
-    Ok(review::Review {
+    let mut review = review::Review {
         dir,
         spilled,
         range: plan.range,
+        whole: None,
         buckets,
-    })
+    };
+    // Small enough to hold (no more rows than a bucket): computed once for every chunk.
+    if spilled_rows <= bucket_rows {
+        let ctx = crmdq_catalog::session();
+        register_review(&ctx, &review, None).await?;
+        let daily = materialized(&ctx, "SELECT * FROM review_daily", None)
+            .await
+            .map_err(q("review_daily"))?;
+        let facts = materialized(&ctx, "SELECT * FROM checkin_facts", None)
+            .await
+            .map_err(q("checkin_facts"))?;
+        review.whole = Some((Arc::new(daily), Arc::new(facts)));
+    }
+    Ok(review)
 }
 
 /// What one record type's views leave: its spilled tables and its held ones.
 struct FamilyOut {
     spilled: Vec<(String, SchemaRef)>,
+    rows: u64,
     held: Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>,
 }
 
@@ -125,6 +143,7 @@ async fn run_family(
     let names: Vec<&str> = outputs.iter().map(|(n, _)| *n).collect();
     let mut out = FamilyOut {
         spilled: Vec::new(),
+        rows: 0,
         held: Vec::new(),
     };
     for k in 0..buckets {
@@ -138,7 +157,8 @@ async fn run_family(
         for (name, keep) in &outputs {
             match keep {
                 review::Keep::Spill => {
-                    let schema = spill(ctx, name, dir, k).await.map_err(q(name))?;
+                    let (schema, rows) = spill(ctx, name, dir, k).await.map_err(q(name))?;
+                    out.rows += rows;
                     if k == 0 {
                         out.spilled.push((name.to_string(), schema));
                     }
@@ -202,7 +222,7 @@ async fn spill(
     name: &str,
     dir: &std::path::Path,
     k: u64,
-) -> Result<SchemaRef, DataFusionError> {
+) -> Result<(SchemaRef, u64), DataFusionError> {
     let df = ctx
         .sql(&format!("SELECT * FROM \"{name}\" ORDER BY dt"))
         .await?;
@@ -215,11 +235,14 @@ async fn spill(
         .build();
     let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     let mut stream = df.execute_stream().await?;
+    let mut rows = 0;
     while let Some(b) = stream.next().await {
-        writer.write(&b?)?;
+        let b = b?;
+        rows += b.num_rows() as u64;
+        writer.write(&b)?;
     }
     writer.close()?;
-    Ok(schema)
+    Ok((schema, rows))
 }
 
 /// Register each spilled table of `r` as `name`, holding the rows `filter` keeps.
@@ -381,21 +404,35 @@ async fn versions(
 }
 
 /// Register `review_daily` and `checkin_facts` for the chunk of `dates` (consecutive in
-/// the warehouse's date order, so a range; none: empty tables), computed from the
-/// review pass's spilled tables.
+/// the warehouse's date order, so a range; empty: empty tables; None: every date),
+/// computed from the review pass's spilled tables, or filtered from the held ones.
 pub(crate) async fn register_review(
     ctx: &SessionContext,
     r: &review::Review,
-    dates: &[String],
+    dates: Option<&[String]>,
 ) -> Result<(), ScoreError> {
-    let range = match (dates.first(), dates.last()) {
-        (Some(first), Some(last)) => format!(
+    let range = match dates.map(|d| (d.first(), d.last())) {
+        None => "TRUE".to_string(),
+        Some((Some(first), Some(last))) => format!(
             "dt BETWEEN '{}' AND '{}'",
             first.replace('\'', "''"),
             last.replace('\'', "''")
         ),
-        _ => "FALSE".to_string(),
+        Some(_) => "FALSE".to_string(),
     };
+    if let Some((daily, facts)) = &r.whole {
+        for (name, table) in [("review_daily", daily), ("checkin_facts", facts)] {
+            let all = format!("crmdq_all_{name}");
+            ctx.register_table(all.as_str(), table.clone())
+                .map_err(q(name))?;
+            ctx.sql(&format!(
+                "CREATE VIEW {name} AS SELECT * FROM {all} WHERE {range}"
+            ))
+            .await
+            .map_err(q(name))?;
+        }
+        return Ok(());
+    }
     register_spilled(ctx, r, &range).await?;
     run_views(ctx, &r.range, &["review_daily", "checkin_facts"]).await
 }
@@ -468,10 +505,17 @@ async fn period_session(
             .collect();
         register_table(&ctx, w, t.name(), t.schema(), &files).map_err(q(t.name()))?;
     }
-    register_spilled(&ctx, review, "TRUE").await?;
-    ctx.sql("CREATE VIEW checkin_facts AS SELECT person_id, dt, minutes FROM checkin_rows_part")
+    if let Some((_, facts)) = &review.whole {
+        ctx.register_table("checkin_facts", facts.clone())
+            .map_err(q("checkin_facts"))?;
+    } else {
+        register_spilled(&ctx, review, "TRUE").await?;
+        ctx.sql(
+            "CREATE VIEW checkin_facts AS SELECT person_id, dt, minutes FROM checkin_rows_part",
+        )
         .await
         .map_err(q("checkin_facts"))?;
+    }
     ctx.register_table("periods", g.table.clone())
         .map_err(q("periods"))?;
     crmdq_catalog::register_roster(&ctx, roster.clone())?;

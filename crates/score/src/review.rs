@@ -450,6 +450,10 @@ pub struct Review {
     pub(crate) spilled: Vec<(String, arrow::datatypes::SchemaRef)>,
     /// [`Plan::range`].
     pub(crate) range: Vec<(String, String)>,
+    /// When the spilled tables are small (a warehouse of a few million entries):
+    /// `review_daily` and `checkin_facts` of every date, computed once and held, so that
+    /// each chunk only filters them to its dates.
+    pub(crate) whole: Option<(Arc<MemTable>, Arc<MemTable>)>,
     /// How many buckets of record ids the pass took.
     pub buckets: u64,
 }
