@@ -67,16 +67,19 @@ pub(crate) async fn review_pass(
         })
         .collect();
     let buckets = fams.iter().map(|f| f.2).max().unwrap_or(1);
-    let outs = if buckets == 1 {
+    // One bucket each: small enough that nothing is spilled; the outputs are held and
+    // `review_daily` is computed once, below.
+    let hold = buckets == 1;
+    let outs = if hold {
         futures::future::try_join_all(
             fams.iter()
-                .map(|(v, views, n)| run_family(&ctx, &plan, v, views, *n, dir.path())),
+                .map(|(v, views, n)| run_family(&ctx, &plan, v, views, *n, dir.path(), hold)),
         )
         .await?
     } else {
         let mut outs = Vec::new();
         for (v, views, n) in &fams {
-            outs.push(run_family(&ctx, &plan, v, views, *n, dir.path()).await?);
+            outs.push(run_family(&ctx, &plan, v, views, *n, dir.path(), hold).await?);
         }
         outs
     };
@@ -90,6 +93,24 @@ pub(crate) async fn review_pass(
         }
     }
     run_views(&ctx, &plan.finish, &plan.finish_spilled).await?;
+    if hold {
+        run_views(&ctx, &plan.range, &["review_daily", "checkin_facts"]).await?;
+        let daily = ctx
+            .table_provider("review_daily")
+            .await
+            .map_err(q("review_daily"))?;
+        let facts = ctx
+            .table_provider("checkin_facts")
+            .await
+            .map_err(q("checkin_facts"))?;
+        return Ok(review::Review {
+            dir,
+            spilled,
+            range: plan.range,
+            whole: Some((daily, facts)),
+            buckets,
+        });
+    }
     for name in &plan.finish_spilled {
         let (schema, rows) = spill(&ctx, name, dir.path(), 0).await.map_err(q(name))?;
         spilled_rows += rows;
@@ -125,7 +146,7 @@ struct FamilyOut {
 }
 
 /// One record type's bucket views (`views`, over `v`) in `buckets` buckets, each output
-/// spilled to `dir` or held ([`review::Keep`]).
+/// spilled to `dir` or held ([`review::Keep`]; every one held with `hold`).
 async fn run_family(
     ctx: &SessionContext,
     plan: &review::Plan,
@@ -133,6 +154,7 @@ async fn run_family(
     views: &[(String, String)],
     buckets: u64,
     dir: &std::path::Path,
+    hold: bool,
 ) -> Result<FamilyOut, ScoreError> {
     let outputs: Vec<(&'static str, review::Keep)> = plan
         .outputs
@@ -155,7 +177,7 @@ async fn run_family(
         };
         run_views_reading(ctx, views, &names, std::slice::from_ref(v), &filter).await?;
         for (name, keep) in &outputs {
-            match keep {
+            match if hold { review::Keep::Hold } else { *keep } {
                 review::Keep::Spill => {
                     let (schema, rows) = spill(ctx, name, dir, k).await.map_err(q(name))?;
                     out.rows += rows;

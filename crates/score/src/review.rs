@@ -453,7 +453,10 @@ pub struct Review {
     /// When the spilled tables are small (a warehouse of a few million entries):
     /// `review_daily` and `checkin_facts` of every date, computed once and held, so that
     /// each chunk only filters them to its dates.
-    pub(crate) whole: Option<(Arc<MemTable>, Arc<MemTable>)>,
+    pub(crate) whole: Option<(
+        Arc<dyn datafusion::catalog::TableProvider>,
+        Arc<dyn datafusion::catalog::TableProvider>,
+    )>,
     /// How many buckets of record ids the pass took.
     pub buckets: u64,
 }
