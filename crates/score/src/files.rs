@@ -51,6 +51,18 @@ pub(crate) async fn render(
     sql: &str,
     props: &WriterProperties,
 ) -> Result<(Vec<FileAdd>, Vec<(String, Vec<u8>)>), ScoreError> {
+    let (files, writes, _) = render_keeping(ctx, table, sql, props, false).await?;
+    Ok((files, writes))
+}
+
+/// [`render`], also returning the rows (with `dt`) when `keep`.
+pub(crate) async fn render_keeping(
+    ctx: &SessionContext,
+    table: ScoreTable,
+    sql: &str,
+    props: &WriterProperties,
+    keep: bool,
+) -> Result<(Vec<FileAdd>, Vec<(String, Vec<u8>)>, Option<RecordBatch>), ScoreError> {
     let mut files = Vec::new();
     let mut writes = Vec::new();
     let (name, dir) = (table.name(), table.dir());
@@ -63,7 +75,7 @@ pub(crate) async fn render(
     // The declared schema (checked: same columns and types as the plan's, so a
     // scoring change that alters a table fails here and in the tests).
     let file_schema = table.schema();
-    let keep: Vec<usize> = (0..full_schema.fields().len())
+    let cols: Vec<usize> = (0..full_schema.fields().len())
         .filter(|i| *i != dt_idx)
         .collect();
     let dts = arrow::compute::cast(all.column(dt_idx), &arrow::datatypes::DataType::Utf8)
@@ -79,7 +91,7 @@ pub(crate) async fn render(
         }
         let part = all
             .slice(start, end - start)
-            .project(&keep)
+            .project(&cols)
             .map_err(|e| q(name)(e.into()))?;
         let part = RecordBatch::try_new(file_schema.clone(), part.columns().to_vec())
             .map_err(|e| q(name)(e.into()))?;
@@ -127,5 +139,5 @@ pub(crate) async fn render(
             writes.push((path, bytes));
         }
     }
-    Ok((files, writes))
+    Ok((files, writes, keep.then_some(all)))
 }

@@ -13,7 +13,7 @@ mod moves;
 mod passes;
 
 use dedup::resolve_again;
-use files::{put_all, render};
+use files::{put_all, render_keeping};
 use passes::{register_review, review_pass, score_periods};
 pub mod period;
 pub mod review;
@@ -459,11 +459,30 @@ pub async fn score_with(
             }
         }
     }
+    let mut kept: Vec<(ScoreTable, Vec<RecordBatch>)> = Vec::new();
+    if outputs.iter().all(|o| !o.kept.is_empty()) {
+        for t in [ScoreTable::PersonDaily, ScoreTable::TeamDaily] {
+            let batches = outputs
+                .iter_mut()
+                .flat_map(|o| {
+                    o.kept
+                        .iter()
+                        .filter(|(k, _)| *k == t)
+                        .map(|(_, b)| b.clone())
+                })
+                .collect();
+            kept.push((t, batches));
+        }
+    }
+    for o in &mut outputs {
+        o.kept.clear();
+    }
     let started = std::time::Instant::now();
     for f in score_periods(
         p,
         w,
         &summary.files,
+        &kept,
         &review,
         &roster,
         &all_dates,
@@ -499,6 +518,8 @@ pub async fn score_with(
 struct ChunkOutput {
     files: [Vec<FileAdd>; ScoreTable::DAILY.len()],
     latest_entries: Option<ScoredEntries>,
+    /// The rows (with `dt`) of the daily tables kept for the period pass.
+    kept: Vec<(ScoreTable, RecordBatch)>,
 }
 
 /// Score the dates `dates`: their files only, with `pinned` deliveries (see
@@ -537,17 +558,26 @@ async fn score_chunk(
     let mut out = ChunkOutput {
         files: Default::default(),
         latest_entries: None,
+        kept: Vec::new(),
     };
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
     // The three tables at once: each query has single-threaded steps (collecting,
     // splitting by date) that the others fill.
+    // A small warehouse (its review held whole) also keeps the person and team days for
+    // the period pass, which then reads no file.
     let sqls = ScoreTable::DAILY.map(|t| (t, table_sql(t, p)));
-    let rendered =
-        futures::future::try_join_all(sqls.iter().map(|(t, sql)| render(&ctx, *t, sql, props)))
-            .await?;
-    for (t, (files, wr)) in rendered.into_iter().enumerate() {
+    let keep = |t: ScoreTable| review.whole.is_some() && t != ScoreTable::RuleDaily;
+    let rendered = futures::future::try_join_all(
+        sqls.iter()
+            .map(|(t, sql)| render_keeping(&ctx, *t, sql, props, keep(*t))),
+    )
+    .await?;
+    for (t, (files, wr, kept)) in rendered.into_iter().enumerate() {
         out.files[t] = files;
         writes.extend(wr);
+        if let Some(b) = kept {
+            out.kept.push((ScoreTable::DAILY[t], b));
+        }
     }
     // One file per table and date.
     put_all(w, writes).await?;

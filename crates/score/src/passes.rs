@@ -466,6 +466,7 @@ pub(crate) async fn score_periods(
     p: &Pipeline,
     w: &Warehouse,
     daily: &[FileAdd],
+    kept: &[(ScoreTable, Vec<RecordBatch>)],
     review: &review::Review,
     roster: &RecordBatch,
     dates: &[String],
@@ -487,7 +488,7 @@ pub(crate) async fn score_periods(
     );
     let (mut person, mut team) = (Vec::new(), Vec::new());
     for g in &groups {
-        let ctx = period_session(w, daily, review, roster, g).await?;
+        let ctx = period_session(w, daily, kept, review, roster, g).await?;
         let ((pf, mut writes), (tf, tw)) = futures::future::try_join(
             render(&ctx, ScoreTable::PersonPeriod, &person_sql, props),
             render(&ctx, ScoreTable::TeamPeriod, &team_sql, props),
@@ -507,6 +508,7 @@ pub(crate) async fn score_periods(
 async fn period_session(
     w: &Warehouse,
     daily: &[FileAdd],
+    kept: &[(ScoreTable, Vec<RecordBatch>)],
     review: &review::Review,
     roster: &RecordBatch,
     g: &period::PeriodGroup,
@@ -520,6 +522,16 @@ async fn period_session(
         .map_err(q("periods"))?;
     let in_group: std::collections::HashSet<&str> = g.dates.iter().map(String::as_str).collect();
     for t in ScoreTable::DAILY {
+        // Held rows (a small warehouse), else the files of the group's dates; either way
+        // the join with `periods` keeps the group's dates.
+        if let Some((_, batches)) = kept.iter().find(|(k, _)| *k == t)
+            && let Some(schema) = batches.first().map(RecordBatch::schema)
+        {
+            let table = MemTable::try_new(schema, vec![batches.clone()]).map_err(q(t.name()))?;
+            ctx.register_table(t.name(), Arc::new(table))
+                .map_err(q(t.name()))?;
+            continue;
+        }
         let files: Vec<FileAdd> = daily
             .iter()
             .filter(|f| f.table == t.name() && in_group.contains(f.dt.as_str()))
