@@ -101,7 +101,10 @@ mod tests {
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
 
-    fn days(rows: &[(Option<&str>, &str, Option<&str>, Option<i64>)]) -> RecordBatch {
+    /// (record_id, dt, stage, version)
+    type Day<'a> = (Option<&'a str>, &'a str, Option<&'a str>, Option<i64>);
+
+    fn days(rows: &[Day]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("record_id", DataType::Utf8, true),
             Field::new("dt", DataType::Utf8, true),

@@ -473,7 +473,7 @@ pub(crate) async fn score_periods(
     group_rows: u64,
     props: &WriterProperties,
 ) -> Result<Vec<FileAdd>, ScoreError> {
-    let mut person_days: std::collections::HashMap<&str, u64> = Default::default();
+    let mut person_days: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for f in daily
         .iter()
         .filter(|f| f.table == ScoreTable::PersonDaily.name())

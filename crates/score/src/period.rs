@@ -9,7 +9,7 @@
 //! A person's `team_id`, `manager_id` and `name` are those of their last day in the
 //! period (a quarter spanning a move counts every day, under the new team).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -132,7 +132,7 @@ pub struct PeriodGroup {
 /// date is in the group of that date's quarter, so each `person_period` file (one per
 /// period start) comes whole from one group, the same rows in the same order as from
 /// one query over everything.
-pub fn groups(dates: &[String], rows: &HashMap<&str, u64>, budget: u64) -> Vec<PeriodGroup> {
+pub fn groups(dates: &[String], rows: &BTreeMap<&str, u64>, budget: u64) -> Vec<PeriodGroup> {
     let parsed: Vec<(&String, Date)> = dates
         .iter()
         .filter_map(|t| Some((t, t.parse::<Date>().ok()?)))
@@ -347,10 +347,10 @@ mod tests {
         let dates: Vec<String> = (0..365)
             .map(|i| (d("2026-10-01") + i.days()).to_string())
             .collect();
-        let rows: HashMap<&str, u64> = dates.iter().map(|t| (t.as_str(), 10)).collect();
+        let rows: BTreeMap<&str, u64> = dates.iter().map(|t| (t.as_str(), 10)).collect();
         let groups = groups(&dates, &rows, 900);
         assert!(groups.len() >= 4, "{}", groups.len());
-        let mut kept: HashMap<(String, String), usize> = HashMap::new();
+        let mut kept: BTreeMap<(String, String), usize> = BTreeMap::new();
         for g in &groups {
             let ctx = datafusion::prelude::SessionContext::new();
             ctx.register_table("p", g.table.clone()).unwrap();
