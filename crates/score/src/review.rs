@@ -206,7 +206,8 @@ pub fn plan(p: &Pipeline) -> Plan {
         ),
         // Opportunities: the state at the end of each date a version was entered on
         // (its latest version of the date), kept where it is the newest version so far,
-        // and compared with the state before.
+        // and compared with the state before. (`opportunity_moves` is run natively,
+        // `moves.rs`; this SQL is its definition, held equal by a test.)
         v(
             "opportunity_days",
             "SELECT record_id, dt, \

@@ -1,23 +1,22 @@
-//! The passes around the daily chunks: the review pass before them (record-level KPIs over
-//! the whole warehouse, [`crate::review`]) and the period pass after them (the period
-//! tables from the daily files just written, [`crate::period`]).
+//! The review pass, before the daily chunks: the record-level KPIs of every date over the
+//! whole warehouse ([`crate::review`] plans it in SQL; this runs it a bucket of record ids
+//! at a time, spilling or holding what it computes), and the review tables each chunk
+//! reads (`register_review`).
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use crmdq_config::Pipeline;
-use crmdq_schema::{RecordType, ScoreTable, record_table_schema};
-use crmdq_warehouse::{FileAdd, Snapshot, Warehouse, register_table};
+use crmdq_schema::{RecordType, record_table_schema};
+use crmdq_warehouse::{Snapshot, Warehouse, register_table};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt as _;
 use parquet::file::properties::WriterProperties;
 
-use crate::files::{put_all, render};
-use futures::StreamExt as _;
-
-use crate::{ScoreError, bucket, dedup, materialized, moves, period, q, review, table_sql};
+use crate::{ScoreError, bucket, dedup, materialized, moves, q, review};
 
 /// The review pass ([`review::plan`]): the record-level KPIs of every date, from the
 /// whole warehouse (only the columns they need), a bucket of record ids at a time so that
@@ -268,7 +267,7 @@ async fn spill(
 }
 
 /// Register each spilled table of `r` as `name`, holding the rows `filter` keeps.
-async fn register_spilled(
+pub(super) async fn register_spilled(
     ctx: &SessionContext,
     r: &review::Review,
     filter: &str,
@@ -457,106 +456,6 @@ pub(crate) async fn register_review(
     }
     register_spilled(ctx, r, &range).await?;
     run_views(ctx, &r.range, &["review_daily", "checkin_facts"]).await
-}
-
-/// The period tables over the daily files just written (`daily`), written and durable,
-/// a group of periods at a time ([`period::groups`], about `group_rows` person-days each).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn score_periods(
-    p: &Pipeline,
-    w: &Warehouse,
-    daily: &[FileAdd],
-    kept: &[(ScoreTable, Vec<RecordBatch>)],
-    review: &review::Review,
-    roster: &RecordBatch,
-    dates: &[String],
-    group_rows: u64,
-    props: &WriterProperties,
-) -> Result<Vec<FileAdd>, ScoreError> {
-    let mut person_days: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for f in daily
-        .iter()
-        .filter(|f| f.table == ScoreTable::PersonDaily.name())
-    {
-        *person_days.entry(f.dt.as_str()).or_default() += f.rows;
-    }
-    let groups = period::groups(dates, &person_days, group_rows.max(1));
-    tracing::debug!(groups = groups.len(), "periods: grouped");
-    let (person_sql, team_sql) = (
-        table_sql(ScoreTable::PersonPeriod, p),
-        table_sql(ScoreTable::TeamPeriod, p),
-    );
-    let (mut person, mut team) = (Vec::new(), Vec::new());
-    for g in &groups {
-        let ctx = period_session(w, daily, kept, review, roster, g).await?;
-        let ((pf, mut writes), (tf, tw)) = futures::future::try_join(
-            render(&ctx, ScoreTable::PersonPeriod, &person_sql, props),
-            render(&ctx, ScoreTable::TeamPeriod, &team_sql, props),
-        )
-        .await?;
-        writes.extend(tw);
-        put_all(w, writes).await?;
-        person.extend(pf);
-        team.extend(tf);
-    }
-    person.extend(team);
-    Ok(person)
-}
-
-/// A session for one group of periods: the daily tables of its dates, `checkin_facts`,
-/// `periods` and the roster.
-async fn period_session(
-    w: &Warehouse,
-    daily: &[FileAdd],
-    kept: &[(ScoreTable, Vec<RecordBatch>)],
-    review: &review::Review,
-    roster: &RecordBatch,
-    g: &period::PeriodGroup,
-) -> Result<SessionContext, ScoreError> {
-    let ctx = crmdq_catalog::session();
-    // With dynamic filters pushed from the hash joins into the daily tables' Parquet
-    // scans, the period query never finished (no CPU used: a wait that is never woken, seen
-    // on the 5-row fixture). Off for this session only; every other query keeps them.
-    ctx.sql("SET datafusion.optimizer.enable_dynamic_filter_pushdown = false")
-        .await
-        .map_err(q("periods"))?;
-    let in_group: std::collections::HashSet<&str> = g.dates.iter().map(String::as_str).collect();
-    for t in ScoreTable::DAILY {
-        // Held rows (a small warehouse), else the files of the group's dates; either way
-        // the join with `periods` keeps the group's dates.
-        if let Some((_, batches)) = kept.iter().find(|(k, _)| *k == t)
-            && let Some(schema) = batches.first().map(RecordBatch::schema)
-        {
-            let table = MemTable::try_new(schema, vec![batches.clone()]).map_err(q(t.name()))?;
-            ctx.register_table(t.name(), Arc::new(table))
-                .map_err(q(t.name()))?;
-            continue;
-        }
-        let files: Vec<FileAdd> = daily
-            .iter()
-            .filter(|f| f.table == t.name() && in_group.contains(f.dt.as_str()))
-            .cloned()
-            .collect();
-        register_table(&ctx, w, t.name(), t.schema(), &files).map_err(q(t.name()))?;
-    }
-    if let Some((_, facts)) = &review.whole {
-        ctx.register_table("checkin_facts", facts.clone())
-            .map_err(q("checkin_facts"))?;
-    } else {
-        register_spilled(&ctx, review, "TRUE").await?;
-        ctx.sql(
-            "CREATE VIEW checkin_facts AS SELECT person_id, dt, minutes FROM checkin_rows_part",
-        )
-        .await
-        .map_err(q("checkin_facts"))?;
-    }
-    ctx.register_table("periods", g.table.clone())
-        .map_err(q("periods"))?;
-    crmdq_catalog::register_roster(&ctx, roster.clone())?;
-    ctx.sql("CREATE VIEW roster_rows AS SELECT *, ROW_NUMBER() OVER () AS crmdq_row FROM roster")
-        .await
-        .map_err(q("roster_rows"))?;
-    Ok(ctx)
 }
 
 #[cfg(test)]
