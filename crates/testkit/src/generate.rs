@@ -327,6 +327,19 @@ impl Gen {
         habit: Habit,
     ) -> serde_json::Map<String, Value> {
         let entered = ev + self.delay(habit);
+        self.header(rt, id, owner, entered_by, ev, entered)
+    }
+
+    /// The fields every record has.
+    fn header(
+        &self,
+        rt: &str,
+        id: &str,
+        owner: &str,
+        entered_by: &str,
+        ev: Timestamp,
+        entered: Timestamp,
+    ) -> serde_json::Map<String, Value> {
         let mut m = serde_json::Map::new();
         m.insert("record_type".into(), json!(rt));
         m.insert("record_id".into(), json!(id));
@@ -435,14 +448,7 @@ impl Extra {
         let dt = day.to_datetime(jiff::civil::Time::midnight()) + Span::new().seconds(secs);
         let ev = g.tz.to_timestamp(dt).unwrap_or(Timestamp::UNIX_EPOCH);
         let entered = ev + Span::new().minutes(self.rng.random_range(10..300));
-        let mut m = serde_json::Map::new();
-        m.insert("record_type".into(), json!(rt));
-        m.insert("record_id".into(), json!(id));
-        m.insert("owner_id".into(), json!(owner));
-        m.insert("entered_by".into(), json!(entered_by));
-        m.insert("event_time".into(), json!(g.ts(ev)));
-        m.insert("entered_at".into(), json!(g.ts(entered)));
-        m
+        g.header(rt, id, owner, entered_by, ev, entered)
     }
 
     fn customer(&mut self, g: &Gen) -> String {

@@ -1070,27 +1070,7 @@ fn a_period_rule_watches_the_month() {
     let w = dir.path().join("wh");
     let (p_s, w_s) = (p.to_str().unwrap(), w.to_str().unwrap());
     let now = "2027-01-06T12:00:00+08:00";
-    let input = f.join("review.ndjson");
-    common::run(&[
-        "--now",
-        now,
-        "ingest",
-        "--pipeline",
-        p_s,
-        "--warehouse",
-        w_s,
-        input.to_str().unwrap(),
-    ]);
-    common::run(&[
-        "--now",
-        now,
-        "score",
-        "--pipeline",
-        p_s,
-        "--warehouse",
-        w_s,
-        "--no-alerts",
-    ]);
+    common::ingest_and_score(now, &p, &w, &f.join("review.ndjson"), &["--no-alerts"]);
     let alerts = |date: &str| {
         let out = common::run(&[
             "--now",

@@ -175,6 +175,31 @@ pub fn ingest(w: &std::path::Path, inputs: &[&std::path::Path]) -> String {
     String::from_utf8(run(&args).stdout).unwrap()
 }
 
+/// `ingest` of `input` then `score` (with `extra` arguments, e.g. `--roster R`,
+/// `--no-alerts`), with `pipeline` into `w`, at the clock `now`.
+pub fn ingest_and_score(
+    now: &str,
+    pipeline: &std::path::Path,
+    w: &std::path::Path,
+    input: &std::path::Path,
+    extra: &[&str],
+) {
+    let (p, w) = (pipeline.to_str().unwrap(), w.to_str().unwrap());
+    run(&[
+        "--now",
+        now,
+        "ingest",
+        "--pipeline",
+        p,
+        "--warehouse",
+        w,
+        input.to_str().unwrap(),
+    ]);
+    let mut args = vec!["--now", now, "score", "--pipeline", p, "--warehouse", w];
+    args.extend(extra);
+    run(&args);
+}
+
 pub fn score(w: &std::path::Path) {
     let p = fixtures().join("pipeline.yaml");
     run(&[

@@ -53,11 +53,7 @@ fn duckdb_recomputes_the_months_review_from_the_parquet_files() {
     let input = dir.path().join("gen.ndjson");
     let p = common::fixtures().join("pipeline.yaml");
     let now = "2026-11-20T00:00:00Z";
-    let (p_s, w_s, in_s) = (
-        p.to_str().unwrap(),
-        w.to_str().unwrap(),
-        input.to_str().unwrap(),
-    );
+    let (w_s, in_s) = (w.to_str().unwrap(), input.to_str().unwrap());
     common::run(&[
         "--now",
         now,
@@ -72,28 +68,7 @@ fn duckdb_recomputes_the_months_review_from_the_parquet_files() {
         "2026-09-20",
     ]);
     let roster = format!("{in_s}.roster.csv");
-    common::run(&[
-        "--now",
-        now,
-        "ingest",
-        "--pipeline",
-        p_s,
-        "--warehouse",
-        w_s,
-        in_s,
-    ]);
-    common::run(&[
-        "--now",
-        now,
-        "score",
-        "--pipeline",
-        p_s,
-        "--warehouse",
-        w_s,
-        "--roster",
-        &roster,
-        "--no-alerts",
-    ]);
+    common::ingest_and_score(now, &p, &w, &input, &["--roster", &roster, "--no-alerts"]);
     let out = std::process::Command::new("python3")
         .args(["-c", SCRIPT, w_s, "2026-10"])
         .output()

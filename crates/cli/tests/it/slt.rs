@@ -125,32 +125,14 @@ fn review_kpis_and_periods_match_the_slt_file() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path().join("wh");
     let f = common::fixtures().join("review");
-    let (p, w_s) = (f.join("pipeline.yaml"), w.to_str().unwrap().to_string());
     let now = "2027-01-06T12:00:00+08:00";
-    let input = f.join("review.ndjson");
-    for args in [
-        vec![
-            "--now",
-            now,
-            "ingest",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--warehouse",
-            &w_s,
-            input.to_str().unwrap(),
-        ],
-        vec![
-            "--now",
-            now,
-            "score",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--warehouse",
-            &w_s,
-        ],
-    ] {
-        common::run(&args);
-    }
+    common::ingest_and_score(
+        now,
+        &f.join("pipeline.yaml"),
+        &w,
+        &f.join("review.ndjson"),
+        &[],
+    );
     run_file(&w, &f.join("review.slt"));
 }
 
