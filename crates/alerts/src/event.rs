@@ -197,6 +197,20 @@ pub fn message(e: &AlertEvent) -> String {
     m
 }
 
+/// The page of `serve`'s `/report/` that explains an event (`report.base_url` set): the
+/// month of its business date, the person's, team's or pipeline page.
+pub fn report_link(p: &Pipeline, e: &AlertEvent) -> Option<String> {
+    use crmdq_config::report::{month_of, page, url};
+    let base = p.report.base_url.as_deref()?;
+    let month = month_of(&e.dt)?;
+    let file = match e.scope.as_str() {
+        "person" => page::person(&e.subject),
+        "team" => page::team(&e.subject),
+        _ => page::PIPELINE.to_string(),
+    };
+    Some(url(base, month, &file))
+}
+
 /// The receiver of an event: pipeline scope → the ops route; person and team scope → the
 /// route of the subject's manager, else `default`.
 pub fn route<'a>(p: &'a Pipeline, e: &AlertEvent) -> Option<&'a Receiver> {

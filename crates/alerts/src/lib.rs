@@ -288,6 +288,10 @@ pub async fn evaluate(
     explain(&ctx, p, &mut events, opts.scored_entries.as_ref()).await?;
     for e in events.iter_mut().chain(report.reported.iter_mut()) {
         e.message = message(e);
+        if let Some(link) = event::report_link(p, e) {
+            e.message.push_str("\nReport: ");
+            e.message.push_str(&link);
+        }
         e.receiver = route(p, e).map(|r| r.name.clone());
     }
     if opts.dry_run {

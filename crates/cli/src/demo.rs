@@ -34,6 +34,8 @@ pub struct DemoReport {
     pub alerts: crmdq_alerts::Report,
     /// The month's review, as lines to print.
     pub review: Vec<String>,
+    /// The month's scorecards (`crmdq report`), written into `<dir>/report/<month>/`.
+    pub report: Option<crmdq_report::Output>,
 }
 
 /// Run the demo in `dir` (emptied first if it holds an earlier demo).
@@ -96,7 +98,7 @@ pub async fn demo(
     let teams = ctx.sql(TEAMS_SQL).await?.collect().await?;
     let people = ctx.sql(PEOPLE_SQL).await?.collect().await?;
     let dead_letters = ctx.sql("SELECT reason, COUNT(*) AS messages FROM dead_letters GROUP BY reason ORDER BY messages DESC").await?.collect().await?;
-    let review = month_review(&p, &ctx).await?;
+    let (month, review) = month_review(&p, &ctx).await?;
     drop(cluster);
     // What the shipped alert rules say about the latest scored day (nothing is sent).
     let alerts = crmdq_alerts::evaluate(
@@ -109,6 +111,26 @@ pub async fn demo(
         },
     )
     .await?;
+    // The month's scorecards, as a manager would open them.
+    let report = match month {
+        Some(period) => Some(
+            crmdq_report::report(
+                &p,
+                &w,
+                p.roster_path(),
+                &crmdq_report::Scope {
+                    period: period.clone(),
+                    team: None,
+                    now: clock.now(),
+                },
+                p.report.lang,
+                crmdq_report::Format::Html,
+                &dir.join("report").join(&period),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(DemoReport {
         dir: p.warehouse.path.clone(),
         produced: lines.len(),
@@ -119,17 +141,18 @@ pub async fn demo(
         dead_letters,
         alerts,
         review,
+        report,
     })
 }
 
 /// The month's review as a manager reads it: per team, the judged people ranked (score,
 /// change from the month before, targets met), then the people not judged and why; each
 /// with the scorecard rate whose gap costs the most points, and how many. The month is
-/// the one with the most entries.
+/// the one with the most entries (returned with the lines).
 pub async fn month_review(
     p: &Pipeline,
     ctx: &datafusion::prelude::SessionContext,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<(Option<String>, Vec<String>)> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, Int64Type};
     let month = ctx
@@ -145,7 +168,7 @@ pub async fn month_review(
         .filter(|b| b.num_rows() > 0)
         .map(|b| b.column(0).as_string::<i32>().value(0).to_string())
     else {
-        return Ok(vec!["(nothing scored)".into()]);
+        return Ok((None, vec!["(nothing scored)".into()]));
     };
     let rates = crmdq_config::SCORE_METRICS.join(", ");
     let batches = ctx
@@ -182,24 +205,19 @@ pub async fn month_review(
                 .filter(|a| a.is_valid(i))
                 .map(|a| a.value(i))
         };
-        for i in 0..b.num_rows() {
+        for (i, row) in crmdq_report::model::rows(std::slice::from_ref(b))
+            .iter()
+            .enumerate()
+        {
             let (t, person, role) = (text("team_id", i), text("person_id", i), text("role", i));
             if t != team {
                 out.push(format!("Team {t}"));
                 team = t;
             }
-            // The scorecard rate whose gap to 1 costs the most points.
-            let card = p.scorecard(&role);
-            let total: f64 = card
-                .iter()
-                .filter(|(m, _)| num(m, i).is_some())
-                .map(|(_, w)| w)
-                .sum();
-            let first = card
-                .iter()
-                .filter_map(|(m, w)| num(m, i).map(|v| (m, v, 100.0 * w * (1.0 - v) / total)))
-                .filter(|(_, _, gain)| *gain > 0.05)
-                .max_by(|a, b| a.2.total_cmp(&b.2))
+            // The scorecard rate whose gap to 1 costs the most points (as the person's
+            // report page words it).
+            let first = crmdq_report::view::gains(p, row, &role)
+                .first()
                 .map_or_else(
                     || "nothing to fix".to_string(),
                     |(m, v, gain)| format!("first: {m} {v:.2} (+{gain:.1} points at 1.00)"),
@@ -231,7 +249,7 @@ pub async fn month_review(
             }
         }
     }
-    Ok(out)
+    Ok((Some(month), out))
 }
 
 /// Teams over the whole period.

@@ -66,6 +66,9 @@ enum Command {
     /// Kernel and Kafka measurements for benches/bench.py (JSON lines on stdout).
     #[command(hide = true)]
     Bench(cmd::bench::Args),
+    /// The scorecards of a review period: HTML pages (index, teams, people, pipeline) or
+    /// one XLSX workbook, in English or Simplified Chinese.
+    Report(cmd::report::Args),
     /// Evaluate the pipeline's alert rules for a business date and notify (and record)
     /// what fires or resolves.
     Alerts(cmd::alerts::Args),
@@ -84,6 +87,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => cmd::serve::run(a, &clock).await,
         Command::Bench(a) => cmd::bench::run(a, &clock).await,
         Command::Alerts(a) => cmd::alerts::run(a, &clock).await,
+        Command::Report(a) => cmd::report::run(a, &clock).await,
     }
 }
 

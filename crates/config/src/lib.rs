@@ -23,6 +23,7 @@ pub mod alerts;
 pub mod checks;
 mod env;
 mod error;
+pub mod report;
 pub mod scoring;
 pub mod serve;
 pub mod source;
@@ -46,6 +47,7 @@ pub use checks::{
     RecordTypeConfig, UserCheck, normalize_placeholder,
 };
 pub use error::ConfigError;
+pub use report::{Lang, ReportConfig};
 pub use scoring::{
     ROSTER_COLUMNS, ReviewConfig, RosterSource, SCORE_METRICS, Scorecard, ScoringConfig, Target,
 };
@@ -111,6 +113,9 @@ pub struct RawPipeline {
     pub serve: serve::RawServe,
     #[serde(default)]
     pub alerts: alerts::RawAlerts,
+    /// The scorecards people read: `lang`, `base_url`.
+    #[serde(default)]
+    pub report: report::RawReport,
 }
 
 /// A validated pipeline: one typed section per stage.
@@ -127,6 +132,7 @@ pub struct Pipeline {
     pub scoring: ScoringConfig,
     pub serve: ServeConfig,
     pub alerts: AlertsConfig,
+    pub report: ReportConfig,
 }
 
 /// What the command line overrides, applied while the file is validated.
@@ -265,6 +271,7 @@ fn validate(raw: RawPipeline, cx: &Ctx<'_>) -> Result<Pipeline, ConfigError> {
         )?,
         serve: serve::validate(raw.serve, raw.sql, cx)?,
         alerts: alerts::validate(raw.alerts, cx)?,
+        report: report::validate(raw.report, cx)?,
     })
 }
 

@@ -430,7 +430,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// HTTP Basic authentication with the SQL credentials on the JSON API (when credentials
 /// are configured; trust mode is loopback-only). Failures count against the same
 /// per-address budget as SQL logins.
-async fn require_credentials(
+pub(crate) async fn require_credentials(
     State(s): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,

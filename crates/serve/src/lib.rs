@@ -13,6 +13,7 @@
 pub mod api;
 pub mod http;
 pub mod pg;
+pub mod report;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -163,8 +164,19 @@ impl Server {
                 cache: tokio::sync::Mutex::default(),
             })),
         };
-        let app =
-            http::probes_router(probes).merge(api::router(api::AppState { ctx, auth, limiter }));
+        let api_state = api::AppState { ctx, auth, limiter };
+        let reports = report::router(report::ReportState::new(
+            Arc::new(p.clone()),
+            api_state.ctx.clone(),
+            probes.live.clone(),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            api_state.clone(),
+            api::require_credentials,
+        ));
+        let app = http::probes_router(probes)
+            .merge(api::router(api_state))
+            .merge(reports);
         Ok(Server {
             pg_listener,
             http_listener,

@@ -49,10 +49,24 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     println!("\nAlerts (the shipped rules, dry run):");
     print_alerts(&r.alerts, true, 0);
     println!("\nWarehouse: {}", r.dir.display());
+    if let Some(o) = &r.report {
+        println!(
+            "Report of {} ({} pages): {}",
+            o.period,
+            o.pages,
+            o.path.display()
+        );
+    }
     println!("Try next:");
     let pipeline = r.dir.parent().unwrap_or(&r.dir).join("pipeline.yaml");
     let pipeline = pipeline.display();
     println!("  crmdq alerts --pipeline {pipeline} --dry-run --date <YYYY-MM-DD>");
+    if let Some(o) = &r.report {
+        println!(
+            "  crmdq report --pipeline {pipeline} --period {} --lang zh-CN --out report-zh   # or --format xlsx",
+            o.period
+        );
+    }
     println!(
         "  CRMDQ_SQL_USER=me CRMDQ_SQL_PASSWORD=pw crmdq serve --pipeline {pipeline}   # then: psql -h 127.0.0.1 -p 5433 -U me -d crmdq"
     );

@@ -8,6 +8,7 @@ pub mod check_config;
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod report;
 pub mod run;
 pub mod score;
 pub mod serve;
