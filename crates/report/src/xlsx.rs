@@ -127,7 +127,10 @@ fn sheet(
         for (j, c) in cols.iter().enumerate() {
             let jj = u16::try_from(j).map_err(err)?;
             match r.get(c) {
-                Val::Null => {}
+                Val::Null => {
+                    // Empty, but formatted: a value typed in later reads right.
+                    ws.write_blank(i, jj, &number_formats[j]).map_err(err)?;
+                }
                 Val::Int(v) => {
                     ws.write_number_with_format(i, jj, *v as f64, &number_formats[j])
                         .map_err(err)?;

@@ -2,9 +2,10 @@
 //! exposition parser (Python `prometheus_client`), and `crmdq sql` as JSON rows.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -211,4 +212,53 @@ pub fn score(w: &std::path::Path) {
         "--warehouse",
         w.to_str().unwrap(),
     ]);
+}
+
+/// A `crmdq serve` child process on free loopback ports, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub pg: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn between<'a>(s: &'a str, start: &str, end: char) -> &'a str {
+    let i = s.find(start).unwrap() + start.len();
+    let rest = &s[i..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+/// Start `crmdq serve` over `w` with pipeline `p` and extra environment `env`.
+pub fn serve(w: &Path, p: &Path, env: &[(&str, &str)]) -> Server {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--pipeline",
+            p.to_str().unwrap(),
+            "--warehouse",
+            w.to_str().unwrap(),
+            "--pg-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CRMDQ_SQL_USER")
+        .env_remove("CRMDQ_SQL_PASSWORD")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().expect("serve printed its addresses").unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let pg = between(&line, "postgresql://", '/').parse().unwrap();
+    let http = between(&line, "http://", ' ').parse().unwrap();
+    Server { child, pg, http }
 }

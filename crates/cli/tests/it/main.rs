@@ -12,5 +12,6 @@ mod common;
 mod duckdb_review;
 mod public_data;
 mod real_broker;
+mod report;
 mod serve;
 mod slt;

@@ -1,16 +1,14 @@
 //! `crmdq serve` with real clients: the `psql` binary, Python `psycopg`, Python
 //! `prometheus_client`'s exposition parser, and plain HTTP for the JSON API.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common;
-use common::{bin, fixtures, http_get, parse_metrics};
+use common::{Server, bin, fixtures, http_get, parse_metrics, serve};
 
 const USER: &str = "analyst";
 const PASSWORD: &str = "s3cret-pw";
@@ -32,53 +30,6 @@ fn ingest(w: &Path, input: &Path) {
 
 fn score(w: &Path) {
     common::score(w);
-}
-
-struct Server {
-    child: Child,
-    pg: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn between<'a>(s: &'a str, start: &str, end: char) -> &'a str {
-    let i = s.find(start).unwrap() + start.len();
-    let rest = &s[i..];
-    &rest[..rest.find(end).unwrap_or(rest.len())]
-}
-
-fn serve(w: &Path, p: &Path, env: &[(&str, &str)]) -> Server {
-    let mut child = bin()
-        .args([
-            "serve",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--warehouse",
-            w.to_str().unwrap(),
-            "--pg-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("CRMDQ_SQL_USER")
-        .env_remove("CRMDQ_SQL_PASSWORD")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("serve printed its addresses").unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let pg = between(&line, "postgresql://", '/').parse().unwrap();
-    let http = between(&line, "http://", ' ').parse().unwrap();
-    Server { child, pg, http }
 }
 
 fn psql_with(srv: &Server, password: &str, args: &[&str]) -> Output {
