@@ -89,7 +89,7 @@ impl Demo {
     fn pipeline(&self) -> PathBuf {
         self.root.join("pipeline.yaml")
     }
-    fn pages(&self, dir: &Path) -> Vec<PathBuf> {
+    fn pages(dir: &Path) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -253,7 +253,9 @@ fn assert_self_contained(page: &str, html: &str) {
         let href = &part[..part.find('"').unwrap()];
         let file = href.split('?').next().unwrap();
         assert!(
-            !href.contains("://") && !href.starts_with("//") && file.ends_with(".html"),
+            !href.contains("://")
+                && !href.starts_with("//")
+                && Path::new(file).extension().is_some_and(|e| e == "html"),
             "{page}: link {href} is not another page of the report"
         );
     }
@@ -263,8 +265,8 @@ fn assert_self_contained(page: &str, html: &str) {
 fn every_number_on_every_page_is_the_tables_in_both_languages() {
     let d = demo();
     let t = tables(d);
-    let en_pages = d.pages(&d.en);
-    let zh_pages = d.pages(&d.zh);
+    let en_pages = Demo::pages(&d.en);
+    let zh_pages = Demo::pages(&d.zh);
     // The index, the pipeline page, each team's and each person's page.
     let teams = sql(
         &d.warehouse(),
@@ -365,7 +367,7 @@ fn a_team_report_and_bad_arguments() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let pages = d.pages(&out);
+    let pages = Demo::pages(&out);
     assert!(pages.iter().any(|p| p.ends_with("team-north.html")));
     assert!(!pages.iter().any(|p| p.ends_with("team-east.html")));
     assert!(pages.iter().any(|p| p.ends_with("person-chen.jing.html")));
@@ -724,7 +726,7 @@ fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
                 0 => 0,
                 1 => a,
                 2 => b,
-                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                3 => u8::midpoint(a, b),
                 4 => {
                     let p = i16::from(a) + i16::from(b) - i16::from(c);
                     let (pa, pb, pc) = (
@@ -812,7 +814,7 @@ fn every_page_in_headless_chromium() {
     // the page asked the network for nothing.
     let mut seen = BTreeSet::new();
     for dir in [&d.en, &d.zh] {
-        for page in d.pages(dir) {
+        for page in Demo::pages(dir) {
             let name = page.file_name().unwrap().to_string_lossy().to_string();
             let log = work.path().join(format!("{name}.json"));
             let o = chromium(
