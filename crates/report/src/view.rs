@@ -56,6 +56,29 @@ pub fn team_key(period: &str, team: &str) -> String {
     format!("{period}|{team}")
 }
 
+/// `met / total` targets of a period row, each tagged with its cell.
+fn targets_met(table: &str, key: &str, r: &Row) -> String {
+    format!(
+        "{} / {}",
+        num(
+            table,
+            key,
+            "targets_met",
+            r.num("targets_met"),
+            Fmt::Int,
+            "0"
+        ),
+        num(
+            table,
+            key,
+            "targets_total",
+            r.num("targets_total"),
+            Fmt::Int,
+            "0"
+        )
+    )
+}
+
 /// Which KPIs a role's page shows: its scorecard, its targets, then what the role owns.
 pub fn kpis_for(p: &Pipeline, role: &str) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
@@ -590,25 +613,7 @@ pub fn team_view(c: &Ctx<'_>, team: &str) -> TeamView {
                     Some(v) => num("person_period", &k, "score_change", Some(v), Fmt::S1, "—"),
                     None => tr.new_person.to_string(),
                 },
-                targets: format!(
-                    "{} / {}",
-                    num(
-                        "person_period",
-                        &k,
-                        "targets_met",
-                        r.num("targets_met"),
-                        Fmt::Int,
-                        "0"
-                    ),
-                    num(
-                        "person_period",
-                        &k,
-                        "targets_total",
-                        r.num("targets_total"),
-                        Fmt::Int,
-                        "0"
-                    )
-                ),
+                targets: targets_met("person_period", &k, r),
             });
         } else {
             unjudged.push(UnjudgedRow {
@@ -916,25 +921,7 @@ pub fn index_view(c: &Ctx<'_>) -> IndexView {
                     Fmt::Int,
                     "0",
                 ),
-                targets: format!(
-                    "{} / {}",
-                    num(
-                        "team_period",
-                        &k,
-                        "targets_met",
-                        r.num("targets_met"),
-                        Fmt::Int,
-                        "0"
-                    ),
-                    num(
-                        "team_period",
-                        &k,
-                        "targets_total",
-                        r.num("targets_total"),
-                        Fmt::Int,
-                        "0"
-                    )
-                ),
+                targets: targets_met("team_period", &k, r),
             })
         })
         .collect();

@@ -42,33 +42,9 @@ fn demo() -> &'static Demo {
         assert!(en.join("index.html").is_file());
         let p = root.join("pipeline.yaml");
         let zh = root.join("zh");
-        run(&[
-            "--now",
-            NOW,
-            "report",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--period",
-            &month,
-            "--lang",
-            "zh-CN",
-            "--out",
-            zh.to_str().unwrap(),
-        ]);
+        report(&p, &month, &zh, &["--lang", "zh-CN"]);
         let x = root.join("x");
-        run(&[
-            "--now",
-            NOW,
-            "report",
-            "--pipeline",
-            p.to_str().unwrap(),
-            "--period",
-            &month,
-            "--format",
-            "xlsx",
-            "--out",
-            x.to_str().unwrap(),
-        ]);
+        report(&p, &month, &x, &["--format", "xlsx"]);
         let xlsx = x.join(format!("crmdq-{month}.xlsx"));
         assert!(xlsx.is_file());
         Demo {
@@ -80,6 +56,24 @@ fn demo() -> &'static Demo {
             xlsx,
         }
     })
+}
+
+/// `crmdq report` of `month` into `out`, with `extra` arguments.
+fn report(pipeline: &Path, month: &str, out: &Path, extra: &[&str]) {
+    let (p, o) = (pipeline.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec![
+        "--now",
+        NOW,
+        "report",
+        "--pipeline",
+        p,
+        "--period",
+        month,
+        "--out",
+        o,
+    ];
+    args.extend(extra);
+    run(&args);
 }
 
 impl Demo {
@@ -354,19 +348,7 @@ fn a_team_report_and_bad_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("north");
     let p = d.pipeline();
-    run(&[
-        "--now",
-        NOW,
-        "report",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--period",
-        &d.month,
-        "--team",
-        "north",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    report(&p, &d.month, &out, &["--team", "north"]);
     let pages = Demo::pages(&out);
     assert!(pages.iter().any(|p| p.ends_with("team-north.html")));
     assert!(!pages.iter().any(|p| p.ends_with("team-east.html")));
