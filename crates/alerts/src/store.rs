@@ -242,6 +242,7 @@ pub async fn record(
             c.seq
         );
         let size = bytes.len() as u64;
+        let stats = crmdq_warehouse::delta::stats_of_file(&bytes);
         w.put_durable(&path, bytes::Bytes::from(bytes)).await?;
         files.push(FileAdd {
             table: table.into(),
@@ -250,6 +251,8 @@ pub async fn record(
             rows: batch.num_rows() as u64,
             bytes: size,
             ingested_us: None,
+            stats,
+            rewrite: false,
         });
     }
     let v = w
@@ -262,6 +265,7 @@ pub async fn record(
             sources: Vec::new(),
             replaces_tables: Vec::new(),
             alerts_through: c.through.clone(),
+            removes: Vec::new(),
         })
         .await?;
     Ok(Some(v))

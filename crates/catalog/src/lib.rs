@@ -153,9 +153,18 @@ pub async fn open(w: &Warehouse, roster: Option<&Path>) -> Result<SessionContext
 /// [`open`] with a roster already loaded (e.g. by [`roster::load_for_pipeline`], which
 /// applies the pipeline's `roster.mapping`).
 pub async fn open_with(w: &Warehouse, roster: RecordBatch) -> Result<SessionContext, CatalogError> {
-    let snap = w.snapshot().await?;
+    open_snapshot(w, &w.snapshot().await?, roster).await
+}
+
+/// [`open_with`] over a given state of the warehouse (e.g. a past one,
+/// [`Warehouse::snapshot_as_of`]).
+pub async fn open_snapshot(
+    w: &Warehouse,
+    snap: &Snapshot,
+    roster: RecordBatch,
+) -> Result<SessionContext, CatalogError> {
     let ctx = session();
-    register_snapshot(&ctx, w, &snap, roster)?;
+    register_snapshot(&ctx, w, snap, roster)?;
     create_views(&ctx, all_views()).await?;
     Ok(ctx)
 }

@@ -135,6 +135,8 @@ pub(crate) async fn render_keeping(
                 rows,
                 bytes: bytes.len() as u64,
                 ingested_us: None,
+                stats: crmdq_warehouse::delta::stats_of_file(&bytes),
+                rewrite: false,
             });
             writes.push((path, bytes));
         }

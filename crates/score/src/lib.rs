@@ -256,6 +256,12 @@ pub struct ScoreOptions {
     /// this many deliveries of the largest record type per bucket (memory follows the
     /// bucket; the numbers do not depend on it, tested: the files are byte-identical).
     pub bucket_rows: u64,
+    /// Score the warehouse as it was at this state (time travel, see
+    /// [`Warehouse::snapshot_as_of`]) instead of as it is now.
+    pub as_of: Option<Snapshot>,
+    /// Write and commit the score tables into this warehouse instead of the scored one
+    /// (with `as_of`: a replay that leaves the warehouse's own scores alone).
+    pub out: Option<Warehouse>,
 }
 
 /// [`ScoreOptions::bucket_rows`] by default.
@@ -270,6 +276,8 @@ impl Default for ScoreOptions {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             entries_of: None,
             bucket_rows: DEFAULT_BUCKET_ROWS,
+            as_of: None,
+            out: None,
         }
     }
 }
@@ -330,7 +338,11 @@ pub async fn score_with(
     committed_at: String,
     opts: &ScoreOptions,
 ) -> Result<ScoreSummary, ScoreError> {
-    let snap = w.snapshot().await?;
+    let snap = match &opts.as_of {
+        Some(s) => s.clone(),
+        None => w.snapshot().await?,
+    };
+    let out = opts.out.as_ref().unwrap_or(w);
     let roster = crmdq_catalog::roster::load_for_pipeline(p, roster_path).await?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -378,9 +390,10 @@ pub async fn score_with(
     let no_pins: Vec<Arc<dedup::Pinned>> = Vec::new();
     for (i, dates) in chunks.iter().enumerate() {
         let started = std::time::Instant::now();
-        let (out, seen) = score_chunk(
+        let (chunk_out, seen) = score_chunk(
             p,
             w,
+            out,
             &snap,
             &roster,
             &review,
@@ -414,7 +427,7 @@ pub async fn score_with(
             seconds = started.elapsed().as_secs_f64(),
             "scored"
         );
-        outputs.push(out);
+        outputs.push(chunk_out);
     }
     drop(earlier);
     let mut summary = ScoreSummary {
@@ -431,9 +444,10 @@ pub async fn score_with(
                 chunk = i,
                 "scored again: a record version has deliveries in another chunk"
             );
-            let (out, _) = score_chunk(
+            let (chunk_out, _) = score_chunk(
                 p,
                 w,
+                out,
                 &snap,
                 &roster,
                 &review,
@@ -444,7 +458,7 @@ pub async fn score_with(
                 &props,
             )
             .await?;
-            outputs[i] = out;
+            outputs[i] = chunk_out;
         }
     }
     let mut dates = std::collections::BTreeSet::new();
@@ -480,7 +494,7 @@ pub async fn score_with(
     let started = std::time::Instant::now();
     for f in score_periods(
         p,
-        w,
+        out,
         &summary.files,
         &kept,
         &review,
@@ -509,8 +523,9 @@ pub async fn score_with(
             .map(|t| t.name().to_string())
             .collect(),
         alerts_through: None,
+        removes: Vec::new(),
     };
-    summary.version = w.commit(entry).await?;
+    summary.version = out.commit(entry).await?;
     Ok(summary)
 }
 
@@ -529,6 +544,7 @@ struct ChunkOutput {
 async fn score_chunk(
     p: &Pipeline,
     w: &Warehouse,
+    out_w: &Warehouse,
     snap: &Snapshot,
     roster: &RecordBatch,
     review: &review::Review,
@@ -580,7 +596,7 @@ async fn score_chunk(
         }
     }
     // One file per table and date.
-    put_all(w, writes).await?;
+    put_all(out_w, writes).await?;
     if let Some(dt) = latest.filter(|d| in_chunk.contains(d)) {
         let sql = format!(
             "SELECT * FROM entries WHERE dt = '{}'",

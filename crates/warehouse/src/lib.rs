@@ -7,7 +7,9 @@
 //! from the log ([`Snapshot`]), so a file orphaned by a crash is never read. The log also
 //! holds each source's committed end position, which is where consumption resumes.
 
+pub mod delta;
 mod log;
+pub mod maintenance;
 mod sink;
 mod table;
 
@@ -17,12 +19,19 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-pub use log::{FileAdd, LogEntry, LogKind, Snapshot, SourcePosition};
+pub use log::{AsOf, FileAdd, FileRemove, LogEntry, LogKind, Snapshot, SourcePosition};
 pub use sink::{RollReason, Sink, SinkLimits, SinkStats};
 pub use table::{CommittedTable, LiveSnapshot, LiveTable, register_table};
 
 /// Name of the commit log folder inside a warehouse.
 pub const LOG_DIR: &str = "_crmdq_log";
+
+/// The warehouse format marker inside [`LOG_DIR`]: `{"format": 2}`. Format 1 (no marker,
+/// commit log only) predates the Delta tables and is converted by [`Warehouse::migrate`].
+pub const FORMAT_FILE: &str = "_format.json";
+
+/// The format this build writes: every table is also a Delta table ([`delta`]).
+pub const FORMAT: u64 = 2;
 
 /// Infrastructure failures of the warehouse. Bad records never get here.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +65,16 @@ pub enum WarehouseError {
         expected: i64,
         found: i64,
     },
+    #[error(
+        "warehouse {path} was written by an earlier crmdq (format 1: its tables are not Delta tables yet); run `crmdq migrate --warehouse {path}` once to convert it in place (no data file is rewritten)"
+    )]
+    NeedsMigration { path: PathBuf },
+    #[error(
+        "warehouse {path} has format {found}, newer than this crmdq understands ({FORMAT}); use a newer crmdq"
+    )]
+    NewerFormat { path: PathBuf, found: u64 },
+    #[error("warehouse: --as-of: {message}")]
+    AsOf { message: String },
     #[error("warehouse: commit log entry {path} is corrupt: {message}")]
     CorruptLog { path: String, message: String },
     #[error("warehouse: encoding Parquet for {table}: {source}")]
@@ -80,18 +99,121 @@ impl WarehouseError {
 }
 
 /// A warehouse on local disk, reached through `object_store`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Warehouse {
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
+    /// The same file system from its root, for `deltalake` (which places each table).
+    delta_store: Arc<dyn ObjectStore>,
+    /// The Delta tables opened by this process and the log as it last published it.
+    delta: Arc<tokio::sync::Mutex<delta::DeltaCache>>,
     /// Folders under the root whose own entries (in their parents) were made durable by
     /// this process: a new partition folder is fsynced into its parent once.
     synced_dirs: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Warehouse {
-    /// Open (creating if needed) the warehouse at `root`.
+    /// Open (creating if needed) the warehouse at `root`. A warehouse of an earlier format
+    /// is an error ([`WarehouseError::NeedsMigration`]) until [`Warehouse::migrate`]d.
     pub fn open(root: &Path) -> Result<Warehouse, WarehouseError> {
+        let w = Self::open_any_format(root)?;
+        w.check_format()?;
+        Ok(w)
+    }
+
+    /// The format marker's version, writing it into a warehouse that has no commit yet.
+    fn check_format(&self) -> Result<(), WarehouseError> {
+        let marker = self.root.join(LOG_DIR).join(FORMAT_FILE);
+        match std::fs::read(&marker) {
+            Ok(bytes) => {
+                let found = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("format")?.as_u64())
+                    .ok_or_else(|| WarehouseError::CorruptLog {
+                        path: format!("{LOG_DIR}/{FORMAT_FILE}"),
+                        message: "expected {\"format\": <number>}".into(),
+                    })?;
+                if found > FORMAT {
+                    return Err(WarehouseError::NewerFormat {
+                        path: self.root.clone(),
+                        found,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let has_commits = std::fs::read_dir(self.root.join(LOG_DIR))
+                    .map_err(|source| WarehouseError::Open {
+                        path: self.root.clone(),
+                        source,
+                    })?
+                    .filter_map(Result::ok)
+                    .any(|e| log::is_entry_name(&e.file_name().to_string_lossy()));
+                if has_commits {
+                    return Err(WarehouseError::NeedsMigration {
+                        path: self.root.clone(),
+                    });
+                }
+                self.write_format_marker()
+            }
+            Err(source) => Err(WarehouseError::Open {
+                path: self.root.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Write the format marker (create-if-absent: a marker already there is kept).
+    fn write_format_marker(&self) -> Result<(), WarehouseError> {
+        let rel = format!("{LOG_DIR}/{FORMAT_FILE}");
+        let body = format!("{{\"format\": {FORMAT}}}\n");
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.abs(&rel))
+        {
+            Ok(mut f) => {
+                use std::io::Write as _;
+                f.write_all(body.as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .and_then(|()| self.fsync(&rel))
+                    .map_err(|e| WarehouseError::Write {
+                        path: rel,
+                        retryable: true,
+                        source: Box::new(e),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(WarehouseError::Write {
+                path: rel,
+                retryable: true,
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Convert a warehouse of format 1 in place: every table gets its Delta log naming the
+    /// files the commit log says are live (no data file is read for rows or rewritten),
+    /// then the format marker is written. Running it again (or on a current warehouse)
+    /// only repairs what is unpublished.
+    pub async fn migrate(root: &Path) -> Result<delta::Published, WarehouseError> {
+        let w = Self::open_any_format(root)?;
+        let published = w.publish_all().await?;
+        w.write_format_marker()?;
+        w.check_format()?;
+        Ok(published)
+    }
+
+    /// Open without looking at the format (for [`Warehouse::migrate`]).
+    fn open_any_format(root: &Path) -> Result<Warehouse, WarehouseError> {
         std::fs::create_dir_all(root.join(LOG_DIR)).map_err(|source| WarehouseError::Open {
             path: root.to_path_buf(),
             source,
@@ -107,8 +229,14 @@ impl Warehouse {
         Ok(Warehouse {
             root,
             store: Arc::new(store),
+            delta_store: Arc::new(LocalFileSystem::new()),
+            delta: Arc::default(),
             synced_dirs: Arc::default(),
         })
+    }
+
+    pub(crate) fn delta_root_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.delta_store)
     }
 
     pub fn root(&self) -> &Path {
@@ -176,6 +304,12 @@ impl Warehouse {
         log::read_snapshot(self).await
     }
 
+    /// The warehouse as it was at a commit-log version or instant (time travel): what a
+    /// disputed score was computed from.
+    pub async fn snapshot_as_of(&self, at: AsOf) -> Result<Snapshot, WarehouseError> {
+        log::read_snapshot_as_of(self, at).await
+    }
+
     /// Whether the warehouse takes a durable write now (a probe file in the log folder,
     /// written, fsynced and removed).
     pub async fn probe_writable(&self) -> Result<(), WarehouseError> {
@@ -208,13 +342,19 @@ impl Warehouse {
         snap: &mut Snapshot,
         expect: &std::collections::BTreeMap<(String, i32), i64>,
     ) -> Result<u64, WarehouseError> {
-        log::commit_fenced(self, entry, snap, expect).await
+        let (files, replaces) = (entry.files.clone(), entry.replaces_tables.clone());
+        let v = log::commit_fenced(self, entry, snap, expect).await?;
+        self.publish_after_commit(&files, &replaces).await;
+        Ok(v)
     }
 
     /// Append an entry to the commit log (create-if-absent; on a race, the next version).
     /// Returns the version written.
     pub async fn commit(&self, entry: LogEntry) -> Result<u64, WarehouseError> {
-        log::commit(self, entry).await
+        let (files, replaces) = (entry.files.clone(), entry.replaces_tables.clone());
+        let v = log::commit(self, entry).await?;
+        self.publish_after_commit(&files, &replaces).await;
+        Ok(v)
     }
 }
 

@@ -27,6 +27,23 @@ pub struct FileAdd {
     /// it existed (such files are read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingested_us: Option<[i64; 2]>,
+    /// Delta statistics of the file (see [`crate::delta::stats_json`]), when the writer
+    /// had them at hand; published as the file's Delta add action. Not kept in a
+    /// [`Snapshot`] (read from the footer when needed again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<String>,
+    /// Written by `optimize` from other files' rows (no new data): published with
+    /// `dataChange: false`, as Delta's OPTIMIZE does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rewrite: bool,
+}
+
+/// A file taken out of a table by a commit (`optimize`: its rows are in the entry's new
+/// files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRemove {
+    pub table: String,
+    pub path: String,
 }
 
 /// A source's committed end position: everything before it is in the warehouse.
@@ -57,6 +74,8 @@ pub enum LogKind {
     Score,
     /// Alert events appended (`alerts` table).
     Alerts,
+    /// Small files compacted: `removes` taken out, `files` (the same rows) added.
+    Optimize,
 }
 
 /// One commit.
@@ -81,6 +100,9 @@ pub struct LogEntry {
     /// evaluation of an earlier date is a report and changes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts_through: Option<String>,
+    /// For `optimize` entries: files no longer live (applied before `files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removes: Vec<FileRemove>,
 }
 
 /// The state of the warehouse as the log tells it.
@@ -97,6 +119,11 @@ pub struct Snapshot {
     /// The latest business date evaluated live by the alerts (the largest of the log's
     /// [`LogEntry::alerts_through`]).
     pub alerts_through: Option<String>,
+    /// Table → its folder (`records/customer`), for every table the log ever named a file
+    /// of (also once a re-score left it empty).
+    pub dirs: BTreeMap<String, String>,
+    /// Table → the last version whose entry changed it (what its Delta log must show).
+    pub changed_at: BTreeMap<String, u64>,
 }
 
 impl Snapshot {
@@ -117,14 +144,31 @@ impl Snapshot {
         {
             self.alerts_through = Some(d.clone());
         }
+        for t in e
+            .replaces_tables
+            .iter()
+            .chain(e.files.iter().map(|f| &f.table))
+            .chain(e.removes.iter().map(|r| &r.table))
+        {
+            self.changed_at.insert(t.clone(), e.version);
+        }
         for t in &e.replaces_tables {
             self.tables.remove(t);
         }
+        for r in &e.removes {
+            if let Some(files) = self.tables.get_mut(&r.table) {
+                files.retain(|f| f.path != r.path);
+            }
+        }
         for f in &e.files {
-            self.tables
-                .entry(f.table.clone())
-                .or_default()
-                .push(f.clone());
+            if !self.dirs.contains_key(&f.table)
+                && let Some(d) = crate::delta::table_dir_of(&f.path)
+            {
+                self.dirs.insert(f.table.clone(), d.to_string());
+            }
+            let mut f = f.clone();
+            f.stats = None;
+            self.tables.entry(f.table.clone()).or_default().push(f);
         }
         for s in &e.sources {
             match s {
@@ -161,7 +205,12 @@ fn parse_version(name: &str) -> Option<u64> {
     name.strip_suffix(".json")?.parse().ok()
 }
 
-async fn list_versions(w: &Warehouse) -> Result<Vec<u64>, WarehouseError> {
+/// Whether a file name in the log folder is a commit entry.
+pub(crate) fn is_entry_name(name: &str) -> bool {
+    parse_version(name).is_some()
+}
+
+pub(crate) async fn list_versions(w: &Warehouse) -> Result<Vec<u64>, WarehouseError> {
     let prefix = object_store::path::Path::from(LOG_DIR);
     let metas: Vec<_> = w
         .store()
@@ -185,6 +234,89 @@ pub(crate) async fn latest_version(w: &Warehouse) -> Result<u64, WarehouseError>
     Ok(list_versions(w).await?.last().copied().unwrap_or(0))
 }
 
+/// A past state of the warehouse (time travel): a commit-log version, or the last commit
+/// at or before an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Version(u64),
+    Time(jiff::Timestamp),
+}
+
+impl std::str::FromStr for AsOf {
+    type Err = String;
+    /// `42` (a version) or an RFC 3339 instant (`2026-12-01T10:00:00+08:00`).
+    fn from_str(s: &str) -> Result<AsOf, String> {
+        if let Ok(v) = s.parse::<u64>() {
+            return Ok(AsOf::Version(v));
+        }
+        s.parse::<jiff::Timestamp>().map(AsOf::Time).map_err(|e| {
+            format!("--as-of {s:?}: expected a log version (a number) or an RFC 3339 instant: {e}")
+        })
+    }
+}
+
+/// The state as of `at`: the entries up to the version, or committed at or before the
+/// instant, folded. An error names the range that exists when `at` is outside it.
+pub(crate) async fn read_snapshot_as_of(
+    w: &Warehouse,
+    at: AsOf,
+) -> Result<Snapshot, WarehouseError> {
+    let versions = list_versions(w).await?;
+    let latest = versions.last().copied().unwrap_or(0);
+    let out_of_range = |what: String| WarehouseError::AsOf {
+        message: format!("{what}; this warehouse has commit-log versions 1 to {latest}"),
+    };
+    if let AsOf::Version(v) = at
+        && (v == 0 || v > latest)
+    {
+        return Err(out_of_range(format!("version {v} does not exist")));
+    }
+    let mut snap = Snapshot::default();
+    for v in versions {
+        let e = read_entry(w, v).await?;
+        let take = match at {
+            AsOf::Version(max) => v <= max,
+            AsOf::Time(t) => e
+                .committed_at
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|c| c <= t),
+        };
+        if !take {
+            break;
+        }
+        snap.apply(&e);
+    }
+    if snap.entries == 0 {
+        return Err(out_of_range(format!("nothing was committed as of {at:?}")));
+    }
+    Ok(snap)
+}
+
+pub(crate) async fn read_entry(w: &Warehouse, v: u64) -> Result<LogEntry, WarehouseError> {
+    let p = entry_path(v);
+    let bytes = w
+        .store()
+        .get(&object_store::path::Path::from(p.as_str()))
+        .await
+        .map_err(|e| WarehouseError::Read {
+            path: p.clone(),
+            source: Box::new(e),
+        })?
+        .bytes()
+        .await
+        .map_err(|e| WarehouseError::Read {
+            path: p.clone(),
+            source: Box::new(e),
+        })?;
+    let mut e: LogEntry =
+        serde_json::from_slice(&bytes).map_err(|e| WarehouseError::CorruptLog {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+    e.version = v;
+    Ok(e)
+}
+
 pub(crate) async fn read_snapshot(w: &Warehouse) -> Result<Snapshot, WarehouseError> {
     let mut snap = Snapshot::default();
     refresh(w, &mut snap).await?;
@@ -200,27 +332,7 @@ pub(crate) async fn refresh(w: &Warehouse, snap: &mut Snapshot) -> Result<bool, 
         .filter(|v| *v > snap.version)
         .collect();
     for &v in &newer {
-        let p = entry_path(v);
-        let bytes = w
-            .store()
-            .get(&object_store::path::Path::from(p.as_str()))
-            .await
-            .map_err(|e| WarehouseError::Read {
-                path: p.clone(),
-                source: Box::new(e),
-            })?
-            .bytes()
-            .await
-            .map_err(|e| WarehouseError::Read {
-                path: p.clone(),
-                source: Box::new(e),
-            })?;
-        let mut e: LogEntry =
-            serde_json::from_slice(&bytes).map_err(|e| WarehouseError::CorruptLog {
-                path: p.clone(),
-                message: e.to_string(),
-            })?;
-        e.version = v;
+        let e = read_entry(w, v).await?;
         snap.apply(&e);
     }
     Ok(!newer.is_empty())
@@ -265,7 +377,7 @@ pub(crate) async fn commit_fenced(
 
 /// Write `entry` as version `entry.version`, create-if-absent, and fsync it. `Ok(false)`:
 /// another committer took that version first.
-async fn try_put(w: &Warehouse, entry: &LogEntry) -> Result<bool, WarehouseError> {
+pub(crate) async fn try_put(w: &Warehouse, entry: &LogEntry) -> Result<bool, WarehouseError> {
     let p = entry_path(entry.version);
     let body = serde_json::to_vec_pretty(entry).expect("log entries serialize");
     let opts = PutOptions {

@@ -212,6 +212,7 @@ struct Written {
     idx: usize,
     estimate: u64,
     size: u64,
+    stats: Option<String>,
 }
 
 /// Buffers batches into Parquet files and commits them.
@@ -486,11 +487,14 @@ impl Sink {
                 source: Box::new(e),
             })??;
             let size = bytes.len() as u64;
+            // The footer is at hand: the Delta statistics cost no read.
+            let stats = crate::delta::stats_of_file(&bytes);
             w.put_durable(&rel, bytes.into()).await?;
             Ok(Written {
                 idx,
                 estimate,
                 size,
+                stats,
             })
         });
         *self.stats.files_rolled.entry(reason).or_default() += 1;
@@ -502,6 +506,8 @@ impl Sink {
             rows,
             bytes: 0, // set when written
             ingested_us: ingested.range(),
+            stats: None, // set when written
+            rewrite: false,
         });
         Ok(())
     }
@@ -515,6 +521,7 @@ impl Sink {
                 self.stats.bytes_written += done.size;
                 if let Some(f) = self.pending.get_mut(done.idx) {
                     f.bytes = done.size;
+                    f.stats = done.stats;
                 }
                 Ok(())
             }
@@ -602,6 +609,7 @@ impl Sink {
             sources,
             replaces_tables: Vec::new(),
             alerts_through: None,
+            removes: Vec::new(),
         };
         let files = entry.files.clone();
         let r = match fence {

@@ -232,6 +232,7 @@ async fn concurrent_commits_get_distinct_versions() {
                 }],
                 replaces_tables: vec![],
                 alerts_through: None,
+                removes: Vec::new(),
             };
             w.commit(e).await.unwrap()
         }));
@@ -267,6 +268,8 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
                 rows,
                 bytes: 1,
                 ingested_us: ingested.map(|a| [a, a + rows as i64]),
+                stats: None,
+                rewrite: false,
             }
         });
     (
@@ -298,6 +301,7 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
             },
             sources,
             alerts_through: None,
+            removes: Vec::new(),
         })
 }
 
@@ -359,6 +363,7 @@ async fn a_fenced_commit_refuses_a_partition_moved_by_another_consumer() {
         }],
         replaces_tables: vec![],
         alerts_through: None,
+        removes: Vec::new(),
     };
     w.commit(entry(10, "setup")).await.unwrap();
     let expect: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 10)].into();

@@ -180,6 +180,11 @@ pub async fn run(
         view: view.clone(),
     };
     let (mut src, mut rebalances) = KafkaSource::open(&settings, positions_fn(w.clone()))?;
+    // What an earlier writer committed but did not publish to the Delta tables (it
+    // crashed between the two) is published now, while the consumer joins its group.
+    if let Err(e) = w.publish_all().await {
+        tracing::warn!(error = %e, "publishing the commit log to the Delta tables failed; the next commit retries");
+    }
     let targets = if opts.until_caught_up {
         Some(src.end_offsets()?)
     } else {

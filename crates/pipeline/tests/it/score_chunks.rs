@@ -84,6 +84,7 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
                     chunk_rows,
                     entries_of: None,
                     bucket_rows,
+                    ..ScoreOptions::default()
                 },
             )
             .await
