@@ -72,6 +72,15 @@ enum Command {
     /// Evaluate the pipeline's alert rules for a business date and notify (and record)
     /// what fires or resolves.
     Alerts(cmd::alerts::Args),
+    /// Convert a warehouse written by an earlier crmdq (format 1) in place: its tables
+    /// become Delta tables; no data file is rewritten.
+    Migrate(cmd::migrate::Args),
+    /// Compact the small files of each partition into larger ones (safe while `run`
+    /// commits; published to the Delta tables as OPTIMIZE).
+    Optimize(cmd::optimize::Args),
+    /// Delete the data files that no version within the retention needs (replaced,
+    /// compacted, or never committed).
+    Vacuum(cmd::vacuum::Args),
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -88,16 +97,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => cmd::bench::run(a, &clock).await,
         Command::Alerts(a) => cmd::alerts::run(a, &clock).await,
         Command::Report(a) => cmd::report::run(a, &clock).await,
+        Command::Migrate(a) => cmd::migrate::run(a, &clock).await,
+        Command::Optimize(a) => cmd::optimize::run(a, &clock).await,
+        Command::Vacuum(a) => cmd::vacuum::run(a, &clock).await,
     }
+}
+
+/// `CRMDQ_LOG` (an `EnvFilter`, default `warn`). delta-rs and its kernel log every Delta
+/// commit at info: they stay at warn unless `CRMDQ_LOG` names them.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let spec = std::env::var("CRMDQ_LOG").unwrap_or_default();
+    let mut f =
+        tracing_subscriber::EnvFilter::try_new(if spec.is_empty() { "warn" } else { &spec })
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    for quiet in ["deltalake_core=warn", "buoyant_kernel=warn"] {
+        if !spec.contains(quiet.split('=').next().unwrap_or_default())
+            && let Ok(d) = quiet.parse()
+        {
+            f = f.add_directive(d);
+        }
+    }
+    f
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CRMDQ_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -115,7 +141,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("crmdq: {e:#}");
-            if e.downcast_ref::<cmd::UsageError>().is_some() {
+            // A warehouse to migrate first is a usage error too.
+            let wrong_format = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<crmdq_warehouse::WarehouseError>(),
+                    Some(
+                        crmdq_warehouse::WarehouseError::NeedsMigration { .. }
+                            | crmdq_warehouse::WarehouseError::NewerFormat { .. }
+                    )
+                )
+            });
+            if e.downcast_ref::<cmd::UsageError>().is_some() || wrong_format {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

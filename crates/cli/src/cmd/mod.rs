@@ -8,11 +8,14 @@ pub mod check_config;
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod migrate;
+pub mod optimize;
 pub mod report;
 pub mod run;
 pub mod score;
 pub mod serve;
 pub mod sql;
+pub mod vacuum;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +48,19 @@ impl std::fmt::Display for UsageError {
     }
 }
 impl std::error::Error for UsageError {}
+
+/// `dir` must be a crmdq warehouse (usage error otherwise).
+pub(crate) fn require_warehouse(dir: &Path) -> Result<(), UsageError> {
+    if dir.join(crmdq_warehouse::LOG_DIR).exists() {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "{}: not a crmdq warehouse (no {} folder)",
+            dir.display(),
+            crmdq_warehouse::LOG_DIR
+        )))
+    }
+}
 
 /// Load and check the pipeline file, with the command line's `--warehouse` and `--roster`.
 pub(crate) fn load(

@@ -29,6 +29,14 @@ pub struct Args {
     /// alerts with `crmdq alerts --from D1 --to D2` instead).
     #[arg(long)]
     pub no_alerts: bool,
+    /// Replay: score the warehouse as it was at a commit-log version (`42`) or an RFC 3339
+    /// instant, into `--out` (the warehouse's own scores are left alone). Compare with
+    /// `crmdq sql --as-of` to see what a disputed score was computed from.
+    #[arg(long, value_name = "VERSION|INSTANT", requires = "out")]
+    pub as_of: Option<crmdq_warehouse::AsOf>,
+    /// With `--as-of`: the folder (a new warehouse) that gets the replayed score tables.
+    #[arg(long, requires = "as_of")]
+    pub out: Option<PathBuf>,
 }
 
 pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -39,10 +47,30 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         chunk_rows,
         bucket_rows,
         no_alerts,
+        as_of,
+        out,
     } = a;
     let clock = shared_clock.as_ref();
     let p = load(&pipeline, warehouse.as_ref(), None)?;
     let w = Warehouse::open(&p.warehouse.path)?;
+    let (as_of_snap, out_w) = match (as_of, &out) {
+        (Some(at), Some(dir)) => {
+            let snap = w
+                .snapshot_as_of(at)
+                .await
+                .map_err(|e| super::UsageError(e.to_string()))?;
+            if dir.join(crmdq_warehouse::LOG_DIR).exists() {
+                return Err(super::UsageError(format!(
+                    "--out {}: already a warehouse; a replay goes into a new folder",
+                    dir.display()
+                ))
+                .into());
+            }
+            (Some(snap), Some(Warehouse::open(dir)?))
+        }
+        _ => (None, None),
+    };
+    let replay = as_of_snap.as_ref().map(|s| s.version);
     let roster = roster.or_else(|| p.roster_path().map(Path::to_path_buf));
     let s = crmdq_score::score_with(
         &p,
@@ -52,6 +80,8 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         &crmdq_score::ScoreOptions {
             chunk_rows,
             bucket_rows,
+            as_of: as_of_snap,
+            out: out_w,
             ..crmdq_score::ScoreOptions::default()
         },
     )
@@ -72,6 +102,13 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     );
     for (t, n) in &s.rows {
         println!("  {t}: {n} rows");
+    }
+    if let (Some(v), Some(dir)) = (replay, &out) {
+        println!(
+            "replayed the warehouse as of its log version {v} into {}; its own scores are unchanged (compare with `crmdq sql --as-of {v}`)",
+            dir.display()
+        );
+        return Ok(());
     }
     if !p.alerts.rules.is_empty() && !no_alerts {
         // Evaluation after every scoring run: every scored date after the latest

@@ -19,6 +19,10 @@ pub struct Args {
     pub roster: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Query the warehouse as it was (time travel): a commit-log version (`42`) or an
+    /// RFC 3339 instant (the last commit at or before it).
+    #[arg(long, value_name = "VERSION|INSTANT")]
+    pub as_of: Option<crmdq_warehouse::AsOf>,
     pub query: String,
 }
 
@@ -28,16 +32,10 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
         pipeline,
         roster,
         format,
+        as_of,
         query,
     } = a;
-    if !warehouse.join(crmdq_warehouse::LOG_DIR).exists() {
-        return Err(UsageError(format!(
-            "{}: not a crmdq warehouse (no {} folder)",
-            warehouse.display(),
-            crmdq_warehouse::LOG_DIR
-        ))
-        .into());
-    }
+    super::require_warehouse(&warehouse)?;
     let w = Warehouse::open(&warehouse)?;
     // With a pipeline, its roster (derived through roster.mapping if it has one).
     let roster = match pipeline {
@@ -48,7 +46,16 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
         }
         None => crmdq_catalog::roster::load(roster.as_deref()).await?,
     };
-    let ctx = crmdq_catalog::open_with(&w, roster).await?;
+    let ctx = match as_of {
+        Some(at) => {
+            let snap = w
+                .snapshot_as_of(at)
+                .await
+                .map_err(|e| UsageError(e.to_string()))?;
+            crmdq_catalog::open_snapshot(&w, &snap, roster).await?
+        }
+        None => crmdq_catalog::open_with(&w, roster).await?,
+    };
     let opts = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -9,6 +9,7 @@ mod apps;
 mod bench_harness;
 mod cli;
 mod common;
+mod delta;
 mod duckdb_review;
 mod public_data;
 mod real_broker;

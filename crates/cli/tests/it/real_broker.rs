@@ -433,6 +433,12 @@ impl Setup {
                 r["n"].as_i64().unwrap(),
             );
         }
+        // An outside reader of the Delta tables sees exactly the same deliveries.
+        assert_eq!(
+            self.delta_deliveries(),
+            got,
+            "the Delta tables hold exactly what crmdq reads"
+        );
         let (mut lost, mut doubled) = (0, 0);
         for (p, high) in broker.high_watermarks(PARTITIONS).into_iter().enumerate() {
             let mut missing = Vec::new();
@@ -456,6 +462,55 @@ impl Setup {
         }
         // Anything left has a position the broker never handed out.
         (lost, doubled + got.values().sum::<i64>())
+    }
+
+    /// (partition, offset) → copies, read through the Delta logs of the record tables and
+    /// `dead_letters` by delta-rs and the Parquet reader (as another engine would).
+    fn delta_deliveries(&self) -> BTreeMap<(i64, i64), i64> {
+        use arrow::array::Array as _;
+        let mut got = BTreeMap::new();
+        let dirs = [
+            "records/customer",
+            "records/activity",
+            "records/service_ticket",
+            "records/opportunity",
+            "records/order",
+            "records/checkin",
+            "dead_letters",
+        ];
+        for dir in dirs {
+            for (path, _) in common::delta_live_files(&self.warehouse, dir).unwrap_or_default() {
+                let f = std::fs::File::open(self.warehouse.join(dir).join(path)).unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                for b in reader {
+                    let b = b.unwrap();
+                    let p = arrow::compute::cast(
+                        b.column_by_name("src_partition").unwrap(),
+                        &arrow::datatypes::DataType::Int64,
+                    )
+                    .unwrap();
+                    let o = arrow::compute::cast(
+                        b.column_by_name("src_offset").unwrap(),
+                        &arrow::datatypes::DataType::Int64,
+                    )
+                    .unwrap();
+                    let (p, o) = (
+                        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&p),
+                        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&o),
+                    );
+                    for i in 0..b.num_rows() {
+                        if p.is_valid(i) && o.is_valid(i) {
+                            *got.entry((p.value(i), o.value(i))).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        got
     }
 
     /// Scores of this warehouse and of a clean file ingest of the same lines.
@@ -837,4 +892,86 @@ fn hostile_and_large_messages_on_a_real_broker() {
         "SELECT CAST(octet_length(extra) AS BIGINT) AS n FROM customer WHERE record_id = 'big'",
     );
     assert!(big[0]["n"].as_i64().unwrap() > 4_000_000);
+}
+
+/// The live data files of the warehouse, as the log names them.
+fn live_files(w: &Path) -> i64 {
+    let rows = sql(
+        w,
+        "SELECT 1 AS one", // opens the warehouse: the count below comes from the log
+    );
+    assert_eq!(rows.len(), 1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let wh = crmdq_warehouse::Warehouse::open(w).unwrap();
+        let snap = wh.snapshot().await.unwrap();
+        snap.tables.values().map(|f| f.len() as i64).sum()
+    })
+}
+
+/// `crmdq optimize` three times while `run` commits and messages keep arriving: nothing
+/// lost or doubled (for crmdq and for a Delta reader), the scores of a clean ingest, and
+/// fewer files than before.
+#[test]
+fn optimize_while_run_commits_on_the_mock_cluster() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup(10, 30);
+    let kafka = Mock::start();
+    let chunks: Vec<&[String]> = s.lines.chunks(s.lines.len().div_ceil(4)).collect();
+    produce_lines(&kafka.addr(), chunks[0], 0);
+    let mut sent = chunks[0].len();
+    let mut c = s.spawn_run(&kafka, 0, &[]);
+    s.wait_committed(1, Duration::from_mins(1));
+    let w = s.warehouse.to_str().unwrap();
+    // (files taken out, files written) by each optimize that found work.
+    let mut compacted: Vec<(i64, i64)> = Vec::new();
+    for chunk in &chunks[1..] {
+        produce_lines(&kafka.addr(), chunk, sent);
+        sent += chunk.len();
+        std::thread::sleep(Duration::from_millis(700));
+        let before = live_files(&s.warehouse);
+        let out = common::run(&["optimize", "--warehouse", w]);
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        eprintln!("{said} (live files before: {before})");
+        if let Some(rest) = said.strip_prefix("optimized: ")
+            && let Some((n, tail)) = rest.split_once(" small file(s) compacted into ")
+        {
+            let m = tail.split_whitespace().next().unwrap();
+            compacted.push((n.parse().unwrap(), m.parse().unwrap()));
+        }
+    }
+    terminate(&mut c);
+    s.catch_up(&kafka);
+    assert!(
+        !compacted.is_empty(),
+        "some optimize found small files to compact"
+    );
+    assert!(
+        compacted.iter().all(|(n, m)| n > m && *m > 0),
+        "each compaction reduced the file count: {compacted:?}"
+    );
+    // Once more with nothing writing: whatever is left small is compacted, or nothing is.
+    let before = live_files(&s.warehouse);
+    common::run(&["optimize", "--warehouse", w]);
+    assert!(live_files(&s.warehouse) <= before);
+    let (lost, doubled) = s.lost_and_doubled(&kafka);
+    report("optimize x3 during run (mock cluster)", sent, lost, doubled);
+    assert_eq!((lost, doubled), (0, 0));
+    s.scores_match_a_clean_ingest();
+    // Vacuum (nothing writes now): the compacted files go, every reader still reads
+    // everything.
+    let out = common::run(&[
+        "vacuum",
+        "--warehouse",
+        w,
+        "--retention-hours",
+        "0",
+        "--force",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("deleted"), "{said}");
+    let (lost, doubled) = s.lost_and_doubled(&kafka);
+    assert_eq!((lost, doubled), (0, 0));
 }
