@@ -26,9 +26,11 @@ pub use table::{CommittedTable, LiveSnapshot, LiveTable, register_table};
 /// Name of the commit log folder inside a warehouse.
 pub const LOG_DIR: &str = "_crmdq_log";
 
-/// The warehouse format marker inside [`LOG_DIR`]: `{"format": 2}`. Format 1 (no marker,
-/// commit log only) predates the Delta tables and is converted by [`Warehouse::migrate`].
-pub const FORMAT_FILE: &str = "_format.json";
+/// The warehouse format marker at the warehouse's root: `{"format": 2}`. Format 1 (no
+/// marker, commit log only) predates the Delta tables and is converted by
+/// [`Warehouse::migrate`]. Not inside [`LOG_DIR`]: readers of the log take every
+/// `_crmdq_log/*.json` for an entry.
+pub const FORMAT_FILE: &str = "_crmdq_format.json";
 
 /// The format this build writes: every table is also a Delta table ([`delta`]).
 pub const FORMAT: u64 = 2;
@@ -131,14 +133,14 @@ impl Warehouse {
 
     /// The format marker's version, writing it into a warehouse that has no commit yet.
     fn check_format(&self) -> Result<(), WarehouseError> {
-        let marker = self.root.join(LOG_DIR).join(FORMAT_FILE);
+        let marker = self.root.join(FORMAT_FILE);
         match std::fs::read(&marker) {
             Ok(bytes) => {
                 let found = serde_json::from_slice::<serde_json::Value>(&bytes)
                     .ok()
                     .and_then(|v| v.get("format")?.as_u64())
                     .ok_or_else(|| WarehouseError::CorruptLog {
-                        path: format!("{LOG_DIR}/{FORMAT_FILE}"),
+                        path: FORMAT_FILE.to_string(),
                         message: "expected {\"format\": <number>}".into(),
                     })?;
                 if found > FORMAT {
@@ -173,7 +175,7 @@ impl Warehouse {
 
     /// Write the format marker (create-if-absent: a marker already there is kept).
     fn write_format_marker(&self) -> Result<(), WarehouseError> {
-        let rel = format!("{LOG_DIR}/{FORMAT_FILE}");
+        let rel = FORMAT_FILE.to_string();
         let body = format!("{{\"format\": {FORMAT}}}\n");
         match std::fs::OpenOptions::new()
             .write(true)

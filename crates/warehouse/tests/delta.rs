@@ -287,7 +287,7 @@ async fn a_format_1_warehouse_asks_for_migrate_and_migrate_publishes_it() {
     let w = Warehouse::open(dir.path()).unwrap();
     ingest(&w, "a", &[("customer", "2026-11-26", 0..10)]).await;
     // Make it look like format 1: no marker, no Delta logs.
-    std::fs::remove_file(w.abs("_crmdq_log/_format.json")).unwrap();
+    std::fs::remove_file(w.abs("_crmdq_format.json")).unwrap();
     std::fs::remove_dir_all(w.abs("records/customer/_delta_log")).unwrap();
     let e = Warehouse::open(dir.path()).unwrap_err();
     assert!(matches!(e, WarehouseError::NeedsMigration { .. }), "{e}");
@@ -302,7 +302,7 @@ async fn a_format_1_warehouse_asks_for_migrate_and_migrate_publishes_it() {
     let p = Warehouse::migrate(dir.path()).await.unwrap();
     assert_eq!((p.tables, p.up_to_date), (0, 1));
     // A newer format is refused.
-    std::fs::write(w.abs("_crmdq_log/_format.json"), "{\"format\": 99}").unwrap();
+    std::fs::write(w.abs("_crmdq_format.json"), "{\"format\": 99}").unwrap();
     let e = Warehouse::open(dir.path()).unwrap_err();
     assert!(
         matches!(e, WarehouseError::NewerFormat { found: 99, .. }),

@@ -290,6 +290,8 @@ for f in sorted(glob.glob(os.path.join(w, "_crmdq_log", "*.json"))):
     e = json.load(open(f))
     for t in e.get("replaces_tables", []):
         files.pop(t, None)
+    for r in e.get("removes", []):
+        files[r["table"]].remove(r["path"])
     for a in e["files"]:
         files.setdefault(a["table"], []).append(a["path"])
 out = {}

@@ -312,7 +312,7 @@ fn migrate_keeps_every_row_and_score_of_a_v1_warehouse() {
         .into_iter()
         .filter(|p| {
             !p.components().any(|c| c.as_os_str() == "_delta_log")
-                && !p.ends_with("_crmdq_log/_format.json")
+                && !p.ends_with("_crmdq_format.json")
         })
         .collect();
     assert_eq!(added.len(), files_before);

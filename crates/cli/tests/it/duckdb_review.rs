@@ -15,6 +15,8 @@ for f in sorted(glob.glob(os.path.join(w, "_crmdq_log", "*.json"))):
     e = json.load(open(f))
     for t in e.get("replaces_tables", []):
         files.pop(t, None)
+    for r in e.get("removes", []):
+        files[r["table"]].remove(os.path.join(w, r["path"]))
     for a in e["files"]:
         files.setdefault(a["table"], []).append(os.path.join(w, a["path"]))
 types = ["customer", "activity", "service_ticket", "opportunity", "order", "checkin"]
