@@ -304,20 +304,13 @@ async fn publish_table(
             let adds = adds_of(w, &wanted, known_stats).await?;
             let n = adds.len();
             match create(w, dir, &schema, adds, version).await {
-                Ok(table) => {
-                    tables.insert(
-                        dir.to_string(),
-                        Cached {
-                            table,
-                            txn: version,
-                        },
-                    );
+                Ok(_) => {
+                    // The table the create returns may not list its files (adding them
+                    // again would double them): the next publication loads it (once).
                     return Ok(Some((n, 0)));
                 }
                 // Created meanwhile by another writer: load it and look again.
-                Err(DeltaTableError::Transaction {
-                    source: TransactionError::VersionAlreadyExists(_),
-                }) => continue,
+                Err(DeltaTableError::Transaction { source }) if lost_race(&source) => continue,
                 Err(e) => return Err(delta_err(dir, e)),
             }
         };
@@ -432,7 +425,10 @@ async fn create(
         .map_err(|e| DeltaTableError::Generic(format!("opening {dir}: {e}")))?;
     let props = CommitProperties::default()
         .with_application_transaction(Transaction::new(APP_ID, version))
-        .with_metadata([("crmdq_version".to_string(), json!(version))]);
+        .with_metadata([("crmdq_version".to_string(), json!(version))])
+        // A create that loses the race must fail, not retry as the next version (that
+        // would add the same files twice): the caller loads the winner's table instead.
+        .with_max_retries(0);
     CreateBuilder::new()
         .with_log_store(handle.log_store())
         .with_table_name(dir.rsplit('/').next().unwrap_or(dir))

@@ -278,7 +278,27 @@ async fn racing_publishers_add_every_file_once() {
     assert_eq!(files.len(), 16);
     let history = adds_in_history(&a, "records/customer");
     assert_eq!(history.len(), 16);
-    assert!(history.values().all(|n| *n == 1), "{history:?}");
+    if !history.values().all(|n| *n == 1) {
+        let mut commits: Vec<_> = std::fs::read_dir(a.abs("records/customer/_delta_log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        commits.sort();
+        for c in commits {
+            eprintln!(
+                "{}: {}",
+                c.display(),
+                std::fs::read_to_string(&c)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("\"add\"") || l.contains("txn"))
+                    .map(|l| l.chars().take(120).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join("\n   ")
+            );
+        }
+        panic!("{history:?}");
+    }
 }
 
 #[tokio::test]
