@@ -385,6 +385,21 @@ impl Setup {
         assert!(status.success(), "catch-up run: {}", self.run_log(99));
     }
 
+    /// Wait until run `n` has been assigned partitions: the group has changed (a fixed
+    /// pause was not always enough on a loaded machine, and the next step then ran with
+    /// fewer instances than it meant to).
+    fn wait_joined(&self, n: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.run_log(n).contains("partition assigned") {
+            assert!(
+                Instant::now() < deadline,
+                "run {n} never got a partition; its log:\n{}",
+                self.run_log(n)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn run_log(&self, n: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("run-{n}.log"))).unwrap_or_default()
     }
@@ -672,10 +687,10 @@ fn instances(s: &Setup, kafka: &dyn Kafka, crash_b: bool, name: &str) {
     let mut a = s.spawn_run(kafka, 0, &[]);
     s.wait_committed(feed(0), within); // one instance
     let mut b = s.spawn_run(kafka, 1, &[]);
-    std::thread::sleep(Duration::from_secs(2));
+    s.wait_joined(1, within);
     s.wait_committed(feed(1), within); // two instances
     let mut c = s.spawn_run(kafka, 2, &[]);
-    std::thread::sleep(Duration::from_secs(2));
+    s.wait_joined(2, within);
     s.wait_committed(feed(2), within); // three instances
     terminate(&mut a); // a clean leave mid-stream
     s.wait_committed(feed(3), within); // two again
