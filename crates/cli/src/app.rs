@@ -34,7 +34,7 @@ impl RunApp {
         until_caught_up: bool,
         http_listen: Option<SocketAddr>,
     ) -> anyhow::Result<RunApp> {
-        let w = Warehouse::open(&p.warehouse.path)?;
+        let w = Warehouse::connect(&p.warehouse.location()).await?;
         let telemetry = Telemetry {
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(RunHealth::new(p.serve.ready_max_lag)),

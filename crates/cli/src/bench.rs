@@ -61,7 +61,7 @@ pub async fn kafka_mock(
         k.topics = [("crm.records".to_string(), None)].into();
         k.group_id = "bench-crmdq".into();
     }
-    let w = crmdq_warehouse::Warehouse::open(&p.warehouse.path)?;
+    let w = crmdq_warehouse::Warehouse::connect(&p.warehouse.location()).await?;
     let opts = crmdq_pipeline::run::RunOptions {
         brokers: Some(brokers),
         until_caught_up: true,

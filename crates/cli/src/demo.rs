@@ -85,7 +85,7 @@ pub async fn demo(
     let lines = generate(&spec);
     let partitions = produce_to_mock(&cluster, "crm.records", &lines, 3)?;
 
-    let w = Warehouse::open(&p.warehouse.path)?;
+    let w = Warehouse::connect(&p.warehouse.location()).await?;
     let opts = RunOptions {
         brokers: Some(brokers),
         until_caught_up: true,

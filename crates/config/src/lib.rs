@@ -53,7 +53,7 @@ pub use scoring::{
 };
 pub use serve::ServeConfig;
 pub use source::{CsvOptions, DeclaredFormat, KafkaConfig, SourceConfig, SourceMapping};
-pub use warehouse::WarehouseConfig;
+pub use warehouse::{Location, WarehouseConfig};
 
 use error::Ctx;
 use values::{Region, Zone};
@@ -158,7 +158,7 @@ impl Pipeline {
         })?;
         let mut p = Self::from_str_at(&text, path, &|k| std::env::var(k).ok())?;
         if let Some(w) = &overrides.warehouse {
-            p.warehouse.path.clone_from(w);
+            p.warehouse.set_location(&Location::from(w));
         }
         if let Some(r) = &overrides.roster {
             p.roster = Some(RosterSource::file(r.clone()));

@@ -423,3 +423,55 @@ fn overrides_replace_warehouse_and_roster() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `warehouse.path` may be an object-store URL, with `storage_options` (`${VAR}`s
+/// expanded); unknown schemes, a URL without a bucket and options on a local folder are
+/// errors; `--warehouse` switches between the two and keeps the file's options.
+#[test]
+fn a_warehouse_in_an_object_store() {
+    let p = load(
+        "warehouse:\n  path: s3://lake/crm/wh\n  storage_options:\n    aws_endpoint: ${BROKERS}\n    aws_region: eu-west-1\n",
+    )
+    .unwrap();
+    let options: std::collections::BTreeMap<String, String> = [
+        ("aws_endpoint".to_string(), "b:9092".to_string()),
+        ("aws_region".to_string(), "eu-west-1".to_string()),
+    ]
+    .into();
+    assert_eq!(
+        p.warehouse.location(),
+        Location::Url {
+            url: "s3://lake/crm/wh".into(),
+            options: options.clone()
+        }
+    );
+    assert_eq!(p.warehouse.location().local(), None);
+    assert_eq!(p.warehouse.location().to_string(), "s3://lake/crm/wh");
+    for (path, want) in [
+        ("gopher://x/y", "unknown scheme `gopher`"),
+        ("s3://", "no bucket"),
+        ("s3:///prefix", "no bucket"),
+    ] {
+        let e = load(&format!("warehouse:\n  path: \"{path}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("warehouse.path") && e.contains(want), "{path}: {e}");
+    }
+    let e = load("warehouse:\n  path: wh\n  storage_options: {aws_region: x}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("storage_options"), "{e}");
+    // file:// is a folder; `--warehouse` may move a local pipeline to S3 and back.
+    let mut w = load("warehouse:\n  path: file:///data/wh\n").unwrap().warehouse;
+    assert_eq!(w.location(), Location::Local(PathBuf::from("/data/wh")));
+    w.set_location(&Location::parse("gs://b/p"));
+    assert_eq!(w.location().to_string(), "gs://b/p");
+    w.set_location(&Location::parse("/tmp/x"));
+    assert_eq!(w.location(), Location::Local(PathBuf::from("/tmp/x")));
+    assert_eq!(Location::parse("az://c/p").check(), Ok(()));
+    assert!(Location::parse("http://c/p").check().is_err());
+    assert_eq!(
+        Location::from(Path::new("rel/wh")),
+        Location::Local(PathBuf::from("rel/wh"))
+    );
+}

@@ -86,8 +86,9 @@ fn delta_err(dir: &str, e: impl std::error::Error + Send + Sync + 'static) -> Wa
 impl Warehouse {
     /// The URL of a table folder (what `deltalake` and other engines open).
     pub fn table_url(&self, dir: &str) -> url::Url {
-        url::Url::from_directory_path(self.root().join(dir))
-            .expect("warehouse roots are absolute paths")
+        self.url()
+            .join(&format!("{dir}/"))
+            .expect("table folders are relative paths")
     }
 
     /// An unloaded handle on the Delta table in `dir`.

@@ -10,6 +10,7 @@
 pub mod delta;
 mod log;
 pub mod maintenance;
+mod remote;
 mod sink;
 mod table;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+pub use crmdq_config::Location;
 pub use log::{AsOf, FileAdd, FileRemove, LogEntry, LogKind, Snapshot, SourcePosition};
 pub use sink::{RollReason, Sink, SinkLimits, SinkStats};
 pub use table::{CommittedTable, LiveSnapshot, LiveTable, register_table};
@@ -100,12 +102,19 @@ impl WarehouseError {
     }
 }
 
-/// A warehouse on local disk, reached through `object_store`.
+/// A warehouse on local disk or in an object store, reached through `object_store`.
 #[derive(Clone)]
 pub struct Warehouse {
-    root: PathBuf,
+    /// Where it was opened (for messages).
+    location: Location,
+    /// The root as a URL ending in `/` (`file:///…/` or `s3://bucket/prefix/`).
+    url: url::Url,
+    /// The canonical local folder, for a warehouse on local disk.
+    local: Option<PathBuf>,
+    /// The warehouse from its root: every path crmdq writes is relative to it.
     store: Arc<dyn ObjectStore>,
-    /// The same file system from its root, for `deltalake` (which places each table).
+    /// The same storage from its top (the file system's root, the bucket), for `deltalake`
+    /// (which places each table) and DataFusion's scans.
     delta_store: Arc<dyn ObjectStore>,
     /// The Delta tables opened by this process and the log as it last published it.
     delta: Arc<tokio::sync::Mutex<delta::DeltaCache>>,
@@ -117,66 +126,179 @@ pub struct Warehouse {
 impl std::fmt::Debug for Warehouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Warehouse")
-            .field("root", &self.root)
+            .field("url", &self.url.as_str())
             .finish_non_exhaustive()
     }
 }
 
+/// What the format marker (or its absence) says.
+fn judge_format(
+    at: &Location,
+    marker: Option<&[u8]>,
+    has_commits: bool,
+) -> Result<bool, WarehouseError> {
+    let path = || PathBuf::from(at.to_string());
+    match marker {
+        Some(bytes) => {
+            let found = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("format")?.as_u64())
+                .ok_or_else(|| WarehouseError::CorruptLog {
+                    path: FORMAT_FILE.to_string(),
+                    message: "expected {\"format\": <number>}".into(),
+                })?;
+            if found > FORMAT {
+                return Err(WarehouseError::NewerFormat {
+                    path: path(),
+                    found,
+                });
+            }
+            Ok(false)
+        }
+        None if has_commits => Err(WarehouseError::NeedsMigration { path: path() }),
+        // A new warehouse: the marker is to be written.
+        None => Ok(true),
+    }
+}
+
+fn marker_body() -> bytes::Bytes {
+    bytes::Bytes::from(format!("{{\"format\": {FORMAT}}}\n"))
+}
+
 impl Warehouse {
-    /// Open (creating if needed) the warehouse at `root`. A warehouse of an earlier format
-    /// is an error ([`WarehouseError::NeedsMigration`]) until [`Warehouse::migrate`]d.
+    /// Open (creating if needed) the warehouse in the local folder `root`. A warehouse of
+    /// an earlier format is an error ([`WarehouseError::NeedsMigration`]) until
+    /// [`Warehouse::migrate`]d.
     pub fn open(root: &Path) -> Result<Warehouse, WarehouseError> {
-        let w = Self::open_any_format(root)?;
-        w.check_format()?;
+        let w = Self::open_local(root)?;
+        w.check_format_local()?;
         Ok(w)
     }
 
-    /// The format marker's version, writing it into a warehouse that has no commit yet.
-    fn check_format(&self) -> Result<(), WarehouseError> {
-        let marker = self.root.join(FORMAT_FILE);
-        match std::fs::read(&marker) {
-            Ok(bytes) => {
-                let found = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v.get("format")?.as_u64())
-                    .ok_or_else(|| WarehouseError::CorruptLog {
-                        path: FORMAT_FILE.to_string(),
-                        message: "expected {\"format\": <number>}".into(),
-                    })?;
-                if found > FORMAT {
-                    return Err(WarehouseError::NewerFormat {
-                        path: self.root.clone(),
-                        found,
-                    });
-                }
-                Ok(())
+    /// Open (creating if needed) the warehouse at `at`: a local folder (as [`open`]) or an
+    /// object-store URL (`s3://bucket/prefix`, …; credentials from the location's options
+    /// and the standard environment variables).
+    ///
+    /// [`open`]: Warehouse::open
+    pub async fn connect(at: &Location) -> Result<Warehouse, WarehouseError> {
+        match at {
+            Location::Local(p) => Self::open(p),
+            Location::Url { .. } => {
+                let w = Self::open_remote(at)?;
+                w.check_format_remote().await?;
+                Ok(w)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let has_commits = std::fs::read_dir(self.root.join(LOG_DIR))
-                    .map_err(|source| WarehouseError::Open {
-                        path: self.root.clone(),
-                        source,
-                    })?
-                    .filter_map(Result::ok)
-                    .any(|e| log::is_entry_name(&e.file_name().to_string_lossy()));
-                if has_commits {
-                    return Err(WarehouseError::NeedsMigration {
-                        path: self.root.clone(),
-                    });
+        }
+    }
+
+    /// Whether a crmdq warehouse is at `at` (its commit-log folder, or for an object store
+    /// its format marker or a log entry), without creating anything.
+    pub async fn exists(at: &Location) -> Result<bool, WarehouseError> {
+        match at {
+            Location::Local(p) => Ok(p.join(LOG_DIR).is_dir()),
+            Location::Url { .. } => {
+                let w = Self::open_remote(at)?;
+                match w
+                    .store
+                    .head(&object_store::path::Path::from(FORMAT_FILE))
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => {
+                        Ok(!log::list_versions(&w).await?.is_empty())
+                    }
+                    Err(e) => Err(w.read_err(FORMAT_FILE, e)),
                 }
-                self.write_format_marker()
             }
-            Err(source) => Err(WarehouseError::Open {
-                path: self.root.clone(),
-                source,
-            }),
+        }
+    }
+
+    /// The format check of a local warehouse (plain file system calls).
+    fn check_format_local(&self) -> Result<(), WarehouseError> {
+        let root = self.local.as_deref().expect("a local warehouse");
+        let open_err = |source| WarehouseError::Open {
+            path: root.to_path_buf(),
+            source,
+        };
+        let marker = match std::fs::read(root.join(FORMAT_FILE)) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(open_err(e)),
+        };
+        let has_commits = marker.is_none()
+            && std::fs::read_dir(root.join(LOG_DIR))
+                .map_err(open_err)?
+                .filter_map(Result::ok)
+                .any(|e| log::is_entry_name(&e.file_name().to_string_lossy()));
+        if judge_format(&self.location, marker.as_deref(), has_commits)? {
+            self.write_format_marker_local()?;
+        }
+        Ok(())
+    }
+
+    /// The format check of an object-store warehouse.
+    async fn check_format_remote(&self) -> Result<(), WarehouseError> {
+        let marker = match self
+            .store
+            .get(&object_store::path::Path::from(FORMAT_FILE))
+            .await
+        {
+            Ok(r) => Some(r.bytes().await.map_err(|e| self.read_err(FORMAT_FILE, e))?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(self.read_err(FORMAT_FILE, e)),
+        };
+        let has_commits = marker.is_none() && !log::list_versions(self).await?.is_empty();
+        if judge_format(&self.location, marker.as_deref(), has_commits)? {
+            self.write_format_marker_remote().await?;
+        }
+        Ok(())
+    }
+
+    fn read_err(
+        &self,
+        rel: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> WarehouseError {
+        WarehouseError::Read {
+            path: format!("{}{rel}", self.url),
+            source: Box::new(e),
         }
     }
 
     /// Write the format marker (create-if-absent: a marker already there is kept).
-    fn write_format_marker(&self) -> Result<(), WarehouseError> {
+    async fn write_format_marker(&self) -> Result<(), WarehouseError> {
+        if self.local.is_some() {
+            self.write_format_marker_local()
+        } else {
+            self.write_format_marker_remote().await
+        }
+    }
+
+    async fn write_format_marker_remote(&self) -> Result<(), WarehouseError> {
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(
+                &object_store::path::Path::from(FORMAT_FILE),
+                marker_body().into(),
+                opts,
+            )
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(WarehouseError::Write {
+                path: FORMAT_FILE.to_string(),
+                retryable: true,
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    fn write_format_marker_local(&self) -> Result<(), WarehouseError> {
         let rel = FORMAT_FILE.to_string();
-        let body = format!("{{\"format\": {FORMAT}}}\n");
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -184,7 +306,7 @@ impl Warehouse {
         {
             Ok(mut f) => {
                 use std::io::Write as _;
-                f.write_all(body.as_bytes())
+                f.write_all(&marker_body())
                     .and_then(|()| f.sync_all())
                     .and_then(|()| self.fsync(&rel))
                     .map_err(|e| WarehouseError::Write {
@@ -206,16 +328,23 @@ impl Warehouse {
     /// files the commit log says are live (no data file is read for rows or rewritten),
     /// then the format marker is written. Running it again (or on a current warehouse)
     /// only repairs what is unpublished.
-    pub async fn migrate(root: &Path) -> Result<delta::Published, WarehouseError> {
-        let w = Self::open_any_format(root)?;
+    pub async fn migrate(at: impl Into<Location>) -> Result<delta::Published, WarehouseError> {
+        let at: Location = at.into();
+        let w = match &at {
+            Location::Local(p) => Self::open_local(p)?,
+            Location::Url { .. } => Self::open_remote(&at)?,
+        };
         let published = w.publish_all().await?;
-        w.write_format_marker()?;
-        w.check_format()?;
+        w.write_format_marker().await?;
+        match &w.local {
+            Some(_) => w.check_format_local()?,
+            None => w.check_format_remote().await?,
+        }
         Ok(published)
     }
 
-    /// Open without looking at the format (for [`Warehouse::migrate`]).
-    fn open_any_format(root: &Path) -> Result<Warehouse, WarehouseError> {
+    /// Open a local folder without looking at the format (for [`Warehouse::migrate`]).
+    fn open_local(root: &Path) -> Result<Warehouse, WarehouseError> {
         std::fs::create_dir_all(root.join(LOG_DIR)).map_err(|source| WarehouseError::Open {
             path: root.to_path_buf(),
             source,
@@ -228,10 +357,34 @@ impl Warehouse {
             path: root.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
+        let url = url::Url::from_directory_path(&root).map_err(|()| WarehouseError::Open {
+            path: root.clone(),
+            source: std::io::Error::other("not an absolute path"),
+        })?;
         Ok(Warehouse {
-            root,
+            location: Location::Local(root.clone()),
+            url,
+            local: Some(root),
             store: Arc::new(store),
             delta_store: Arc::new(LocalFileSystem::new()),
+            delta: Arc::default(),
+            synced_dirs: Arc::default(),
+        })
+    }
+
+    /// Open an object-store warehouse without looking at the format.
+    fn open_remote(at: &Location) -> Result<Warehouse, WarehouseError> {
+        let (url, top) = remote::stores(at)?;
+        let prefix = object_store::path::Path::from(url.path());
+        Ok(Warehouse {
+            location: at.clone(),
+            store: Arc::new(object_store::prefix::PrefixStore::new(
+                Arc::clone(&top),
+                prefix,
+            )),
+            url,
+            local: None,
+            delta_store: top,
             delta: Arc::default(),
             synced_dirs: Arc::default(),
         })
@@ -241,17 +394,69 @@ impl Warehouse {
         Arc::clone(&self.delta_store)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The local folder of a warehouse on local disk (`None` for an object store).
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local.as_deref()
+    }
+
+    /// The warehouse's root as a URL ending in `/` (`file:///…/`, `s3://bucket/prefix/`).
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// Where the warehouse was opened, as given (for messages).
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
 
-    /// Absolute path of a warehouse-relative path.
+    /// Absolute local path of a warehouse-relative path (for an object-store warehouse,
+    /// its URL as a path: only for messages).
     pub fn abs(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
+        match &self.local {
+            Some(root) => root.join(rel),
+            None => PathBuf::from(format!("{}{rel}", self.url)),
+        }
+    }
+
+    /// Where DataFusion finds a warehouse file: the object store's URL (registered by
+    /// the scan) and the file's location in it.
+    pub(crate) fn scan_location(&self, rel: &str) -> String {
+        match &self.local {
+            Some(root) => root
+                .join(rel)
+                .to_string_lossy()
+                .trim_start_matches('/')
+                .to_string(),
+            None => format!("{}{rel}", self.url.path().trim_start_matches('/')),
+        }
+    }
+
+    /// The object store DataFusion scans the warehouse's files through: the local file
+    /// system (always registered), or the bucket's store under `scheme://bucket`.
+    pub(crate) fn scan_store(
+        &self,
+    ) -> (
+        datafusion::execution::object_store::ObjectStoreUrl,
+        Option<Arc<dyn ObjectStore>>,
+    ) {
+        use datafusion::execution::object_store::ObjectStoreUrl;
+        if self.local.is_some() {
+            return (ObjectStoreUrl::local_filesystem(), None);
+        }
+        let top = format!(
+            "{}://{}",
+            self.url.scheme(),
+            self.url.host_str().unwrap_or_default()
+        );
+        match ObjectStoreUrl::parse(&top) {
+            Ok(u) => (u, Some(Arc::clone(&self.delta_store))),
+            // Not reached: a URL warehouse always has a scheme and a bucket.
+            Err(_) => (ObjectStoreUrl::local_filesystem(), None),
+        }
     }
 
     /// Write `bytes` at `rel` and make it durable (data and directory entry fsynced).
@@ -265,6 +470,9 @@ impl Warehouse {
                 retryable: true,
                 source: Box::new(e),
             })?;
+        if self.local.is_none() {
+            return Ok(());
+        }
         // fsync blocks on the disk: off the async workers.
         let w = self.clone();
         let rel_owned = rel.to_string();
@@ -284,12 +492,16 @@ impl Warehouse {
     /// folder just created for it durable: after a crash the log could name a file whose
     /// partition folder is gone.
     pub(crate) fn fsync(&self, rel: &str) -> std::io::Result<()> {
-        let abs = self.abs(rel);
+        // An object store's PUT is durable once answered.
+        let Some(root) = self.local.as_deref() else {
+            return Ok(());
+        };
+        let abs = root.join(rel);
         fsync_path(&abs)?;
         let poisoned = || std::io::Error::other("synced-folder set poisoned");
         let new = {
             let known = self.synced_dirs.lock().map_err(|_| poisoned())?;
-            new_dirs(&self.root, &abs, &known)
+            new_dirs(root, &abs, &known)
         };
         for dir in &new {
             if let Some(parent) = dir.parent() {
@@ -440,6 +652,6 @@ mod dir_tests {
         for d in ["a/b/dt=1", "a/b", "a", "a/c"] {
             assert!(known.contains(&w.abs(d)), "{d}: {known:?}");
         }
-        assert!(!known.contains(w.root()));
+        assert!(!known.contains(w.local_root().unwrap()));
     }
 }

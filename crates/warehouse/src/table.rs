@@ -31,6 +31,10 @@ pub struct CommittedTable {
     file_schema: SchemaRef,
     table_schema: SchemaRef,
     files: Vec<PartitionedFile>,
+    /// Where the files are: the local file system, or an object store that the scan
+    /// registers in the session under its URL.
+    store_url: ObjectStoreUrl,
+    store: Option<Arc<dyn object_store::ObjectStore>>,
 }
 
 impl CommittedTable {
@@ -49,16 +53,17 @@ impl CommittedTable {
         let files = files
             .iter()
             .map(|f| {
-                let abs = warehouse.abs(&f.path);
-                let loc = abs.to_string_lossy().trim_start_matches('/').to_string();
-                PartitionedFile::new(loc, f.bytes)
+                PartitionedFile::new(warehouse.scan_location(&f.path), f.bytes)
                     .with_partition_values(vec![ScalarValue::Utf8(Some(f.dt.clone()))])
             })
             .collect();
+        let (store_url, store) = warehouse.scan_store();
         CommittedTable {
             table_schema: Self::with_dt(&file_schema),
             file_schema,
             files,
+            store_url,
+            store,
         }
     }
 }
@@ -179,12 +184,16 @@ impl TableProvider for CommittedTable {
             let n = groups.len();
             groups[i % n].push(f.clone());
         }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+        if let Some(store) = &self.store {
+            state
+                .runtime_env()
+                .register_object_store(self.store_url.as_ref(), Arc::clone(store));
+        }
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }

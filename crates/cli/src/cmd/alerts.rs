@@ -55,7 +55,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     } = a;
     let clock = shared_clock.as_ref();
     let p = load(&pipeline, warehouse.as_ref(), None)?;
-    let w = Warehouse::open(&p.warehouse.path)?;
+    let w = Warehouse::connect(&p.warehouse.location()).await?;
     let day = |flag: &str, d: &str| -> anyhow::Result<jiff::civil::Date> {
         d.parse()
             .map_err(|e| UsageError(format!("{flag} `{d}`: {e}")).into())

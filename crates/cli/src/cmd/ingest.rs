@@ -32,7 +32,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         inputs,
     } = a;
     let p = load(&pipeline, warehouse.as_ref(), roster.as_ref())?;
-    let w = Warehouse::open(&p.warehouse.path)?;
+    let w = Warehouse::connect(&p.warehouse.location()).await?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(

@@ -14,9 +14,9 @@ pub struct Args {
 }
 
 pub async fn run(a: Args, _clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
-    super::require_warehouse(&a.warehouse)?;
+    let loc = super::require_warehouse(&a.warehouse).await?;
     let started = std::time::Instant::now();
-    let p = Warehouse::migrate(&a.warehouse).await?;
+    let p = Warehouse::migrate(&loc).await?;
     println!(
         "{}: format {} — {} table(s) published to their Delta logs ({} file(s) added, {} removed), {} already up to date, in {:.2}s; no data file was rewritten",
         a.warehouse.display(),

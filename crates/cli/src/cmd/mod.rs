@@ -49,17 +49,27 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
-/// `dir` must be a crmdq warehouse (usage error otherwise).
-pub(crate) fn require_warehouse(dir: &Path) -> Result<(), UsageError> {
-    if dir.join(crmdq_warehouse::LOG_DIR).exists() {
-        Ok(())
+/// `--warehouse` (a folder or an object-store URL) must be a crmdq warehouse (usage error
+/// otherwise). Credentials for a URL come from the standard environment variables.
+pub(crate) async fn require_warehouse(at: &Path) -> anyhow::Result<crmdq_warehouse::Location> {
+    let loc = crmdq_warehouse::Location::from(at);
+    loc.check()
+        .map_err(|m| UsageError(format!("--warehouse {m}")))?;
+    if crmdq_warehouse::Warehouse::exists(&loc).await? {
+        Ok(loc)
     } else {
         Err(UsageError(format!(
-            "{}: not a crmdq warehouse (no {} folder)",
-            dir.display(),
+            "{loc}: not a crmdq warehouse (no {} folder)",
             crmdq_warehouse::LOG_DIR
-        )))
+        ))
+        .into())
     }
+}
+
+/// Open the existing warehouse named by `--warehouse` (see [`require_warehouse`]).
+pub(crate) async fn open_warehouse(at: &Path) -> anyhow::Result<crmdq_warehouse::Warehouse> {
+    let loc = require_warehouse(at).await?;
+    Ok(crmdq_warehouse::Warehouse::connect(&loc).await?)
 }
 
 /// Load and check the pipeline file, with the command line's `--warehouse` and `--roster`.
@@ -68,6 +78,11 @@ pub(crate) fn load(
     warehouse: Option<&PathBuf>,
     roster: Option<&PathBuf>,
 ) -> anyhow::Result<Pipeline> {
+    if let Some(w) = warehouse {
+        crmdq_warehouse::Location::from(w)
+            .check()
+            .map_err(|m| UsageError(format!("--warehouse {m}")))?;
+    }
     let overrides = crmdq_config::Overrides {
         warehouse: warehouse.cloned(),
         roster: roster.cloned(),

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crmdq_pipeline::Clock;
-use crmdq_warehouse::Warehouse;
 use crmdq_warehouse::maintenance::{OptimizeOptions, optimize};
 
 use super::UsageError;
@@ -25,8 +24,7 @@ pub struct Args {
 }
 
 pub async fn run(a: Args, clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
-    super::require_warehouse(&a.warehouse)?;
-    let w = Warehouse::open(&a.warehouse)?;
+    let w = super::open_warehouse(&a.warehouse).await?;
     if let Some(t) = &a.table
         && !w.snapshot().await?.dirs.contains_key(t)
     {

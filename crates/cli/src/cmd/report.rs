@@ -46,7 +46,7 @@ pub async fn run(a: Args, clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         Some(s) => crmdq_config::Lang::parse(s)
             .ok_or_else(|| UsageError(format!("--lang `{s}`: use `en` or `zh-CN`")))?,
     };
-    let w = Warehouse::open(&p.warehouse.path)?;
+    let w = Warehouse::connect(&p.warehouse.location()).await?;
     let roster = a.roster.or_else(|| p.roster_path().map(Path::to_path_buf));
     let period = if let Some(x) = a.period {
         x

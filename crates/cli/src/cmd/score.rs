@@ -52,7 +52,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
     } = a;
     let clock = shared_clock.as_ref();
     let p = load(&pipeline, warehouse.as_ref(), None)?;
-    let w = Warehouse::open(&p.warehouse.path)?;
+    let w = Warehouse::connect(&p.warehouse.location()).await?;
     let (as_of_snap, out_w) = match (as_of, &out) {
         (Some(at), Some(dir)) => {
             let snap = w

@@ -35,7 +35,7 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
         roster,
     } = a;
     let p = load(&pipeline, warehouse.as_ref(), None)?;
-    let w = Warehouse::open(&p.warehouse.path)?;
+    let w = Warehouse::connect(&p.warehouse.location()).await?;
     let opts = crmdq_serve::ServeOptions {
         pg_listen: match pg_listen {
             Some(a) => addr(&a, "--pg-listen")?,
@@ -47,14 +47,14 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
         },
         roster: roster.or_else(|| p.roster_path().map(Path::to_path_buf)),
     };
-    let root = w.root().to_path_buf();
+    let root = w.location().clone();
     let server = match crmdq_serve::Server::build(&p, w, &opts).await {
         Err(crmdq_serve::ServeError::Usage(m)) => return Err(UsageError(m).into()),
         r => r?,
     };
     println!(
         "serving {}: SQL on postgresql://{}/{}, HTTP on http://{} (/healthz, /readyz, /metrics, /api/v1)",
-        root.display(),
+        root,
         server.pg_addr(),
         crmdq_serve::pg::DATABASE,
         server.http_addr()

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crmdq_pipeline::Clock;
-use crmdq_warehouse::Warehouse;
 
 use super::{Format, UsageError, load, print};
 
@@ -35,8 +34,7 @@ pub async fn run(a: Args, _shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> 
         as_of,
         query,
     } = a;
-    super::require_warehouse(&warehouse)?;
-    let w = Warehouse::open(&warehouse)?;
+    let w = super::open_warehouse(&warehouse).await?;
     // With a pipeline, its roster (derived through roster.mapping if it has one).
     let roster = match pipeline {
         Some(p) => {

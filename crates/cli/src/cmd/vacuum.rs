@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(a: Args, clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
-    super::require_warehouse(&a.warehouse)?;
+    let loc = super::require_warehouse(&a.warehouse).await?;
     if !(a.retention_hours >= 0.0 && a.retention_hours.is_finite()) {
         return Err(UsageError(format!(
             "--retention-hours {}: expected hours ≥ 0",
@@ -42,7 +42,7 @@ pub async fn run(a: Args, clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let w = Warehouse::open(&a.warehouse)?;
+    let w = Warehouse::connect(&loc).await?;
     let s = crmdq_warehouse::maintenance::vacuum(
         &w,
         std::time::Duration::from_secs_f64(a.retention_hours * 3600.0),

@@ -93,15 +93,14 @@ print(json.dumps(out))
 
 /// `crmdq sql --format json` over warehouse `w`: one JSON object per row.
 pub fn sql(w: &std::path::Path, q: &str) -> Vec<Value> {
+    sql_env(w.to_str().unwrap(), q, &[])
+}
+
+/// [`sql`] on a warehouse folder or URL, with extra environment variables.
+pub fn sql_env(w: &str, q: &str, env: &[(String, String)]) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_crmdq"))
-        .args([
-            "sql",
-            "--warehouse",
-            w.to_str().unwrap(),
-            "--format",
-            "json",
-            q,
-        ])
+        .args(["sql", "--warehouse", w, "--format", "json", q])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run crmdq sql");
     assert!(
@@ -147,8 +146,14 @@ pub fn bin() -> Command {
 
 /// Run crmdq; it must succeed.
 pub fn run(args: &[&str]) -> std::process::Output {
+    run_env(args, &[])
+}
+
+/// [`run`] with extra environment variables (an object-store warehouse's credentials).
+pub fn run_env(args: &[&str], env: &[(String, String)]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_crmdq"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run crmdq");
     assert!(
@@ -285,5 +290,169 @@ pub fn delta_live_files(w: &Path, dir: &str) -> Option<Vec<(String, String)>> {
                 })
                 .collect(),
         )
+    })
+}
+
+/// A local S3 server (moto's ThreadedMotoServer, installed by `.ci/run`) on a free
+/// loopback port, driven by `tests/readers/moto_ctl.py`: [`Moto::stop`] makes the endpoint
+/// unreachable, [`Moto::start`] brings it back with every object written before.
+pub struct Moto {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: BufReader<std::process::ChildStdout>,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start_server() -> Moto {
+        need_python("moto.server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("python3")
+            .arg(fixtures().join("../readers/moto_ctl.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 moto_ctl.py");
+        let stdin = child.stdin.take();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut m = Moto {
+            child,
+            stdin,
+            out,
+            port,
+        };
+        m.expect("up");
+        m
+    }
+
+    fn expect(&mut self, word: &str) {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), word, "moto_ctl.py said {line:?}");
+    }
+
+    fn command(&mut self, cmd: &str, answer: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").unwrap();
+        stdin.flush().unwrap();
+        self.expect(answer);
+    }
+
+    /// The endpoint stops answering (connections refused).
+    pub fn stop(&mut self) {
+        self.command("stop", "down");
+    }
+
+    /// The endpoint answers again, with everything written before the stop.
+    pub fn start(&mut self) {
+        self.command("start", "up");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Create a bucket (moto does not check signatures).
+    pub fn bucket(&self, name: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "create bucket {name}: {answer}"
+        );
+    }
+
+    /// The standard AWS environment variables for this server (what an operator sets).
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "crmdq-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "crmdq-test-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// The same as object_store configuration keys (for this test process's own reader).
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        self.env()
+            .into_iter()
+            .map(|(k, v)| {
+                let k = k
+                    .to_ascii_lowercase()
+                    .replace("aws_endpoint_url", "aws_endpoint");
+                (k, v)
+            })
+            .collect()
+    }
+
+    /// An object-store warehouse location in `bucket` for this process's own reader.
+    pub fn location(&self, url: &str) -> crmdq_warehouse::Location {
+        crmdq_warehouse::Location::Url {
+            url: url.to_string(),
+            options: self.options(),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The files a Delta table's log says are live, (path, dt), read by delta-rs: for an
+/// object-store warehouse through its store, and the bytes of one of its files.
+pub fn delta_live_files_at(
+    at: &crmdq_warehouse::Location,
+    dir: &str,
+) -> Option<(Vec<(String, String)>, crmdq_warehouse::Warehouse)> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let w = crmdq_warehouse::Warehouse::connect(at).await.unwrap();
+        let t = w.delta_table(dir).await.unwrap()?;
+        let files = t
+            .snapshot()
+            .unwrap()
+            .log_data()
+            .iter()
+            .map(|f| {
+                let dt = f.partition_values_map()["dt"].clone().unwrap();
+                (f.path().to_string(), dt)
+            })
+            .collect();
+        Some((files, w))
+    })
+}
+
+/// A warehouse file's bytes (local or object store).
+pub fn warehouse_bytes(w: &crmdq_warehouse::Warehouse, rel: &str) -> bytes::Bytes {
+    use object_store::ObjectStoreExt as _;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        w.store()
+            .get(&object_store::path::Path::from(rel))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
     })
 }

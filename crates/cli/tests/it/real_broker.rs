@@ -279,12 +279,18 @@ fn produce_lines(brokers: &str, lines: &[String], first_key: usize) {
     produce(brokers, &msgs);
 }
 
-/// A folder with generated CRM lines, their roster and a pipeline for `broker`.
+/// A folder with generated CRM lines, their roster and a pipeline for `broker`, and the
+/// warehouse: a folder in it, or (with [`Setup::on_s3`]) a bucket on a local S3 server.
 struct Setup {
     dir: tempfile::TempDir,
     lines: Vec<String>,
     pipeline: PathBuf,
-    warehouse: PathBuf,
+    /// A folder, or an `s3://` URL.
+    warehouse: String,
+    /// What every crmdq process of the test gets in its environment (S3 credentials).
+    env: Vec<(String, String)>,
+    /// The S3 server of an object-store warehouse.
+    moto: Option<common::Moto>,
 }
 
 fn setup(days: u32, people: u32) -> Setup {
@@ -323,11 +329,32 @@ fn setup_with(days: u32, people: u32, properties: &str) -> Setup {
     )
     .unwrap();
     Setup {
-        warehouse: dir.path().join("wh"),
+        warehouse: dir.path().join("wh").to_str().unwrap().to_string(),
+        env: Vec::new(),
+        moto: None,
         dir,
         lines,
         pipeline,
     }
+}
+
+/// [`setup`] with the warehouse in a bucket of a local S3 server (moto): the endpoint
+/// comes from the pipeline file (`storage_options` with `${VAR}`s), the credentials from
+/// the standard environment variables, as an operator would set them.
+fn setup_on_s3(days: u32, people: u32) -> Setup {
+    let mut s = setup(days, people);
+    let moto = common::Moto::start_server();
+    moto.bucket("crmdq-faults");
+    let mut text = std::fs::read_to_string(&s.pipeline).unwrap();
+    text.push_str(
+        "warehouse:\n  path: s3://crmdq-faults/wh\n  storage_options:\n    aws_endpoint: ${MOTO_ENDPOINT}\n    aws_allow_http: \"true\"\n",
+    );
+    std::fs::write(&s.pipeline, text).unwrap();
+    s.env = moto.env();
+    s.env.push(("MOTO_ENDPOINT".into(), moto.endpoint()));
+    s.warehouse = "s3://crmdq-faults/wh".into();
+    s.moto = Some(moto);
+    s
 }
 
 impl Drop for Setup {
@@ -343,7 +370,11 @@ impl Setup {
     /// `crmdq run` in the background (its output in `run-N.log`).
     fn spawn_run(&self, kafka: &dyn Kafka, n: usize, extra: &[&str]) -> Proc {
         let log = std::fs::File::create(self.dir.path().join(format!("run-{n}.log"))).unwrap();
+        // Each instance in its own working folder: what they share is the warehouse.
+        let work = self.dir.path().join(format!("work-{n}"));
+        std::fs::create_dir_all(&work).unwrap();
         Command::new(env!("CARGO_BIN_EXE_crmdq"))
+            .current_dir(&work)
             .args([
                 "--now",
                 NOW,
@@ -351,11 +382,12 @@ impl Setup {
                 "--pipeline",
                 self.pipeline.to_str().unwrap(),
                 "--warehouse",
-                self.warehouse.to_str().unwrap(),
+                &self.warehouse,
                 "--brokers",
                 &kafka.addr(),
             ])
             .args(extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("CRMDQ_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -404,16 +436,28 @@ impl Setup {
         std::fs::read_to_string(self.dir.path().join(format!("run-{n}.log"))).unwrap_or_default()
     }
 
+    /// `crmdq sql` on this warehouse.
+    fn sql(&self, q: &str) -> Vec<Value> {
+        common::sql_env(&self.warehouse, q, &self.env)
+    }
+
     /// Rows in the warehouse (records + dead letters).
     fn committed(&self) -> i64 {
-        if !self.warehouse.exists() {
+        if self.moto.is_none() && !Path::new(&self.warehouse).exists() {
             return 0;
         }
-        let rows = sql(
-            &self.warehouse,
-            &format!("SELECT COUNT(*) AS n FROM ({UNION})"),
-        );
-        rows[0]["n"].as_i64().unwrap()
+        let out = common::bin()
+            .args(["sql", "--warehouse", &self.warehouse, "--format", "json"])
+            .arg(format!("SELECT COUNT(*) AS n FROM ({UNION})"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            // Nothing committed yet (no warehouse), or, on S3, the server is stopped.
+            return 0;
+        }
+        let row: Value = serde_json::from_slice(&out.stdout).unwrap();
+        row["n"].as_i64().unwrap()
     }
 
     fn wait_committed(&self, want: i64, within: Duration) {
@@ -435,12 +479,9 @@ impl Setup {
     /// (lost, doubled): offsets below the high watermarks missing from the warehouse, and
     /// extra copies of those present.
     fn lost_and_doubled(&self, broker: &dyn Kafka) -> (i64, i64) {
-        let rows = sql(
-            &self.warehouse,
-            &format!(
-                "SELECT src_partition AS p, src_offset AS o, COUNT(*) AS n FROM ({UNION}) GROUP BY 1, 2"
-            ),
-        );
+        let rows = self.sql(&format!(
+            "SELECT src_partition AS p, src_offset AS o, COUNT(*) AS n FROM ({UNION}) GROUP BY 1, 2"
+        ));
         let mut got: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for r in &rows {
             got.insert(
@@ -493,11 +534,18 @@ impl Setup {
             "records/checkin",
             "dead_letters",
         ];
+        let at = match &self.moto {
+            Some(m) => m.location(&self.warehouse),
+            None => crmdq_warehouse::Location::from(Path::new(&self.warehouse)),
+        };
         for dir in dirs {
-            for (path, _) in common::delta_live_files(&self.warehouse, dir).unwrap_or_default() {
-                let f = std::fs::File::open(self.warehouse.join(dir).join(path)).unwrap();
+            let Some((files, w)) = common::delta_live_files_at(&at, dir) else {
+                continue;
+            };
+            for (path, _) in files {
+                let bytes = common::warehouse_bytes(&w, &format!("{dir}/{path}"));
                 let reader =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
                         .unwrap()
                         .build()
                         .unwrap();
@@ -533,29 +581,27 @@ impl Setup {
         let clean = self.dir.path().join("clean");
         let file = self.dir.path().join("gen.ndjson");
         let p = self.pipeline.to_str().unwrap();
-        common::run(&[
-            "--now",
-            NOW,
-            "ingest",
-            "--pipeline",
-            p,
-            "--warehouse",
-            clean.to_str().unwrap(),
-            file.to_str().unwrap(),
-        ]);
-        let q = "SELECT CAST(dt AS VARCHAR) AS dt, person_id, role, team_id, entries, completeness_rate, validity_rate, timeliness_rate, score FROM person_daily ORDER BY dt, person_id, role";
-        let mut out = Vec::new();
-        for w in [&clean, &self.warehouse] {
-            common::run(&[
+        common::run_env(
+            &[
                 "--now",
                 NOW,
-                "score",
+                "ingest",
                 "--pipeline",
                 p,
                 "--warehouse",
-                w.to_str().unwrap(),
-            ]);
-            out.push(sql(w, q));
+                clean.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ],
+            &self.env,
+        );
+        let q = "SELECT CAST(dt AS VARCHAR) AS dt, person_id, role, team_id, entries, completeness_rate, validity_rate, timeliness_rate, score FROM person_daily ORDER BY dt, person_id, role";
+        let mut out = Vec::new();
+        for w in [clean.to_str().unwrap(), &self.warehouse] {
+            common::run_env(
+                &["--now", NOW, "score", "--pipeline", p, "--warehouse", w],
+                &self.env,
+            );
+            out.push(common::sql_env(w, q, &self.env));
         }
         assert!(out[0].len() > 20, "scores exist: {}", out[0].len());
         assert_eq!(out[1], out[0], "scores equal a clean ingest");
@@ -872,18 +918,16 @@ fn hostile_and_large_messages_on_a_real_broker() {
         doubled,
     );
     assert_eq!((lost, doubled), (0, 0));
-    let reasons: BTreeMap<String, i64> = sql(
-        &s.warehouse,
-        "SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason",
-    )
-    .iter()
-    .map(|r| {
-        (
-            r["reason"].as_str().unwrap().to_string(),
-            r["n"].as_i64().unwrap(),
-        )
-    })
-    .collect();
+    let reasons: BTreeMap<String, i64> = s
+        .sql("SELECT reason, COUNT(*) AS n FROM dead_letters GROUP BY reason")
+        .iter()
+        .map(|r| {
+            (
+                r["reason"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
     // Every dead-letter case of the contract (mapping_failed needs a source mapping).
     for reason in [
         "invalid_utf8",
@@ -902,8 +946,7 @@ fn hostile_and_large_messages_on_a_real_broker() {
         assert!(reasons.contains_key(reason), "{reason} in {reasons:?}");
     }
     // The 4 MB record is a record (under the 4 MiB limit), its note kept in `extra`.
-    let big: Vec<Value> = sql(
-        &s.warehouse,
+    let big: Vec<Value> = s.sql(
         "SELECT CAST(octet_length(extra) AS BIGINT) AS n FROM customer WHERE record_id = 'big'",
     );
     assert!(big[0]["n"].as_i64().unwrap() > 4_000_000);
@@ -939,14 +982,14 @@ fn optimize_while_run_commits_on_the_mock_cluster() {
     let mut sent = chunks[0].len();
     let mut c = s.spawn_run(&kafka, 0, &[]);
     s.wait_committed(1, Duration::from_mins(1));
-    let w = s.warehouse.to_str().unwrap();
+    let w = s.warehouse.as_str();
     // (files taken out, files written) by each optimize that found work.
     let mut compacted: Vec<(i64, i64)> = Vec::new();
     for chunk in &chunks[1..] {
         produce_lines(&kafka.addr(), chunk, sent);
         sent += chunk.len();
         std::thread::sleep(Duration::from_millis(700));
-        let before = live_files(&s.warehouse);
+        let before = live_files(Path::new(&s.warehouse));
         let out = common::run(&["optimize", "--warehouse", w]);
         let said = String::from_utf8_lossy(&out.stdout).to_string();
         eprintln!("{said} (live files before: {before})");
@@ -968,9 +1011,9 @@ fn optimize_while_run_commits_on_the_mock_cluster() {
         "each compaction reduced the file count: {compacted:?}"
     );
     // Once more with nothing writing: whatever is left small is compacted, or nothing is.
-    let before = live_files(&s.warehouse);
+    let before = live_files(Path::new(&s.warehouse));
     common::run(&["optimize", "--warehouse", w]);
-    assert!(live_files(&s.warehouse) <= before);
+    assert!(live_files(Path::new(&s.warehouse)) <= before);
     let (lost, doubled) = s.lost_and_doubled(&kafka);
     report("optimize x3 during run (mock cluster)", sent, lost, doubled);
     assert_eq!((lost, doubled), (0, 0));
@@ -989,4 +1032,82 @@ fn optimize_while_run_commits_on_the_mock_cluster() {
     assert!(said.contains("deleted"), "{said}");
     let (lost, doubled) = s.lost_and_doubled(&kafka);
     assert_eq!((lost, doubled), (0, 0));
+}
+
+/// The fault suite with the warehouse on S3 (moto, installed by `.ci/run`) instead of a
+/// local folder: five SIGKILLs, one to three instances in one group sharing one bucket,
+/// and the S3 endpoint gone mid-stream. Commits are create-if-absent PUTs
+/// (`If-None-Match: *`), which moto answers with 412 when the version exists.
+#[test]
+#[ignore = "needs moto[server] (Python); .ci/run installs it and runs the ignored tests"]
+fn sigkill_five_times_with_an_s3_warehouse_loses_and_doubles_nothing() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup_on_s3(10, 30);
+    sigkill_five_times(
+        &s,
+        &Mock::start(),
+        Duration::ZERO,
+        "SIGKILL x5 (mock cluster, S3 warehouse on moto)",
+    );
+}
+
+#[test]
+#[ignore = "needs moto[server] (Python); .ci/run installs it and runs the ignored tests"]
+fn two_and_three_instances_on_one_s3_warehouse_lose_and_double_nothing() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let s = setup_on_s3(10, 30);
+    instances(
+        &s,
+        &Mock::start(),
+        true,
+        "2 and 3 instances, one SIGKILLed (mock cluster, one S3 warehouse on moto)",
+    );
+}
+
+/// The S3 endpoint stops answering for 15 s while messages arrive (an unwritable
+/// warehouse): `run` keeps going, commits nothing it cannot make durable, and once the
+/// endpoint is back commits everything exactly once.
+#[test]
+#[ignore = "needs moto[server] (Python); .ci/run installs it and runs the ignored tests"]
+fn an_s3_outage_mid_stream_loses_and_doubles_nothing() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut s = setup_on_s3(6, 20);
+    let kafka = Mock::start();
+    let half = s.lines.len() / 2;
+    produce_lines(&kafka.addr(), &s.lines[..half], 0);
+    let mut run = s.spawn_run(&kafka, 0, &[]);
+    s.wait_committed(half as i64, Duration::from_mins(1));
+
+    s.moto.as_mut().unwrap().stop();
+    produce_lines(&kafka.addr(), &s.lines[half..], half);
+    let stopped = Instant::now();
+    while stopped.elapsed() < Duration::from_secs(15) {
+        assert!(run.0.try_wait().unwrap().is_none(), "run keeps going");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.moto.as_mut().unwrap().start();
+    s.wait_committed(s.lines.len() as i64, Duration::from_mins(3));
+    terminate(&mut run);
+    let log = s.run_log(0);
+    assert!(
+        log.contains("error") || log.contains("WARN") || log.contains("retry"),
+        "the outage was seen: {}",
+        log.chars().rev().take(3000).collect::<String>()
+    );
+
+    let (lost, doubled) = s.lost_and_doubled(&kafka);
+    report(
+        "S3 endpoint down 15 s (mock cluster, moto)",
+        s.lines.len(),
+        lost,
+        doubled,
+    );
+    assert_eq!((lost, doubled), (0, 0));
+    s.scores_match_a_clean_ingest();
 }

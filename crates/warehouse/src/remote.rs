@@ -1,0 +1,108 @@
+//! Object-store warehouses: building the store for an `s3://`, `gs://` or `az://` URL, and
+//! telling `deltalake` how to commit there.
+
+use std::sync::{Arc, Once};
+
+use deltalake_core::logstore::{
+    LogStore, LogStoreFactory, StorageConfig, default_logstore, logstore_factories,
+};
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+
+use crate::{Location, WarehouseError};
+
+fn open_err(url: &str, message: impl std::fmt::Display) -> WarehouseError {
+    WarehouseError::Open {
+        path: url.into(),
+        source: std::io::Error::other(message.to_string()),
+    }
+}
+
+/// The warehouse's root URL (ending in `/`) and its storage from the top (the bucket or
+/// container). Options are object_store's configuration keys; the standard environment
+/// variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`) fill in what they do not give.
+pub(crate) fn stores(at: &Location) -> Result<(url::Url, Arc<dyn ObjectStore>), WarehouseError> {
+    let Location::Url { url: text, options } = at else {
+        return Err(open_err(&at.to_string(), "not an object-store URL"));
+    };
+    at.check().map_err(|m| open_err(text, m))?;
+    let mut url = url::Url::parse(text).map_err(|e| open_err(text, e))?;
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    let (scheme, _) =
+        object_store::ObjectStoreScheme::parse(&url).map_err(|e| open_err(text, e))?;
+    let bad_key =
+        |k: &str, e: object_store::Error| open_err(text, format!("storage option `{k}`: {e}"));
+    let top: Arc<dyn ObjectStore> = match scheme {
+        object_store::ObjectStoreScheme::AmazonS3 => {
+            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
+            for (k, v) in options {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| open_err(text, e))?)
+        }
+        object_store::ObjectStoreScheme::GoogleCloudStorage => {
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            for (k, v) in options {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| open_err(text, e))?)
+        }
+        object_store::ObjectStoreScheme::MicrosoftAzure => {
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            for (k, v) in options {
+                b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
+            }
+            Arc::new(b.build().map_err(|e| open_err(text, e))?)
+        }
+        other => {
+            return Err(open_err(
+                text,
+                format!("{other:?} is not an object store crmdq writes to"),
+            ));
+        }
+    };
+    register_log_stores();
+    Ok((url, top))
+}
+
+/// `deltalake`'s own log store, which commits a Delta version with a create-if-absent PUT
+/// (`If-None-Match: *` on S3): what crmdq's commit log relies on too. `deltalake-core`
+/// registers it for `file://` and `memory://` only (the cloud crates add locking
+/// variants); crmdq hands it the store it built.
+#[derive(Debug, Default)]
+struct ConditionalPutLogStores;
+
+impl LogStoreFactory for ConditionalPutLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: Arc<dyn ObjectStore>,
+        root_store: Arc<dyn ObjectStore>,
+        location: &url::Url,
+        options: &StorageConfig,
+    ) -> deltalake_core::DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_log_stores() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let factories = logstore_factories();
+        for scheme in crmdq_config::warehouse::URL_SCHEMES {
+            if let Ok(u) = url::Url::parse(&format!("{scheme}://")) {
+                factories
+                    .entry(u)
+                    .or_insert_with(|| Arc::new(ConditionalPutLogStores));
+            }
+        }
+    });
+}
