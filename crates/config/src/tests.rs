@@ -455,14 +455,19 @@ fn a_warehouse_in_an_object_store() {
         let e = load(&format!("warehouse:\n  path: \"{path}\"\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("warehouse.path") && e.contains(want), "{path}: {e}");
+        assert!(
+            e.contains("warehouse.path") && e.contains(want),
+            "{path}: {e}"
+        );
     }
     let e = load("warehouse:\n  path: wh\n  storage_options: {aws_region: x}\n")
         .unwrap_err()
         .to_string();
     assert!(e.contains("storage_options"), "{e}");
     // file:// is a folder; `--warehouse` may move a local pipeline to S3 and back.
-    let mut w = load("warehouse:\n  path: file:///data/wh\n").unwrap().warehouse;
+    let mut w = load("warehouse:\n  path: file:///data/wh\n")
+        .unwrap()
+        .warehouse;
     assert_eq!(w.location(), Location::Local(PathBuf::from("/data/wh")));
     w.set_location(&Location::parse("gs://b/p"));
     assert_eq!(w.location().to_string(), "gs://b/p");

@@ -444,15 +444,17 @@ pub fn delta_live_files_at(
 
 /// A warehouse file's bytes (local or object store).
 pub fn warehouse_bytes(w: &crmdq_warehouse::Warehouse, rel: &str) -> bytes::Bytes {
-    use object_store::ObjectStoreExt as _;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        w.store()
-            .get(&object_store::path::Path::from(rel))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-    })
+    rt.block_on(warehouse_bytes_async(w, rel))
+}
+
+pub async fn warehouse_bytes_async(w: &crmdq_warehouse::Warehouse, rel: &str) -> bytes::Bytes {
+    use object_store::ObjectStoreExt as _;
+    w.store()
+        .get(&object_store::path::Path::from(rel))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
 }

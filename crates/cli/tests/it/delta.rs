@@ -12,6 +12,7 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::common::{self, NOW, fixtures, need_python};
+use crmdq_warehouse::Location;
 
 /// Each row of `batches` as text (columns in `names` order), sorted.
 fn rows(batches: &[RecordBatch], names: &[String]) -> Vec<String> {
@@ -47,10 +48,10 @@ fn read_parquet(p: &Path) -> Vec<RecordBatch> {
 }
 
 /// What crmdq's own reader returns for every table: name → (columns, sorted rows).
-fn crmdq_tables(w: &Path) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
+fn crmdq_tables(at: &Location) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let wh = crmdq_warehouse::Warehouse::open(w).unwrap();
+        let wh = crmdq_warehouse::Warehouse::connect(at).await.unwrap();
         let ctx = crmdq_catalog::open(&wh, None).await.unwrap();
         let snap = wh.snapshot().await.unwrap();
         let mut out = BTreeMap::new();
@@ -78,20 +79,29 @@ fn crmdq_tables(w: &Path) -> BTreeMap<String, (Vec<String>, Vec<String>)> {
 }
 
 /// The table folders of a warehouse (name → folder).
-fn table_dirs(w: &Path) -> BTreeMap<String, String> {
+fn table_dirs(at: &Location) -> BTreeMap<String, String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let wh = crmdq_warehouse::Warehouse::open(w).unwrap();
+        let wh = crmdq_warehouse::Warehouse::connect(at).await.unwrap();
         wh.snapshot().await.unwrap().dirs
     })
 }
 
-/// delta-rs on its own (no crmdq code): the rows of the files the Delta log says are live.
-fn delta_rs_rows(w: &Path, dir: &str, names: &[String]) -> Vec<String> {
-    let files = common::delta_live_files(w, dir).expect("a Delta table");
+/// delta-rs on its own (no crmdq reader): the rows of the files the Delta log says are
+/// live.
+fn delta_rs_rows(at: &Location, dir: &str, names: &[String]) -> Vec<String> {
+    let (files, w) = common::delta_live_files_at(at, dir).expect("a Delta table");
     let mut out = Vec::new();
     for (path, dt) in files {
-        let batches = read_parquet(&w.join(dir).join(path));
+        let batches: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                common::warehouse_bytes(&w, &format!("{dir}/{path}")),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         // The partition column comes from the log, as a Delta reader fills it in.
         let with_dt: Vec<RecordBatch> = batches
             .into_iter()
@@ -122,13 +132,14 @@ fn delta_rs_rows(w: &Path, dir: &str, names: &[String]) -> Vec<String> {
 }
 
 /// Every table read through its Delta log by delta-rs (and, with `python`, Python
-/// deltalake and Polars) equals crmdq's rows; returns the number of tables compared.
-fn outside_readers_agree(w: &Path, python: bool) -> usize {
-    let ours = crmdq_tables(w);
-    let dirs = table_dirs(w);
+/// deltalake and Polars, given `env`: an object store's credentials) equals crmdq's rows;
+/// returns the number of tables compared.
+fn outside_readers_agree(at: &Location, env: &[(String, String)], python: bool) -> usize {
+    let ours = crmdq_tables(at);
+    let dirs = table_dirs(at);
     assert!(!ours.is_empty());
     for (name, (names, expected)) in &ours {
-        let got = delta_rs_rows(w, &dirs[name], names);
+        let got = delta_rs_rows(at, &dirs[name], names);
         assert_eq!(&got, expected, "delta-rs reads {name} as crmdq does");
     }
     if python {
@@ -136,8 +147,12 @@ fn outside_readers_agree(w: &Path, python: bool) -> usize {
         let script = fixtures().join("../readers/delta_read.py");
         let mut cmd = Command::new("python3");
         cmd.arg(&script).arg(out.path());
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         for d in dirs.values() {
-            cmd.arg(w.join(d));
+            match at {
+                Location::Local(w) => cmd.arg(w.join(d)),
+                Location::Url { url, .. } => cmd.arg(format!("{url}/{d}")),
+            };
         }
         let o = cmd.output().unwrap();
         assert!(
@@ -157,7 +172,7 @@ fn outside_readers_agree(w: &Path, python: bool) -> usize {
                 assert_eq!(&got, expected, "{reader} reads {name} as crmdq does");
             }
         }
-        let version = table_version(w);
+        let version = table_version(at);
         for line in report.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert!(v["crmdq_txn"].as_i64().unwrap() <= version, "{v}");
@@ -166,10 +181,11 @@ fn outside_readers_agree(w: &Path, python: bool) -> usize {
     ours.len()
 }
 
-fn table_version(w: &Path) -> i64 {
+fn table_version(at: &Location) -> i64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        crmdq_warehouse::Warehouse::open(w)
+        crmdq_warehouse::Warehouse::connect(at)
+            .await
             .unwrap()
             .latest_version()
             .await
@@ -189,43 +205,55 @@ fn score_at(p: &Path, w: &Path, now: &str) {
     ]);
 }
 
+/// A copy of a committed records file next to it that no commit names (a crash's
+/// leftover), written through the warehouse's store (a folder or a bucket).
+fn leave_an_orphan(at: &Location) {
+    use object_store::ObjectStoreExt as _;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let w = crmdq_warehouse::Warehouse::connect(at).await.unwrap();
+        let snap = w.snapshot().await.unwrap();
+        let some = snap.files_of("customer").first().unwrap().path.clone();
+        let bytes = common::warehouse_bytes_async(&w, &some).await;
+        let orphan = format!(
+            "{}/part-orphan-00001.parquet",
+            some.rsplit_once('/').unwrap().0
+        );
+        w.store()
+            .put(&object_store::path::Path::from(orphan), bytes.into())
+            .await
+            .unwrap();
+    });
+}
+
 /// Ingest, score, a crash's orphan, more data and a re-score: every reader agrees at
-/// each step (delta-rs always; Python deltalake and Polars under `.ci/run`).
-fn ingest_orphan_rescore(python: bool) {
+/// each step (delta-rs always; Python deltalake and Polars under `.ci/run`). With `moto`,
+/// the warehouse is in a bucket of that S3 server.
+fn ingest_orphan_rescore(python: bool, moto: Option<&common::Moto>) {
     let dir = tempfile::tempdir().unwrap();
-    let w = dir.path().join("wh");
+    let (at, env) = match moto {
+        Some(m) => {
+            m.bucket("crmdq-readers");
+            (m.location("s3://crmdq-readers/wh"), m.env())
+        }
+        None => (Location::Local(dir.path().join("wh")), Vec::new()),
+    };
+    let w = at.to_string();
     let p = fixtures().join("pipeline.yaml");
     let v1 = fixtures().join("v1");
-    common::run(&[
-        "--now",
-        NOW,
-        "ingest",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-        v1.join("part1.ndjson").to_str().unwrap(),
-    ]);
-    score_at(&p, &w, NOW);
-    // A crash's leftover: a data file in a partition that no commit names.
-    let some = walk(&w.join("records"))
-        .into_iter()
-        .find(|f| f.extension().is_some_and(|x| x == "parquet"))
-        .unwrap();
-    std::fs::copy(&some, some.with_file_name("part-orphan-00001.parquet")).unwrap();
-    outside_readers_agree(&w, python);
-    common::run(&[
-        "--now",
-        NOW,
-        "ingest",
-        "--pipeline",
-        p.to_str().unwrap(),
-        "--warehouse",
-        w.to_str().unwrap(),
-        v1.join("part2.ndjson").to_str().unwrap(),
-    ]);
-    score_at(&p, &w, NOW);
-    let n = outside_readers_agree(&w, python);
+    let crmdq = |args: &[&str]| {
+        let mut all = vec!["--now", NOW];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--pipeline", p.to_str().unwrap(), "--warehouse", &w]);
+        common::run_env(&all, &env);
+    };
+    crmdq(&["ingest", v1.join("part1.ndjson").to_str().unwrap()]);
+    crmdq(&["score"]);
+    leave_an_orphan(&at);
+    outside_readers_agree(&at, &env, python);
+    crmdq(&["ingest", v1.join("part2.ndjson").to_str().unwrap()]);
+    crmdq(&["score"]);
+    let n = outside_readers_agree(&at, &env, python);
     assert!(n >= 8, "records, dead letters and score tables: {n}");
 }
 
@@ -245,7 +273,7 @@ fn walk(d: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn delta_rs_reads_every_table_as_crmdq_does() {
-    ingest_orphan_rescore(false);
+    ingest_orphan_rescore(false, None);
 }
 
 #[test]
@@ -253,7 +281,18 @@ fn delta_rs_reads_every_table_as_crmdq_does() {
 fn python_deltalake_and_polars_read_every_table_as_crmdq_does() {
     need_python("deltalake");
     need_python("polars");
-    ingest_orphan_rescore(true);
+    ingest_orphan_rescore(true, None);
+}
+
+/// The same on S3 (moto): crmdq writes the bucket, Python deltalake and Polars read it
+/// with the standard AWS environment variables, delta-rs through its own S3 store.
+#[test]
+#[ignore = "needs Python deltalake, polars and moto[server]; .ci/run installs them and runs the ignored tests"]
+fn outside_readers_read_an_s3_warehouse_as_crmdq_does() {
+    need_python("deltalake");
+    need_python("polars");
+    let moto = common::Moto::start_server();
+    ingest_orphan_rescore(true, Some(&moto));
 }
 
 /// The demo's warehouse (written by the Kafka consumer, scored, alerts recorded) through
@@ -272,7 +311,7 @@ fn python_readers_agree_on_the_demos_warehouse() {
         dir.path().to_str().unwrap(),
     ]);
     let w = dir.path().join("warehouse");
-    let n = outside_readers_agree(&w, true);
+    let n = outside_readers_agree(&Location::Local(w), &[], true);
     assert!(n >= 10, "{n} tables");
 }
 
@@ -299,7 +338,7 @@ fn migrate_keeps_every_row_and_score_of_a_v1_warehouse() {
     let out = common::run(&["migrate", "--warehouse", ws]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("no data file was rewritten"), "{said}");
-    let after = crmdq_tables(&w);
+    let after = crmdq_tables(&Location::Local(w.clone()));
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
         after.keys().collect::<Vec<_>>()
@@ -316,7 +355,7 @@ fn migrate_keeps_every_row_and_score_of_a_v1_warehouse() {
         })
         .collect();
     assert_eq!(added.len(), files_before);
-    assert!(outside_readers_agree(&w, false) >= 8);
+    assert!(outside_readers_agree(&Location::Local(w.clone()), &[], false) >= 8);
     // Scores recomputed now equal the migrated ones.
     let scores = common::sql(&w, q);
     score_at(&fixtures().join("pipeline.yaml"), &w, NOW);
