@@ -56,7 +56,8 @@ pub async fn kafka_mock(
     tracing::debug!(sum, "drained bytes");
 
     let mut p = p.clone();
-    p.warehouse.path = dir.join("kafka-wh");
+    p.warehouse
+        .set_location(&crmdq_config::Location::Local(dir.join("kafka-wh")));
     if let Some(k) = p.source.kafka.as_mut() {
         k.topics = [("crm.records".to_string(), None)].into();
         k.group_id = "bench-crmdq".into();

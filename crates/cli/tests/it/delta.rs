@@ -255,6 +255,38 @@ fn ingest_orphan_rescore(python: bool, moto: Option<&common::Moto>) {
     crmdq(&["score"]);
     let n = outside_readers_agree(&at, &env, python);
     assert!(n >= 8, "records, dead letters and score tables: {n}");
+    // Maintenance on the same warehouse (a folder or a bucket): compaction, then a vacuum
+    // that deletes what no version needs (the orphan, the replaced score files); every
+    // reader still reads every row.
+    let before = crmdq_tables(&at);
+    let o = common::run_env(&["optimize", "--warehouse", &w], &env);
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(said.contains("compacted into"), "{said}");
+    let o = common::run_env(
+        &[
+            "vacuum",
+            "--warehouse",
+            &w,
+            "--retention-hours",
+            "0",
+            "--force",
+        ],
+        &env,
+    );
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    let deleted: usize = said
+        .lines()
+        .find_map(|l| l.strip_prefix("vacuum: "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(deleted >= 1, "the orphan at least: {said}");
+    assert_eq!(
+        crmdq_tables(&at),
+        before,
+        "the same rows after optimize and vacuum"
+    );
+    outside_readers_agree(&at, &env, python);
 }
 
 fn walk(d: &Path) -> Vec<std::path::PathBuf> {
