@@ -33,6 +33,7 @@ use deltalake_core::kernel::{Action, Add, StructType, Transaction};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::StreamExt as _;
 use object_store::ObjectStoreExt as _;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
@@ -63,6 +64,9 @@ pub struct Published {
     /// Tables already at (or past) the version: nothing to do.
     pub up_to_date: usize,
 }
+
+/// Tables published at the same time (each is its own Delta log).
+const PUBLISH_AT_ONCE: usize = 8;
 
 /// The Delta tables this process has opened (kept loaded: the next publication only
 /// reads the commits since).
@@ -189,24 +193,43 @@ impl Warehouse {
             .collect();
         let mut out = Published::default();
         let mut first_err = None;
-        let names: Vec<String> = snap.dirs.keys().cloned().collect();
-        for name in names {
-            let wanted = touched.is_none_or(|t| t.contains(&name)) || cache.dirty.contains(&name);
-            if !wanted {
-                continue;
-            }
-            let dir = snap.dirs[&name].clone();
-            // Not loaded yet: a look at the newest Delta commit tells whether the table
-            // already shows its last change (loading a table costs far more).
-            if !cache.tables.contains_key(&dir)
-                && let Some(at) = self.newest_txn(&dir).await
-                && snap.changed_at.get(&name).is_some_and(|v| at >= *v as i64)
-            {
-                cache.dirty.remove(&name);
-                out.up_to_date += 1;
-                continue;
-            }
-            let r = publish_table(self, &mut cache.tables, &dir, snap, &name, &stats).await;
+        // The tables are published at once (each its own Delta log: independent), at most
+        // PUBLISH_AT_ONCE at a time; each job owns its table's cache entry meanwhile.
+        let jobs: Vec<_> = snap
+            .dirs
+            .iter()
+            .filter(|(name, _)| {
+                touched.is_none_or(|t| t.contains(*name)) || cache.dirty.contains(*name)
+            })
+            .map(|(name, dir)| {
+                let slot: HashMap<String, Cached> = cache
+                    .tables
+                    .remove(dir)
+                    .map(|c| (dir.clone(), c))
+                    .into_iter()
+                    .collect();
+                (name.clone(), dir.clone(), slot)
+            })
+            .collect();
+        let snap = &*snap;
+        let stats = &stats;
+        let done: Vec<_> = futures::stream::iter(jobs)
+            .map(|(name, dir, mut slot)| async move {
+                // Not loaded yet: a look at the newest Delta commit tells whether the
+                // table already shows its last change (loading a table costs far more).
+                if slot.is_empty()
+                    && let Some(at) = self.newest_txn(&dir).await
+                    && snap.changed_at.get(&name).is_some_and(|v| at >= *v as i64)
+                {
+                    return (name, dir, Ok(None), slot);
+                }
+                let r = publish_table(self, &mut slot, &dir, snap, &name, stats).await;
+                (name, dir, r, slot)
+            })
+            .buffer_unordered(PUBLISH_AT_ONCE)
+            .collect()
+            .await;
+        for (name, dir, r, mut slot) in done {
             match r {
                 Ok(Some((adds, removes))) => {
                     cache.dirty.remove(&name);
@@ -219,10 +242,13 @@ impl Warehouse {
                     out.up_to_date += 1;
                 }
                 Err(e) => {
-                    cache.tables.remove(&dir);
+                    slot.clear();
                     cache.dirty.insert(name);
                     first_err.get_or_insert(e);
                 }
+            }
+            if let Some(c) = slot.remove(&dir) {
+                cache.tables.insert(dir, c);
             }
         }
         match first_err {
