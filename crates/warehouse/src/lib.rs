@@ -459,6 +459,37 @@ impl Warehouse {
         }
     }
 
+    /// Every object under the warehouse-relative folder `prefix` (recursively).
+    pub(crate) async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<object_store::ObjectMeta>, WarehouseError> {
+        use futures::TryStreamExt as _;
+        self.store
+            .list(Some(&object_store::path::Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(|e| WarehouseError::Read {
+                path: prefix.to_string(),
+                source: Box::new(e),
+            })
+    }
+
+    /// The whole of the object at the warehouse-relative path `rel`.
+    pub(crate) async fn get_bytes(&self, rel: &str) -> Result<bytes::Bytes, WarehouseError> {
+        let read = |e| WarehouseError::Read {
+            path: rel.to_string(),
+            source: Box::new(e),
+        };
+        self.store
+            .get(&object_store::path::Path::from(rel))
+            .await
+            .map_err(read)?
+            .bytes()
+            .await
+            .map_err(read)
+    }
+
     /// Write `bytes` at `rel` and make it durable (data and directory entry fsynced).
     pub async fn put_durable(&self, rel: &str, bytes: bytes::Bytes) -> Result<(), WarehouseError> {
         let path = object_store::path::Path::from(rel);

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::{LOG_DIR, Warehouse, WarehouseError};
@@ -211,16 +210,7 @@ pub(crate) fn is_entry_name(name: &str) -> bool {
 }
 
 pub(crate) async fn list_versions(w: &Warehouse) -> Result<Vec<u64>, WarehouseError> {
-    let prefix = object_store::path::Path::from(LOG_DIR);
-    let metas: Vec<_> = w
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| WarehouseError::Read {
-            path: LOG_DIR.into(),
-            source: Box::new(e),
-        })?;
+    let metas = w.list(LOG_DIR).await?;
     let mut v: Vec<u64> = metas
         .iter()
         .filter_map(|m| m.location.filename().and_then(parse_version))
@@ -294,20 +284,7 @@ pub(crate) async fn read_snapshot_as_of(
 
 pub(crate) async fn read_entry(w: &Warehouse, v: u64) -> Result<LogEntry, WarehouseError> {
     let p = entry_path(v);
-    let bytes = w
-        .store()
-        .get(&object_store::path::Path::from(p.as_str()))
-        .await
-        .map_err(|e| WarehouseError::Read {
-            path: p.clone(),
-            source: Box::new(e),
-        })?
-        .bytes()
-        .await
-        .map_err(|e| WarehouseError::Read {
-            path: p.clone(),
-            source: Box::new(e),
-        })?;
+    let bytes = w.get_bytes(&p).await?;
     let mut e: LogEntry =
         serde_json::from_slice(&bytes).map_err(|e| WarehouseError::CorruptLog {
             path: p.clone(),

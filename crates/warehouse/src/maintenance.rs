@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -341,17 +340,7 @@ pub async fn vacuum(
     }
     let mut summary = VacuumSummary::default();
     for dir in dirs {
-        let prefix = object_store::path::Path::from(dir.as_str());
-        let metas: Vec<_> = w
-            .store()
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| WarehouseError::Read {
-                path: dir.clone(),
-                source: Box::new(e),
-            })?;
-        for m in metas {
+        for m in w.list(&dir).await? {
             let rel = m.location.to_string();
             // Data files only: never a Delta log, never the commit log.
             if rel.contains("/_delta_log/")

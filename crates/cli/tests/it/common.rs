@@ -268,31 +268,6 @@ pub fn serve(w: &Path, p: &Path, env: &[(&str, &str)]) -> Server {
     Server { child, pg, http }
 }
 
-/// The live files of the Delta table in `w/dir` as delta-rs reads its Delta log (no crmdq
-/// code involved): (table-relative path, `dt`). `None` when there is no Delta table.
-pub fn delta_live_files(w: &Path, dir: &str) -> Option<Vec<(String, String)>> {
-    let url = url::Url::from_directory_path(w.canonicalize().unwrap().join(dir)).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let t = match deltalake_core::open_table(url).await {
-            Ok(t) => t,
-            Err(deltalake_core::DeltaTableError::NotATable(_)) => return None,
-            Err(e) => panic!("{dir}: {e}"),
-        };
-        Some(
-            t.snapshot()
-                .unwrap()
-                .log_data()
-                .iter()
-                .map(|f| {
-                    let dt = f.partition_values_map()["dt"].clone().unwrap();
-                    (f.path().to_string(), dt)
-                })
-                .collect(),
-        )
-    })
-}
-
 /// A local S3 server (moto's ThreadedMotoServer, installed by `.ci/run`) on a free
 /// loopback port, driven by `tests/readers/moto_ctl.py`: [`Moto::stop`] makes the endpoint
 /// unreachable, [`Moto::start`] brings it back with every object written before.
