@@ -34,6 +34,9 @@ pub const LOG_DIR: &str = "_crmdq_log";
 /// `_crmdq_log/*.json` for an entry.
 pub const FORMAT_FILE: &str = "_crmdq_format.json";
 
+/// How long [`Warehouse::probe_writable`] waits for the store.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The format this build writes: every table is also a Delta table ([`delta`]).
 pub const FORMAT: u64 = 2;
 
@@ -559,8 +562,18 @@ impl Warehouse {
     /// written, fsynced and removed).
     pub async fn probe_writable(&self) -> Result<(), WarehouseError> {
         let rel = format!("{LOG_DIR}/.probe-{}", std::process::id());
-        self.put_durable(&rel, bytes::Bytes::from_static(b"probe"))
-            .await?;
+        // Bounded: a store that does not answer is not writable (the caller probes again).
+        let put = self.put_durable(&rel, bytes::Bytes::from_static(b"probe"));
+        match tokio::time::timeout(PROBE_TIMEOUT, put).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(WarehouseError::Write {
+                    path: rel,
+                    retryable: true,
+                    source: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()).into(),
+                });
+            }
+        }
         let _ = self
             .store
             .delete(&object_store::path::Path::from(rel.as_str()))

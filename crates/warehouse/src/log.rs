@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::{PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
@@ -294,6 +295,9 @@ pub(crate) async fn read_entry(w: &Warehouse, v: u64) -> Result<LogEntry, Wareho
     Ok(e)
 }
 
+/// Log entries read at once while folding the log.
+const READ_AHEAD: usize = 32;
+
 pub(crate) async fn read_snapshot(w: &Warehouse) -> Result<Snapshot, WarehouseError> {
     let mut snap = Snapshot::default();
     refresh(w, &mut snap).await?;
@@ -308,11 +312,16 @@ pub(crate) async fn refresh(w: &Warehouse, snap: &mut Snapshot) -> Result<bool, 
         .into_iter()
         .filter(|v| *v > snap.version)
         .collect();
-    for &v in &newer {
-        let e = read_entry(w, v).await?;
+    // Read ahead (an object store answers each read in milliseconds, not microseconds),
+    // folded in version order.
+    let any = !newer.is_empty();
+    let mut entries = futures::stream::iter(newer)
+        .map(|v| read_entry(w, v))
+        .buffered(READ_AHEAD);
+    while let Some(e) = entries.try_next().await? {
         snap.apply(&e);
     }
-    Ok(!newer.is_empty())
+    Ok(any)
 }
 
 /// Commit `entry` only if each Kafka partition in `expect` is still at the position given

@@ -38,21 +38,27 @@ pub(crate) fn stores(at: &Location) -> Result<(url::Url, Arc<dyn ObjectStore>), 
         |k: &str, e: object_store::Error| open_err(text, format!("storage option `{k}`: {e}"));
     let top: Arc<dyn ObjectStore> = match scheme {
         object_store::ObjectStoreScheme::AmazonS3 => {
-            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
+            let mut b = AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retry());
             for (k, v) in options {
                 b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
             }
             Arc::new(b.build().map_err(|e| open_err(text, e))?)
         }
         object_store::ObjectStoreScheme::GoogleCloudStorage => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retry());
             for (k, v) in options {
                 b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
             }
             Arc::new(b.build().map_err(|e| open_err(text, e))?)
         }
         object_store::ObjectStoreScheme::MicrosoftAzure => {
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retry());
             for (k, v) in options {
                 b = b.with_config(k.parse().map_err(|e| bad_key(k, e))?, v);
             }
@@ -67,6 +73,20 @@ pub(crate) fn stores(at: &Location) -> Result<(url::Url, Arc<dyn ObjectStore>), 
     };
     register_log_stores();
     Ok((url, top))
+}
+
+/// How long one request is retried before its error reaches crmdq: 15 s (object_store's
+/// default is up to 10 retries over 3 minutes). A longer outage is crmdq's to ride out —
+/// `run` pauses consumption and probes with its own backoff — and a consumer blocked in one
+/// request for minutes would miss its group's `max.poll.interval.ms`.
+pub(crate) const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 6,
+        retry_timeout: RETRY_TIMEOUT,
+        ..Default::default()
+    }
 }
 
 /// `deltalake`'s own log store, which commits a Delta version with a create-if-absent PUT

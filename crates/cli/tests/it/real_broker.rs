@@ -655,6 +655,12 @@ impl Moments {
     }
 }
 
+/// The last `n` characters of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let skip = s.chars().count().saturating_sub(n);
+    s.chars().skip(skip).collect()
+}
+
 fn report(fault: &str, messages: usize, lost: i64, doubled: i64) {
     eprintln!("GUARANTEE {fault}: {messages} messages, lost {lost}, doubled {doubled}");
 }
@@ -1088,7 +1094,12 @@ fn an_s3_outage_mid_stream_loses_and_doubles_nothing() {
     produce_lines(&kafka.addr(), &s.lines[half..], half);
     let stopped = Instant::now();
     while stopped.elapsed() < Duration::from_secs(15) {
-        assert!(run.0.try_wait().unwrap().is_none(), "run keeps going");
+        if let Some(status) = run.0.try_wait().unwrap() {
+            panic!(
+                "run ended during the outage ({status}); its log ends:\n{}",
+                tail(&s.run_log(0), 6000)
+            );
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     s.moto.as_mut().unwrap().start();
@@ -1098,7 +1109,7 @@ fn an_s3_outage_mid_stream_loses_and_doubles_nothing() {
     assert!(
         log.contains("error") || log.contains("WARN") || log.contains("retry"),
         "the outage was seen: {}",
-        log.chars().rev().take(3000).collect::<String>()
+        tail(&log, 3000)
     );
 
     let (lost, doubled) = s.lost_and_doubled(&kafka);

@@ -80,6 +80,9 @@ impl RunSummary {
     }
 }
 
+/// How long an assignment waits for the commit log.
+const POSITIONS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Read the committed Kafka positions from the log on a separate thread (usable from
 /// inside librdkafka's rebalance callback, whatever the runtime).
 fn positions_fn(w: Warehouse) -> kafka::PositionFn {
@@ -90,7 +93,12 @@ fn positions_fn(w: Warehouse) -> kafka::PositionFn {
                 .enable_all()
                 .build()
                 .ok()?;
-            rt.block_on(w.snapshot()).ok().map(|s| s.kafka)
+            // Bounded: librdkafka waits in this callback (the fence keeps a start from
+            // the earliest offset exactly once; the next commit finds the true position).
+            rt.block_on(tokio::time::timeout(POSITIONS_TIMEOUT, w.snapshot()))
+                .ok()?
+                .ok()
+                .map(|s| s.kafka)
         })
         .join()
         .ok()
@@ -242,7 +250,10 @@ pub async fn run(
             Some(ev) = rebalances.recv() => {
                 let t = Instant::now();
                 assigned_once |= matches!(ev, RebalanceEvent::Assigned(_));
-                lp.on_rebalance(&mut src, ev).await?;
+                // Reading the log for retained partitions may fail (the warehouse is
+                // unreachable): that pauses consumption like a failed write.
+                let r = lp.on_rebalance(&mut src, ev).await;
+                lp.check(&mut src, r)?;
                 if lp.summary.first_message_at.is_some() {
                     lp.summary.busy += t.elapsed();
                 }
