@@ -95,7 +95,8 @@ fn positions_fn(w: Warehouse) -> kafka::PositionFn {
                 .ok()?;
             // Bounded: librdkafka waits in this callback (the fence keeps a start from
             // the earliest offset exactly once; the next commit finds the true position).
-            rt.block_on(tokio::time::timeout(POSITIONS_TIMEOUT, w.snapshot()))
+            // (The timer is made inside the runtime: made outside, it panics.)
+            rt.block_on(async { tokio::time::timeout(POSITIONS_TIMEOUT, w.snapshot()).await })
                 .ok()?
                 .ok()
                 .map(|s| s.kafka)
