@@ -265,11 +265,22 @@ impl Warehouse {
             .map(|f| f.table.clone())
             .chain(replaces.iter().cloned())
             .collect();
-        if let Err(e) = self.publish(Some(&touched), files).await {
-            tracing::warn!(
-                error = %e,
-                "publishing the commit to the tables' Delta logs failed; the next commit or start retries it"
-            );
+        // A one-shot command (ingest, score) has no next commit to repair a table: a
+        // failure (an object store's blip) is tried again twice before it is left to the
+        // next writer.
+        for wait in [Some(500), Some(2000), None] {
+            let Err(e) = self.publish(Some(&touched), files).await else {
+                return;
+            };
+            if let Some(ms) = wait {
+                tracing::info!(error = %e, retry_in_ms = ms, "publishing to the Delta logs failed");
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            } else {
+                tracing::warn!(
+                    error = %e,
+                    "publishing the commit to the tables' Delta logs failed; the next commit or start retries it"
+                );
+            }
         }
     }
 }
@@ -336,9 +347,17 @@ async fn publish_table(
                     // again would double them): the next publication loads it (once).
                     return Ok(Some((n, 0)));
                 }
-                // Created meanwhile by another writer: load it and look again.
+                // Created meanwhile by another writer: load it and look again. (delta-rs
+                // says so either as a lost version-0 commit or, when the other create
+                // landed before this one looked, as "a table already exists".)
                 Err(DeltaTableError::Transaction { source }) if lost_race(&source) => continue,
-                Err(e) => return Err(delta_err(dir, e)),
+                Err(e) => match load(w, dir).await? {
+                    Some(c) => {
+                        tables.insert(dir.to_string(), c);
+                        continue;
+                    }
+                    None => return Err(delta_err(dir, e)),
+                },
             }
         };
         if cached.txn >= version {

@@ -242,6 +242,54 @@ async fn an_unpublished_commit_is_published_by_the_next_writer_and_orphans_never
     assert_eq!(at, v as i64);
 }
 
+/// Writers that commit once each (one `crmdq ingest` per file, started together) into a
+/// new warehouse race to *create* each Delta table. Without a later commit to repair it,
+/// each table must still show every commit once they are done: the losers of the create
+/// load the winner's table and add their files (found in CI: a loser gave up, and the
+/// table missed its files until the next writer came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_commit_writers_racing_to_create_a_table_all_land() {
+    for round in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let writers: Vec<Warehouse> = (0..4)
+            .map(|_| Warehouse::open(dir.path()).unwrap())
+            .collect();
+        let tasks: Vec<_> = writers
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, w)| {
+                tokio::spawn(async move {
+                    let lo = i as i64 * 100;
+                    ingest(
+                        &w,
+                        &format!("w{i}"),
+                        &[("customer", "2026-11-26", lo..lo + 5)],
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (files, at) = delta_state(&writers[0], "records/customer").await;
+        let latest = writers[0].latest_version().await.unwrap();
+        assert_eq!(
+            files,
+            log_state(&writers[0], "customer", "records/customer").await,
+            "round {round}: every commit's files are in the Delta table"
+        );
+        assert_eq!(files.len(), 4, "round {round}");
+        assert_eq!(at, latest as i64, "round {round}");
+        let history = adds_in_history(&writers[0], "records/customer");
+        assert!(
+            history.values().all(|n| *n == 1),
+            "round {round}: {history:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_publishers_add_every_file_once() {
     let dir = tempfile::tempdir().unwrap();
