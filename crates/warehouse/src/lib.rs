@@ -268,6 +268,15 @@ impl Warehouse {
         }
     }
 
+    /// The format check, on local disk or in an object store.
+    async fn check_format(&self) -> Result<(), WarehouseError> {
+        if self.local.is_some() {
+            self.check_format_local()
+        } else {
+            self.check_format_remote().await
+        }
+    }
+
     /// Write the format marker (create-if-absent: a marker already there is kept).
     async fn write_format_marker(&self) -> Result<(), WarehouseError> {
         if self.local.is_some() {
@@ -339,10 +348,7 @@ impl Warehouse {
         };
         let published = w.publish_all().await?;
         w.write_format_marker().await?;
-        match &w.local {
-            Some(_) => w.check_format_local()?,
-            None => w.check_format_remote().await?,
-        }
+        w.check_format().await?;
         Ok(published)
     }
 

@@ -69,7 +69,7 @@ pub(crate) fn stores(at: &Location) -> Result<(url::Url, Arc<dyn ObjectStore>), 
 /// default is up to 10 retries over 3 minutes). A longer outage is crmdq's to ride out —
 /// `run` pauses consumption and probes with its own backoff — and a consumer blocked in one
 /// request for minutes would miss its group's `max.poll.interval.ms`.
-pub(crate) const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+const RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn retry() -> object_store::RetryConfig {
     object_store::RetryConfig {
