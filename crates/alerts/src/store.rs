@@ -266,6 +266,7 @@ pub async fn record(
             replaces_tables: Vec::new(),
             alerts_through: c.through.clone(),
             removes: Vec::new(),
+            computed_from: None,
         })
         .await?;
     Ok(Some(v))

@@ -13,12 +13,17 @@ use datafusion::logical_expr::{
 
 /// The bucket of `id` among `n` (n ≥ 1).
 pub fn bucket_of(id: &str, n: u64) -> u64 {
+    fnv1a(id.as_bytes()) % n.max(1)
+}
+
+/// FNV-1a, 64-bit, of `bytes`.
+pub(crate) fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.as_bytes() {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h % n.max(1)
+    h
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

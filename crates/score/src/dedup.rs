@@ -181,6 +181,10 @@ pub struct Seen {
     pub fingerprints: Vec<u64>,
     /// Keys in row format ([`KEY`]).
     pub again: Vec<Vec<u8>>,
+    /// With `index`: the `(fingerprint, day)` pairs of the deliveries seen
+    /// ([`crate::index`]), ascending.
+    pub index: bool,
+    pub pairs: Vec<(u64, i32)>,
 }
 
 impl Seen {

@@ -51,17 +51,19 @@ pub(crate) async fn render(
     sql: &str,
     props: &WriterProperties,
 ) -> Result<(Vec<FileAdd>, Vec<(String, Vec<u8>)>), ScoreError> {
-    let (files, writes, _) = render_keeping(ctx, table, sql, props, false).await?;
+    let (files, writes, _) = render_keeping(ctx, table, sql, props, false, None).await?;
     Ok((files, writes))
 }
 
-/// [`render`], also returning the rows (with `dt`) when `keep`.
+/// [`render`], also returning the rows (with `dt`) when `keep`; with `only`, the files
+/// of those dates only.
 pub(crate) async fn render_keeping(
     ctx: &SessionContext,
     table: ScoreTable,
     sql: &str,
     props: &WriterProperties,
     keep: bool,
+    only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<(Vec<FileAdd>, Vec<(String, Vec<u8>)>, Option<RecordBatch>), ScoreError> {
     let mut files = Vec::new();
     let mut writes = Vec::new();
@@ -88,6 +90,10 @@ pub(crate) async fn render_keeping(
         let mut end = start + 1;
         while end < all.num_rows() && dts.value(end) == dt {
             end += 1;
+        }
+        if only.is_some_and(|o| !o.contains(&dt)) {
+            start = end;
+            continue;
         }
         let part = all
             .slice(start, end - start)

@@ -9,12 +9,14 @@
 mod bucket;
 pub mod dedup;
 mod files;
+pub mod incremental;
+mod index;
 mod moves;
 mod passes;
 
 use dedup::resolve_again;
 use files::{put_all, render_keeping};
-use passes::{register_review, review_pass, score_periods};
+use passes::{all_facts, register_review, review_pass, score_periods};
 pub mod period;
 pub mod review;
 pub mod sql;
@@ -105,6 +107,7 @@ async fn materialize_entries(
     ctx: &SessionContext,
     pinned: &[Arc<dedup::Pinned>],
     earlier: &Arc<dedup::Fingerprints>,
+    index: bool,
 ) -> Result<Vec<(RecordType, dedup::Seen)>, ScoreError> {
     use futures::TryStreamExt as _;
     let tables: Vec<(RecordType, MemTable, dedup::Seen)> =
@@ -115,6 +118,7 @@ async fn materialize_entries(
                 seen: dedup::Seen {
                     earlier: earlier.clone(),
                     salt: i as u64,
+                    index,
                     ..dedup::Seen::default()
                 },
             };
@@ -175,6 +179,10 @@ pub(crate) async fn materialized(
         let all: Vec<RecordBatch> = parts.into_iter().flatten().collect();
         let s = schema.clone();
         let (kept, d) = tokio::task::spawn_blocking(move || {
+            if d.seen.index {
+                let t = u8::try_from(d.seen.salt).unwrap_or(u8::MAX);
+                d.seen.pairs = index::pairs_of(t, &all);
+            }
             let kept = dedup::first_deliveries(&s, all, &d.pinned, Some(&mut d.seen));
             (kept, d)
         })
@@ -233,6 +241,12 @@ pub struct ScoreSummary {
     pub rescored_chunks: usize,
     /// How many buckets of record ids the review pass took (see [`ScoreOptions`]).
     pub review_buckets: u64,
+    /// Whether only what changed since the last score was computed
+    /// ([`incremental`]), and how many business dates were computed.
+    pub incremental: bool,
+    pub computed_dates: usize,
+    /// Why the score was not incremental.
+    pub full_because: Option<String>,
 }
 
 /// Entries a scoring run computed for one business date.
@@ -262,6 +276,13 @@ pub struct ScoreOptions {
     /// Write and commit the score tables into this warehouse instead of the scored one
     /// (with `as_of`: a replay that leaves the warehouse's own scores alone).
     pub out: Option<Warehouse>,
+    /// Compute every date and period, even if the last score recorded what it was
+    /// computed from ([`incremental`]). The result is the same; only the time differs.
+    pub full: bool,
+    /// An incremental score that would read more than this share of the record tables'
+    /// deliveries is a full one instead (it is then about as cheap, and leaves a compact
+    /// record index).
+    pub full_above: f64,
 }
 
 /// [`ScoreOptions::bucket_rows`] by default.
@@ -278,6 +299,8 @@ impl Default for ScoreOptions {
             bucket_rows: DEFAULT_BUCKET_ROWS,
             as_of: None,
             out: None,
+            full: false,
+            full_above: 0.5,
         }
     }
 }
@@ -350,15 +373,46 @@ pub async fn score_with(
         ))
         .set_created_by("crmdq".to_string())
         .build();
-    let rows = rows_per_date(&snap);
-    let chunks = date_chunks(&rows, opts.chunk_rows.max(1));
-    let all_dates: Vec<String> = rows.keys().map(|d| (*d).to_string()).collect();
+    let all_rows = rows_per_date(&snap);
+    let all_dates: Vec<String> = all_rows.keys().map(|d| (*d).to_string()).collect();
     let absences = crmdq_catalog::roster::load_absences(p.scoring.absences.as_deref(), &roster)?;
+    // What this score is computed from is recorded for the next one, unless it is a
+    // replay (of a past state, or into another warehouse).
+    let records = opts.as_of.is_none() && opts.out.is_none();
+    let plans = incremental::Plans::of(p, &props);
+    let (roster_rows, absence_rows) = (
+        incremental::Rows::of(&roster),
+        incremental::Rows::of(&absences),
+    );
+    let inc = if !records {
+        Err("a replay is always a full score".to_string())
+    } else if opts.full {
+        Err("asked for a full score".to_string())
+    } else {
+        incremental::plan(
+            p,
+            w,
+            &snap,
+            &roster_rows,
+            &absence_rows,
+            &plans,
+            opts.full_above,
+        )
+        .await?
+    };
+    let (inc, full_because) = match inc {
+        Ok(i) => (Some(i), None),
+        Err(why) => (None, Some(why)),
+    };
+    let scope = inc.as_ref().map_or(&snap, |i| &i.scope);
+    let only = inc.as_ref().map(|i| &i.dates);
+    let rows = rows_per_date(scope);
+    let chunks = date_chunks(&rows, opts.chunk_rows.max(1));
     let started = std::time::Instant::now();
     let review = review_pass(
         p,
         w,
-        &snap,
+        scope,
         &roster,
         &absences,
         &all_dates,
@@ -369,10 +423,11 @@ pub async fn score_with(
         seconds = started.elapsed().as_secs_f64(),
         "review KPIs computed"
     );
-    let latest = opts
-        .entries_of
-        .clone()
-        .or_else(|| chunks.last().and_then(|c| c.last()).cloned());
+    let latest = match (&opts.entries_of, only) {
+        (Some(d), _) => Some(d.clone()),
+        (None, None) => chunks.last().and_then(|c| c.last()).cloned(),
+        (None, Some(only)) => all_dates.last().filter(|d| only.contains(*d)).cloned(),
+    };
     let mut outputs: Vec<ChunkOutput> = Vec::with_capacity(chunks.len());
     // Every chunk's fingerprints but the last's (nothing after it looks them up), at
     // most one per delivery: reserved once, so that merging never copies the set.
@@ -388,13 +443,17 @@ pub async fn score_with(
     ));
     let mut again: Vec<Vec<Vec<u8>>> = vec![Vec::new(); RecordType::ALL.len()];
     let no_pins: Vec<Arc<dedup::Pinned>> = Vec::new();
+    // The record index: a run per chunk of a full score, one run of what an incremental
+    // one read.
+    let mut runs: Vec<String> = Vec::new();
+    let mut inc_pairs: Vec<(u64, i32)> = Vec::new();
     for (i, dates) in chunks.iter().enumerate() {
         let started = std::time::Instant::now();
         let (chunk_out, seen) = score_chunk(
             p,
             w,
             out,
-            &snap,
+            scope,
             &roster,
             &review,
             dates,
@@ -402,16 +461,29 @@ pub async fn score_with(
             &earlier,
             latest.as_deref(),
             &props,
+            only,
+            records,
         )
         .await?;
         // The fingerprints of this chunk join the earlier ones. The set is shared with
         // the deduplication threads only while a chunk runs: once each `Seen` (which
         // holds a reference) is taken apart, it is ours again, without a copy.
         let mut fingerprints = Vec::new();
+        let mut pairs = Vec::new();
         for (rt, s) in seen {
             let idx = RecordType::ALL.iter().position(|r| *r == rt).unwrap_or(0);
             again[idx].extend(s.again);
             fingerprints.extend(s.fingerprints);
+            pairs.extend(s.pairs);
+        }
+        if records {
+            pairs.sort_unstable();
+            pairs.dedup();
+            if inc.is_some() {
+                inc_pairs.extend(pairs);
+            } else {
+                runs.push(index::write_run(out, &pairs).await?);
+            }
         }
         // No chunk comes after the last to look them up (a one-chunk score keeps none).
         if i + 1 < chunks.len() {
@@ -436,7 +508,7 @@ pub async fn score_with(
         ..ScoreSummary::default()
     };
     if again.iter().any(|a| !a.is_empty()) {
-        let (pins, redo) = resolve_again(w, &snap, &chunks, &again).await?;
+        let (pins, redo) = resolve_again(w, scope, &chunks, &again).await?;
         summary.rescored_chunks = redo.len();
         let none = Arc::default();
         for i in redo {
@@ -448,7 +520,7 @@ pub async fn score_with(
                 p,
                 w,
                 out,
-                &snap,
+                scope,
                 &roster,
                 &review,
                 &chunks[i],
@@ -456,22 +528,37 @@ pub async fn score_with(
                 &none,
                 latest.as_deref(),
                 &props,
+                only,
+                false,
             )
             .await?;
             outputs[i] = chunk_out;
         }
     }
-    let mut dates = std::collections::BTreeSet::new();
     // Table by table, then date by date (the order of the log entry does not depend on
-    // the chunks).
-    for t in 0..ScoreTable::DAILY.len() {
-        for out in &outputs {
-            for f in &out.files[t] {
-                *summary.rows.entry(f.table.clone()).or_default() += f.rows;
-                dates.insert(f.dt.clone());
-                summary.files.push(f.clone());
-            }
+    // the chunks, nor on whether the score was incremental).
+    for t in ScoreTable::DAILY {
+        let mut files: Vec<FileAdd> = outputs
+            .iter()
+            .flat_map(|o| {
+                o.files[ScoreTable::DAILY.iter().position(|x| *x == t).unwrap_or(0)].clone()
+            })
+            .collect();
+        if let Some(only) = only {
+            files.extend(
+                snap.files_of(t.name())
+                    .iter()
+                    .filter(|f| !only.contains(&f.dt))
+                    .cloned(),
+            );
+            files.sort_by(|a, b| (&a.dt, &a.path).cmp(&(&b.dt, &b.path)));
         }
+        summary.files.extend(files);
+    }
+    let mut dates = std::collections::BTreeSet::new();
+    for f in &summary.files {
+        *summary.rows.entry(f.table.clone()).or_default() += f.rows;
+        dates.insert(f.dt.clone());
     }
     let mut kept: Vec<(ScoreTable, Vec<RecordBatch>)> = Vec::new();
     if outputs.iter().all(|o| !o.kept.is_empty()) {
@@ -491,8 +578,31 @@ pub async fn score_with(
     for o in &mut outputs {
         o.kept.clear();
     }
+    // The counted check-ins of every date: from this review (an incremental score: its
+    // dates only, the others from the last score's state).
+    let facts = if records {
+        let (schema, mut batches) = all_facts(&review).await?;
+        if let Some(i) = &inc {
+            let only = &i.dates;
+            let mut mine = Vec::new();
+            for b in batches {
+                mine.push(keep_dates(&b, only).map_err(|e| q("checkin_facts")(e.into()))?);
+            }
+            batches = incremental::read_facts(w, &i.prev.facts_file, only).await?;
+            batches.extend(mine);
+        }
+        Some((schema, batches))
+    } else {
+        None
+    };
+    let facts_table = match (&facts, &inc) {
+        (Some((schema, batches)), Some(_)) => {
+            Some(incremental::facts_table(schema.clone(), batches.clone())?)
+        }
+        _ => None,
+    };
     let started = std::time::Instant::now();
-    for f in score_periods(
+    let mut period_files = score_periods(
         p,
         out,
         &summary.files,
@@ -502,15 +612,68 @@ pub async fn score_with(
         &all_dates,
         opts.chunk_rows,
         &props,
+        facts_table.as_ref(),
+        inc.as_ref().map(|i| &i.quarters),
     )
-    .await?
-    {
+    .await?;
+    if let Some(i) = &inc {
+        // The periods starting in the quarters not computed again stay as they were.
+        for t in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
+            period_files.extend(
+                snap.files_of(t.name())
+                    .iter()
+                    .filter(|f| {
+                        f.dt.parse::<jiff::civil::Date>()
+                            .is_ok_and(|d| !i.quarters.contains(&incremental::quarter_of(d)))
+                    })
+                    .cloned(),
+            );
+        }
+        let order = |t: &str| ScoreTable::ALL.iter().position(|x| x.name() == t);
+        period_files.sort_by(|a, b| {
+            (order(&a.table), &a.dt, &a.path).cmp(&(order(&b.table), &b.dt, &b.path))
+        });
+    }
+    for f in period_files {
         *summary.rows.entry(f.table.clone()).or_default() += f.rows;
         summary.files.push(f);
     }
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "periods scored");
     summary.dates = dates.len();
+    summary.computed_dates = only.map_or(all_dates.len(), std::collections::BTreeSet::len);
+    summary.incremental = inc.is_some();
+    summary.full_because = full_because;
     summary.entries = outputs.iter_mut().find_map(|o| o.latest_entries.take());
+    let computed_from = match facts {
+        Some((schema, batches)) => {
+            let facts_file = incremental::write_facts(out, batches, schema, &props).await?;
+            if let Some(i) = &inc {
+                runs = i.prev.index.clone();
+                inc_pairs.sort_unstable();
+                inc_pairs.dedup();
+                if !inc_pairs.is_empty() {
+                    runs.push(index::write_run(out, &inc_pairs).await?);
+                }
+                if runs.len() > index::MAX_RUNS {
+                    runs = index::merge(out, &runs)
+                        .await
+                        .map_err(|e| q("record index")(DataFusionError::Execution(e)))?;
+                }
+            }
+            let cf = incremental::computed_from(
+                &snap,
+                &plans,
+                incremental::write_rows(out, "roster", &roster_rows).await?,
+                incremental::write_rows(out, "absences", &absence_rows).await?,
+                facts_file,
+                runs,
+                summary.computed_dates,
+                inc.is_none(),
+            );
+            serde_json::to_value(cf).ok()
+        }
+        None => None,
+    };
     let entry = LogEntry {
         version: 0,
         kind: LogKind::Score,
@@ -524,9 +687,27 @@ pub async fn score_with(
             .collect(),
         alerts_through: None,
         removes: Vec::new(),
+        computed_from,
     };
     summary.version = out.commit(entry).await?;
     Ok(summary)
+}
+
+/// The rows of `b` whose `dt` is one of `dates`.
+fn keep_dates(
+    b: &RecordBatch,
+    dates: &std::collections::BTreeSet<String>,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{Array as _, AsArray as _};
+    let Some(dt) = b.column_by_name("dt") else {
+        return Ok(b.clone());
+    };
+    let dt = arrow::compute::cast(dt, &arrow::datatypes::DataType::Utf8)?;
+    let dt = dt.as_string::<i32>();
+    let keep: arrow::array::BooleanArray = (0..dt.len())
+        .map(|r| Some(dt.is_valid(r) && dates.contains(dt.value(r))))
+        .collect();
+    arrow::compute::filter_record_batch(b, &keep)
 }
 
 /// The score files of one chunk of dates (written and durable), by daily score table.
@@ -553,6 +734,8 @@ async fn score_chunk(
     earlier: &Arc<dedup::Fingerprints>,
     latest: Option<&str>,
     props: &WriterProperties,
+    only: Option<&std::collections::BTreeSet<String>>,
+    index: bool,
 ) -> Result<(ChunkOutput, Vec<(RecordType, dedup::Seen)>), ScoreError> {
     let ctx = crmdq_catalog::session();
     let in_chunk: std::collections::HashSet<&str> = dates.iter().map(String::as_str).collect();
@@ -568,7 +751,7 @@ async fn score_chunk(
     }
     crmdq_catalog::register_roster(&ctx, roster.clone())?;
     register_review(&ctx, review, Some(dates)).await?;
-    let seen = materialize_entries(&ctx, pinned, earlier).await?;
+    let seen = materialize_entries(&ctx, pinned, earlier, index).await?;
     create_views(&ctx, true).await?;
 
     let mut out = ChunkOutput {
@@ -582,10 +765,11 @@ async fn score_chunk(
     // A small warehouse (its review held whole) also keeps the person and team days for
     // the period pass, which then reads no file.
     let sqls = ScoreTable::DAILY.map(|t| (t, table_sql(t, p)));
-    let keep = |t: ScoreTable| review.whole.is_some() && t != ScoreTable::RuleDaily;
+    let keep =
+        |t: ScoreTable| review.whole.is_some() && only.is_none() && t != ScoreTable::RuleDaily;
     let rendered = futures::future::try_join_all(
         sqls.iter()
-            .map(|(t, sql)| render_keeping(&ctx, *t, sql, props, keep(*t))),
+            .map(|(t, sql)| render_keeping(&ctx, *t, sql, props, keep(*t), only)),
     )
     .await?;
     for (t, (files, wr, kept)) in rendered.into_iter().enumerate() {
@@ -597,7 +781,8 @@ async fn score_chunk(
     }
     // One file per table and date.
     put_all(out_w, writes).await?;
-    if let Some(dt) = latest.filter(|d| in_chunk.contains(d)) {
+    if let Some(dt) = latest.filter(|d| in_chunk.contains(d) && only.is_none_or(|o| o.contains(*d)))
+    {
         let sql = format!(
             "SELECT * FROM entries WHERE dt = '{}'",
             dt.replace('\'', "''")

@@ -132,7 +132,14 @@ pub struct PeriodGroup {
 /// date is in the group of that date's quarter, so each `person_period` file (one per
 /// period start) comes whole from one group, the same rows in the same order as from
 /// one query over everything.
-pub fn groups(dates: &[String], rows: &BTreeMap<&str, u64>, budget: u64) -> Vec<PeriodGroup> {
+///
+/// With `only`, just the groups of those quarters (an incremental score).
+pub fn groups(
+    dates: &[String],
+    rows: &BTreeMap<&str, u64>,
+    budget: u64,
+    only: Option<&std::collections::BTreeSet<(i16, i8)>>,
+) -> Vec<PeriodGroup> {
     let parsed: Vec<(&String, Date)> = dates
         .iter()
         .filter_map(|t| Some((t, t.parse::<Date>().ok()?)))
@@ -146,6 +153,9 @@ pub fn groups(dates: &[String], rows: &BTreeMap<&str, u64>, budget: u64) -> Vec<
             per_quarter.entry(quarter(p.start)).or_default();
         }
         *per_quarter.entry(quarter(*d)).or_default() += rows.get(t.as_str()).copied().unwrap_or(0);
+    }
+    if let Some(only) = only {
+        per_quarter.retain(|q, _| only.contains(q));
     }
     let mut runs: Vec<Vec<(i16, i8)>> = Vec::new();
     let mut n = 0;
@@ -348,7 +358,7 @@ mod tests {
             .map(|i| (d("2026-10-01") + i.days()).to_string())
             .collect();
         let rows: BTreeMap<&str, u64> = dates.iter().map(|t| (t.as_str(), 10)).collect();
-        let groups = groups(&dates, &rows, 900);
+        let groups = groups(&dates, &rows, 900, None);
         assert!(groups.len() >= 4, "{}", groups.len());
         let mut kept: BTreeMap<(String, String), usize> = BTreeMap::new();
         for g in &groups {

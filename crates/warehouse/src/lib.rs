@@ -485,7 +485,7 @@ impl Warehouse {
     }
 
     /// The whole of the object at the warehouse-relative path `rel`.
-    pub(crate) async fn get_bytes(&self, rel: &str) -> Result<bytes::Bytes, WarehouseError> {
+    pub async fn get_bytes(&self, rel: &str) -> Result<bytes::Bytes, WarehouseError> {
         let read = |e| WarehouseError::Read {
             path: rel.to_string(),
             source: Box::new(e),
@@ -596,6 +596,11 @@ impl Warehouse {
     /// nothing changed: one folder listing). Returns whether anything was new.
     pub async fn refresh(&self, snap: &mut Snapshot) -> Result<bool, WarehouseError> {
         log::refresh(self, snap).await
+    }
+
+    /// The commit-log entry of version `v` (an error if there is none).
+    pub async fn entry(&self, v: u64) -> Result<LogEntry, WarehouseError> {
+        log::read_entry(self, v).await
     }
 
     /// Append an entry only if the Kafka positions in `expect` are unchanged (see

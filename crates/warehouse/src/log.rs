@@ -103,6 +103,12 @@ pub struct LogEntry {
     /// For `optimize` entries: files no longer live (applied before `files`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removes: Vec<FileRemove>,
+    /// For `score` entries: what the scores were computed from (the scoring crate's
+    /// record of it: the log version and each record table's version scored, the roster,
+    /// absences and plan it used, its own state files), so that the next score can work
+    /// out what changed. Opaque to the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed_from: Option<serde_json::Value>,
 }
 
 /// The state of the warehouse as the log tells it.
@@ -124,6 +130,8 @@ pub struct Snapshot {
     pub dirs: BTreeMap<String, String>,
     /// Table → the last version whose entry changed it (what its Delta log must show).
     pub changed_at: BTreeMap<String, u64>,
+    /// The latest `score` entry's version and [`LogEntry::computed_from`].
+    pub last_score: Option<(u64, Option<serde_json::Value>)>,
 }
 
 impl Snapshot {
@@ -151,6 +159,9 @@ impl Snapshot {
             .chain(e.removes.iter().map(|r| &r.table))
         {
             self.changed_at.insert(t.clone(), e.version);
+        }
+        if e.kind == LogKind::Score {
+            self.last_score = Some((e.version, e.computed_from.clone()));
         }
         for t in &e.replaces_tables {
             self.tables.remove(t);

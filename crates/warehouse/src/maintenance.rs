@@ -167,6 +167,7 @@ pub async fn optimize(
             replaces_tables: Vec::new(),
             alerts_through: None,
             removes: removes.iter().map(|(_, r)| r.clone()).collect(),
+            computed_from: None,
         };
         if log::try_put(w, &entry).await? {
             summary.files_added = adds.len();
@@ -311,9 +312,13 @@ pub async fn vacuum(
     let mut live: HashMap<String, String> = HashMap::new(); // path → table
     let mut removed_at: HashMap<String, jiff::Timestamp> = HashMap::new();
     let mut dirs: HashSet<String> = HashSet::new();
+    let mut last_score: Option<serde_json::Value> = None;
     for v in log::list_versions(w).await? {
         let e = log::read_entry(w, v).await?;
         let at: jiff::Timestamp = e.committed_at.parse().unwrap_or(now);
+        if e.kind == LogKind::Score {
+            last_score.clone_from(&e.computed_from);
+        }
         for t in &e.replaces_tables {
             let gone: Vec<String> = live
                 .iter()
@@ -375,6 +380,47 @@ pub async fn vacuum(
             summary.deleted.push(rel);
         }
     }
+    // The incremental score's state files: those the latest score does not name, older
+    // than the retention (a score in progress may be about to name its new ones).
+    let mut named: HashSet<String> = HashSet::new();
+    if let Some(cf) = &last_score {
+        state_paths(cf, &mut named);
+    }
+    for m in w.list(SCORE_STATE_DIR).await? {
+        let rel = m.location.to_string();
+        let old = jiff::Timestamp::from_millisecond(m.last_modified.timestamp_millis())
+            .is_ok_and(|t| t <= cutoff);
+        if named.contains(&rel) || !old {
+            continue;
+        }
+        if !dry_run {
+            w.store()
+                .delete(&m.location)
+                .await
+                .map_err(|e| WarehouseError::Write {
+                    path: rel.clone(),
+                    retryable: true,
+                    source: Box::new(e),
+                })?;
+        }
+        summary.bytes += m.size;
+        summary.deleted.push(rel);
+    }
     summary.deleted.sort();
     Ok(summary)
+}
+
+/// The folder of the incremental score's state files (see `crmdq-score`).
+pub const SCORE_STATE_DIR: &str = "_crmdq_score";
+
+/// Every string in `v` naming a file in [`SCORE_STATE_DIR`].
+fn state_paths(v: &serde_json::Value, out: &mut HashSet<String>) {
+    match v {
+        serde_json::Value::String(s) if s.starts_with(&format!("{SCORE_STATE_DIR}/")) => {
+            out.insert(s.clone());
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| state_paths(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| state_paths(x, out)),
+        _ => {}
+    }
 }

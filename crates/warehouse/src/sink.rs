@@ -610,6 +610,7 @@ impl Sink {
             replaces_tables: Vec::new(),
             alerts_through: None,
             removes: Vec::new(),
+            computed_from: None,
         };
         let files = entry.files.clone();
         let r = match fence {

@@ -178,6 +178,7 @@ async fn a_replaced_table_removes_its_old_files() {
                 replaces_tables: vec!["person_daily".into()],
                 alerts_through: None,
                 removes: Vec::new(),
+                computed_from: None,
             })
             .await
             .unwrap()

@@ -233,6 +233,7 @@ async fn concurrent_commits_get_distinct_versions() {
                 replaces_tables: vec![],
                 alerts_through: None,
                 removes: Vec::new(),
+                computed_from: None,
             };
             w.commit(e).await.unwrap()
         }));
@@ -302,6 +303,7 @@ fn arb_entry() -> impl Strategy<Value = LogEntry> {
             sources,
             alerts_through: None,
             removes: Vec::new(),
+            computed_from: None,
         })
 }
 
@@ -364,6 +366,7 @@ async fn a_fenced_commit_refuses_a_partition_moved_by_another_consumer() {
         replaces_tables: vec![],
         alerts_through: None,
         removes: Vec::new(),
+        computed_from: None,
     };
     w.commit(entry(10, "setup")).await.unwrap();
     let expect: BTreeMap<(String, i32), i64> = [(("t".to_string(), 0), 10)].into();

@@ -37,6 +37,11 @@ pub struct Args {
     /// With `--as-of`: the folder (a new warehouse) that gets the replayed score tables.
     #[arg(long, requires = "as_of")]
     pub out: Option<PathBuf>,
+    /// Compute every business date and period again. By default a score computes only
+    /// what changed since the last one (new deliveries, roster or absence changes; see
+    /// docs/scoring.md "Incremental"): the same files, byte for byte.
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -49,6 +54,7 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
         no_alerts,
         as_of,
         out,
+        full,
     } = a;
     let clock = shared_clock.as_ref();
     let p = load(&pipeline, warehouse.as_ref(), None)?;
@@ -82,10 +88,18 @@ pub async fn run(a: Args, shared_clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
             bucket_rows,
             as_of: as_of_snap,
             out: out_w,
+            full,
             ..crmdq_score::ScoreOptions::default()
         },
     )
     .await?;
+    match &s.full_because {
+        None => println!(
+            "incremental: computed {} of {} business date(s) again, kept the rest",
+            s.computed_dates, s.dates
+        ),
+        Some(why) => println!("full score ({why})"),
+    }
     println!(
         "scored {} business date(s) in {} chunk(s){} (log version {}):",
         s.dates,

@@ -508,6 +508,9 @@ fn examples_from_the_scored_entries_equal_a_fresh_deduplication() {
             "2026-10-21T02:30:00Z".into(),
             &crmdq_score::ScoreOptions {
                 entries_of: Some("2026-10-20".into()),
+                // The date is computed (and its entries kept) only by a full score: an
+                // incremental one after nothing new computes no date.
+                full: true,
                 ..crmdq_score::ScoreOptions::default()
             },
         )

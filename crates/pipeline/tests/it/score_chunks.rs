@@ -84,6 +84,8 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
                     chunk_rows,
                     entries_of: None,
                     bucket_rows,
+                    // Every date each time (not only what changed since the last).
+                    full: true,
                     ..ScoreOptions::default()
                 },
             )

@@ -6,4 +6,4 @@ mod period_pass;
 mod review_pass;
 
 pub(crate) use period_pass::score_periods;
-pub(crate) use review_pass::{register_review, review_pass};
+pub(crate) use review_pass::{all_facts, register_review, review_pass};

@@ -28,6 +28,8 @@ pub(crate) async fn score_periods(
     dates: &[String],
     group_rows: u64,
     props: &WriterProperties,
+    facts: Option<&Arc<dyn datafusion::catalog::TableProvider>>,
+    quarters: Option<&std::collections::BTreeSet<(i16, i8)>>,
 ) -> Result<Vec<FileAdd>, ScoreError> {
     let mut person_days: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for f in daily
@@ -36,7 +38,7 @@ pub(crate) async fn score_periods(
     {
         *person_days.entry(f.dt.as_str()).or_default() += f.rows;
     }
-    let groups = period::groups(dates, &person_days, group_rows.max(1));
+    let groups = period::groups(dates, &person_days, group_rows.max(1), quarters);
     tracing::debug!(groups = groups.len(), "periods: grouped");
     let (person_sql, team_sql) = (
         table_sql(ScoreTable::PersonPeriod, p),
@@ -44,7 +46,7 @@ pub(crate) async fn score_periods(
     );
     let (mut person, mut team) = (Vec::new(), Vec::new());
     for g in &groups {
-        let ctx = period_session(w, daily, kept, review, roster, g).await?;
+        let ctx = period_session(w, daily, kept, review, roster, g, facts).await?;
         let ((pf, mut writes), (tf, tw)) = futures::future::try_join(
             render(&ctx, ScoreTable::PersonPeriod, &person_sql, props),
             render(&ctx, ScoreTable::TeamPeriod, &team_sql, props),
@@ -68,6 +70,7 @@ async fn period_session(
     review: &review::Review,
     roster: &RecordBatch,
     g: &period::PeriodGroup,
+    facts: Option<&Arc<dyn datafusion::catalog::TableProvider>>,
 ) -> Result<SessionContext, ScoreError> {
     let ctx = crmdq_catalog::session();
     // With dynamic filters pushed from the hash joins into the daily tables' Parquet
@@ -95,7 +98,10 @@ async fn period_session(
             .collect();
         register_table(&ctx, w, t.name(), t.schema(), &files).map_err(q(t.name()))?;
     }
-    if let Some((_, facts)) = &review.whole {
+    if let Some(facts) = facts {
+        ctx.register_table("checkin_facts", facts.clone())
+            .map_err(q("checkin_facts"))?;
+    } else if let Some((_, facts)) = &review.whole {
         ctx.register_table("checkin_facts", facts.clone())
             .map_err(q("checkin_facts"))?;
     } else {

@@ -427,6 +427,29 @@ async fn versions(
 /// Register `review_daily` and `checkin_facts` for the chunk of `dates` (consecutive in
 /// the warehouse's date order, so a range; empty: empty tables; None: every date),
 /// computed from the review pass's spilled tables, or filtered from the held ones.
+/// Every counted check-in (`person_id, dt, minutes`) the review pass found: the period
+/// medians' input, kept by the score for the next one.
+pub(crate) async fn all_facts(
+    r: &review::Review,
+) -> Result<(SchemaRef, Vec<RecordBatch>), ScoreError> {
+    let ctx = crmdq_catalog::session();
+    let from = if let Some((_, facts)) = &r.whole {
+        ctx.register_table("checkin_facts", facts.clone())
+            .map_err(q("checkin_facts"))?;
+        "checkin_facts"
+    } else {
+        register_spilled(&ctx, r, "TRUE").await?;
+        "checkin_rows_part"
+    };
+    let df = ctx
+        .sql(&format!("SELECT person_id, dt, minutes FROM {from}"))
+        .await
+        .map_err(q("checkin_facts"))?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(q("checkin_facts"))?;
+    Ok((schema, batches))
+}
+
 pub(crate) async fn register_review(
     ctx: &SessionContext,
     r: &review::Review,

@@ -1,0 +1,215 @@
+//! The record index: which business dates each record (a record type and id, as a 64-bit
+//! fingerprint) has deliveries on, for the incremental score ([`crate::incremental`]).
+//!
+//! A score writes it as *runs*: files of ascending `(fingerprint, day)` pairs, each
+//! 12 bytes (`u64` and `i32`, little-endian) after an 8-byte magic and a `u64` count. A
+//! full score writes one run per chunk of dates (from the deliveries it reads anyway); an
+//! incremental score adds one run of the records it read; when there are more than
+//! [`MAX_RUNS`], they are merged into one. A lookup reads every run. Two records with one
+//! fingerprint (about once in 2^64/n) only make a lookup return a date too many, which
+//! costs work, never a wrong number (see `incremental`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use crmdq_warehouse::Warehouse;
+use jiff::civil::Date;
+use sha2::{Digest, Sha256};
+
+use crate::ScoreError;
+use crate::bucket::fnv1a;
+
+const MAGIC: &[u8; 8] = b"CRMDQIX1";
+
+/// More runs than this are merged into one by the score that adds the next.
+pub(crate) const MAX_RUNS: usize = 48;
+
+/// The folder (warehouse-relative) of the incremental score's state files.
+pub(crate) const STATE_DIR: &str = crmdq_warehouse::maintenance::SCORE_STATE_DIR;
+
+/// A record's fingerprint: FNV-1a over its type's position in `RecordType::ALL`, a
+/// separator and its id (stable across builds and machines).
+pub(crate) fn fingerprint(type_idx: u8, id: &str) -> u64 {
+    fnv1a([type_idx, 0xff].iter().chain(id.as_bytes()))
+}
+
+/// Days since 1970-01-01 of a business date (`YYYY-MM-DD`).
+pub(crate) fn day_of(dt: &str) -> Option<i32> {
+    let d: Date = dt.parse().ok()?;
+    Some((d - jiff::civil::date(1970, 1, 1)).get_days())
+}
+
+/// The `(fingerprint, day)` pairs of `batches` (deliveries of the record type at
+/// `type_idx`, with `record_id` and `dt` columns), ascending, each once. A delivery whose
+/// `dt` is not a date gives day `i32::MIN` (an incremental score then falls back to a
+/// full one).
+pub(crate) fn pairs_of(type_idx: u8, batches: &[RecordBatch]) -> Vec<(u64, i32)> {
+    let mut out = Vec::new();
+    let mut days: HashMap<String, i32> = HashMap::new();
+    for b in batches {
+        let (Some(ids), Some(dts)) = (b.column_by_name("record_id"), b.column_by_name("dt")) else {
+            continue;
+        };
+        let (Ok(ids), Ok(dts)) = (
+            arrow::compute::cast(ids, &DataType::Utf8),
+            arrow::compute::cast(dts, &DataType::Utf8),
+        ) else {
+            continue;
+        };
+        let (ids, dts) = (ids.as_string::<i32>(), dts.as_string::<i32>());
+        let mut last: Option<(&str, i32)> = None;
+        for r in 0..b.num_rows() {
+            let dt = if dts.is_valid(r) { dts.value(r) } else { "" };
+            let day = match last {
+                Some((d, day)) if d == dt => day,
+                _ => {
+                    let day = *days
+                        .entry(dt.to_string())
+                        .or_insert_with(|| day_of(dt).unwrap_or(i32::MIN));
+                    last = Some((dt, day));
+                    day
+                }
+            };
+            let id = if ids.is_valid(r) { ids.value(r) } else { "" };
+            out.push((fingerprint(type_idx, id), day));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn encode(pairs: &[(u64, i32)]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(16 + pairs.len() * 12);
+    b.extend_from_slice(MAGIC);
+    b.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    for (fp, day) in pairs {
+        b.extend_from_slice(&fp.to_le_bytes());
+        b.extend_from_slice(&day.to_le_bytes());
+    }
+    b
+}
+
+/// The pairs of one run, or why it is not one.
+fn decode(path: &str, bytes: &[u8]) -> Result<Vec<(u64, i32)>, String> {
+    let bad = |why: &str| format!("record index run {path}: {why}");
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(bad("not an index run"));
+    }
+    let n = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
+    let body = &bytes[16..];
+    if u64::try_from(body.len()).ok() != n.checked_mul(12) {
+        return Err(bad("truncated"));
+    }
+    Ok(body
+        .chunks_exact(12)
+        .map(|c| {
+            let fp = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
+            let day = i32::from_le_bytes(c[8..].try_into().unwrap_or_default());
+            (fp, day)
+        })
+        .collect())
+}
+
+/// Write `pairs` (ascending, each once) as a run; returns its path (content-addressed).
+pub(crate) async fn write_run(w: &Warehouse, pairs: &[(u64, i32)]) -> Result<String, ScoreError> {
+    let bytes = encode(pairs);
+    let hash = hex::encode(&Sha256::digest(&bytes)[..12]);
+    let path = format!("{STATE_DIR}/index-{hash}.bin");
+    w.put_durable(&path, bytes.into()).await?;
+    Ok(path)
+}
+
+/// What the runs say about the records `fps` (ascending): each one's days (a record
+/// the runs do not know is absent). An unreadable run is an error message (the caller
+/// then scores in full).
+pub(crate) async fn lookup(
+    w: &Warehouse,
+    runs: &[String],
+    fps: &[u64],
+) -> Result<BTreeMap<u64, Vec<i32>>, String> {
+    let mut out: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+    for path in runs {
+        let bytes = w.get_bytes(path).await.map_err(|e| e.to_string())?;
+        let pairs = decode(path, &bytes)?;
+        // Both ascending: a merge.
+        let (mut i, mut j) = (0, 0);
+        while i < pairs.len() && j < fps.len() {
+            match pairs[i].0.cmp(&fps[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    out.entry(fps[j]).or_default().push(pairs[i].1);
+                    i += 1;
+                }
+            }
+        }
+    }
+    for days in out.values_mut() {
+        days.sort_unstable();
+        days.dedup();
+    }
+    Ok(out)
+}
+
+/// `runs` merged into one run (read whole: about 12 bytes per delivery of the warehouse).
+pub(crate) async fn merge(w: &Warehouse, runs: &[String]) -> Result<Vec<String>, String> {
+    let mut all: Vec<(u64, i32)> = Vec::new();
+    for path in runs {
+        let bytes = w.get_bytes(path).await.map_err(|e| e.to_string())?;
+        all.extend(decode(path, &bytes)?);
+    }
+    all.sort_unstable();
+    all.dedup();
+    let path = write_run(w, &all).await.map_err(|e| e.to_string())?;
+    Ok(vec![path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_round_trip_and_refuse_damage() {
+        let pairs = vec![(1, 10), (1, 12), (7, -3), (u64::MAX, i32::MIN)];
+        let b = encode(&pairs);
+        assert_eq!(decode("r", &b).unwrap(), pairs);
+        assert!(
+            decode("r", &b[..b.len() - 1])
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(decode("r", b"CRMDQIX2........").is_err());
+    }
+
+    #[test]
+    fn pairs_are_per_type_and_date_each_once() {
+        use arrow::array::StringArray;
+        use arrow::datatypes::{Field, Schema};
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("record_id", DataType::Utf8, true),
+            Field::new("dt", DataType::Utf8, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                std::sync::Arc::new(StringArray::from(vec!["a", "a", "b", "a"])),
+                std::sync::Arc::new(StringArray::from(vec![
+                    "2026-01-02",
+                    "2026-01-02",
+                    "2026-01-02",
+                    "bad",
+                ])),
+            ],
+        )
+        .unwrap();
+        let p = pairs_of(3, &[b]);
+        let a = fingerprint(3, "a");
+        assert_eq!(p.len(), 3);
+        assert!(p.contains(&(a, day_of("2026-01-02").unwrap())));
+        assert!(p.contains(&(a, i32::MIN)));
+        assert_ne!(fingerprint(3, "a"), fingerprint(2, "a"));
+        assert_eq!(day_of("1970-01-02"), Some(1));
+    }
+}
