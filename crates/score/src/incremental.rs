@@ -270,6 +270,8 @@ pub(crate) struct Incremental {
     pub dates: BTreeSet<String>,
     /// The record files read: every delivery of every record on those dates.
     pub scope: Snapshot,
+    /// Of those files, the deliveries read ([`register_records`]).
+    pub filter: Filter,
     /// The calendar quarters whose period starts are computed again.
     pub quarters: BTreeSet<(i16, i8)>,
 }
@@ -419,6 +421,7 @@ pub(crate) async fn plan(
         })
         .collect();
     let ids = record_ids(w, &first).await?;
+    let whole_days = full_days.clone();
     let others = match lookup(w, &prev.index, &ids).await {
         Ok(k) => k,
         Err(e) => return full(e),
@@ -474,12 +477,138 @@ pub(crate) async fn plan(
         quarters = quarters.len(),
         "incremental score"
     );
+    let filter = Filter {
+        whole: full_days
+            .iter()
+            .map(|(t, _)| {
+                (
+                    *t,
+                    whole_days[t].iter().map(|d| all_dates[d].clone()).collect(),
+                )
+            })
+            .collect(),
+        ids: Arc::new(ids.iter().map(|(_, f)| *f).collect()),
+    };
     Ok(Ok(Incremental {
         prev,
         dates,
         scope,
+        filter,
         quarters,
     }))
+}
+
+/// The deliveries an incremental score reads of its scope's files: on the dates it reads
+/// whole (`whole`, by record type), every one; on the others (the other dates of the
+/// records it needs), those of the records in `ids` (fingerprints, [`index::fingerprint`]).
+/// The rest of those files would only change numbers of dates that are not computed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filter {
+    pub whole: BTreeMap<u8, BTreeSet<String>>,
+    pub ids: Arc<std::collections::HashSet<u64>>,
+}
+
+/// Register the record table `rt` of `files` as `rt`, read through `filter` (an
+/// incremental score) when some of the files are not of a date it reads whole.
+pub(crate) async fn register_records(
+    ctx: &datafusion::prelude::SessionContext,
+    w: &Warehouse,
+    rt: RecordType,
+    files: &[FileAdd],
+    filter: Option<&Filter>,
+) -> Result<(), ScoreError> {
+    let t = type_idx(rt);
+    let whole = filter.and_then(|f| Some((f, f.whole.get(&t)?)));
+    let Some((f, whole)) = whole.filter(|(_, wh)| files.iter().any(|x| !wh.contains(&x.dt))) else {
+        return register_table(ctx, w, rt.as_str(), record_table_schema(rt), files)
+            .map_err(q(rt.as_str()));
+    };
+    let base = format!("crmdq_files_{rt}");
+    register_table(ctx, w, &base, record_table_schema(rt), files).map_err(q(rt.as_str()))?;
+    ctx.register_udf(in_scope_udf(f.ids.clone()));
+    let dates: Vec<String> = whole
+        .iter()
+        .map(|d| format!("'{}'", d.replace('\'', "''")))
+        .collect();
+    let cond = if dates.is_empty() {
+        "FALSE".to_string()
+    } else {
+        format!("dt IN ({})", dates.join(", "))
+    };
+    ctx.sql(&format!(
+        "CREATE VIEW \"{rt}\" AS SELECT * FROM {base} WHERE {cond} OR crmdq_in_scope({t}, record_id)"
+    ))
+    .await
+    .map_err(q(rt.as_str()))?;
+    Ok(())
+}
+
+/// `crmdq_in_scope(type, record_id)`: whether the record's fingerprint is one of a set.
+#[derive(Debug)]
+struct InScope {
+    ids: Arc<std::collections::HashSet<u64>>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PartialEq for InScope {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ids, &other.ids)
+    }
+}
+impl Eq for InScope {}
+impl std::hash::Hash for InScope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.ids) as usize).hash(state);
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for InScope {
+    fn name(&self) -> &'static str {
+        "crmdq_in_scope"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::common::ScalarValue;
+        use datafusion::logical_expr::ColumnarValue;
+        let t = match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(t))) => {
+                u8::try_from(*t).unwrap_or(u8::MAX)
+            }
+            other => {
+                return datafusion::common::exec_err!(
+                    "crmdq_in_scope: the record type must be an integer, got {other:?}"
+                );
+            }
+        };
+        let ids = args.args[1].clone().into_array(args.number_rows)?;
+        let ids = arrow::compute::cast(&ids, &DataType::Utf8)?;
+        let ids = ids.as_string::<i32>();
+        let out: arrow::array::BooleanArray = (0..ids.len())
+            .map(|i| {
+                let id = if ids.is_valid(i) { ids.value(i) } else { "" };
+                Some(self.ids.contains(&index::fingerprint(t, id)))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+fn in_scope_udf(ids: Arc<std::collections::HashSet<u64>>) -> datafusion::logical_expr::ScalarUDF {
+    datafusion::logical_expr::ScalarUDF::new_from_impl(InScope {
+        ids,
+        signature: datafusion::logical_expr::Signature::any(
+            2,
+            datafusion::logical_expr::Volatility::Immutable,
+        ),
+    })
 }
 
 pub(crate) fn type_idx(rt: RecordType) -> u8 {

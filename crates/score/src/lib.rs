@@ -30,10 +30,8 @@ use arrow::datatypes::SchemaRef;
 use crmdq_catalog::CatalogError;
 use crmdq_catalog::views::{type_entries_view, type_entry_columns};
 use crmdq_config::Pipeline;
-use crmdq_schema::{RecordType, ScoreTable, record_table_schema};
-use crmdq_warehouse::{
-    FileAdd, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError, register_table,
-};
+use crmdq_schema::{RecordType, ScoreTable};
+use crmdq_warehouse::{FileAdd, LogEntry, LogKind, Snapshot, Warehouse, WarehouseError};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
@@ -406,6 +404,7 @@ pub async fn score_with(
     };
     let scope = inc.as_ref().map_or(&snap, |i| &i.scope);
     let only = inc.as_ref().map(|i| &i.dates);
+    let filter = inc.as_ref().map(|i| &i.filter);
     let rows = rows_per_date(scope);
     let chunks = date_chunks(&rows, opts.chunk_rows.max(1));
     let started = std::time::Instant::now();
@@ -417,6 +416,7 @@ pub async fn score_with(
         &absences,
         &all_dates,
         opts.bucket_rows,
+        filter,
     )
     .await?;
     tracing::info!(
@@ -463,6 +463,7 @@ pub async fn score_with(
             &props,
             only,
             records,
+            filter,
         )
         .await?;
         // The fingerprints of this chunk join the earlier ones. The set is shared with
@@ -530,6 +531,7 @@ pub async fn score_with(
                 &props,
                 only,
                 false,
+                filter,
             )
             .await?;
             outputs[i] = chunk_out;
@@ -601,6 +603,20 @@ pub async fn score_with(
         }
         _ => None,
     };
+    // The period files kept as they are (an incremental score): those of the period
+    // starts in quarters not computed again.
+    let kept_periods: Vec<FileAdd> = match &inc {
+        Some(i) => [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod]
+            .iter()
+            .flat_map(|t| snap.files_of(t.name()))
+            .filter(|f| {
+                f.dt.parse::<jiff::civil::Date>()
+                    .is_ok_and(|d| !i.quarters.contains(&incremental::quarter_of(d)))
+            })
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
     let started = std::time::Instant::now();
     let mut period_files = score_periods(
         p,
@@ -614,21 +630,11 @@ pub async fn score_with(
         &props,
         facts_table.as_ref(),
         inc.as_ref().map(|i| &i.quarters),
+        &kept_periods,
     )
     .await?;
-    if let Some(i) = &inc {
-        // The periods starting in the quarters not computed again stay as they were.
-        for t in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
-            period_files.extend(
-                snap.files_of(t.name())
-                    .iter()
-                    .filter(|f| {
-                        f.dt.parse::<jiff::civil::Date>()
-                            .is_ok_and(|d| !i.quarters.contains(&incremental::quarter_of(d)))
-                    })
-                    .cloned(),
-            );
-        }
+    if inc.is_some() {
+        period_files.extend(kept_periods);
         let order = |t: &str| ScoreTable::ALL.iter().position(|x| x.name() == t);
         period_files.sort_by(|a, b| {
             (order(&a.table), &a.dt, &a.path).cmp(&(order(&b.table), &b.dt, &b.path))
@@ -736,6 +742,7 @@ async fn score_chunk(
     props: &WriterProperties,
     only: Option<&std::collections::BTreeSet<String>>,
     index: bool,
+    filter: Option<&incremental::Filter>,
 ) -> Result<(ChunkOutput, Vec<(RecordType, dedup::Seen)>), ScoreError> {
     let ctx = crmdq_catalog::session();
     let in_chunk: std::collections::HashSet<&str> = dates.iter().map(String::as_str).collect();
@@ -746,8 +753,7 @@ async fn score_chunk(
             .filter(|f| in_chunk.contains(f.dt.as_str()))
             .cloned()
             .collect();
-        register_table(&ctx, w, rt.as_str(), record_table_schema(rt), &files)
-            .map_err(q(rt.as_str()))?;
+        incremental::register_records(&ctx, w, rt, &files, filter).await?;
     }
     crmdq_catalog::register_roster(&ctx, roster.clone())?;
     register_review(&ctx, review, Some(dates)).await?;
@@ -799,6 +805,8 @@ async fn score_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crmdq_schema::record_table_schema;
+    use crmdq_warehouse::register_table;
 
     /// The scoring SQL produces exactly the declared columns and types of each score
     /// table ([`ScoreTable::schema`]), for the default scorecards and weighted ones.
@@ -817,9 +825,18 @@ mod tests {
         let p = Pipeline::from_str_at("{}", Path::new("t.yaml"), &|_| None).unwrap();
         let absences = crmdq_catalog::roster::load_absences(None, &roster).unwrap();
         let snap = w.snapshot().await.unwrap();
-        let review = review_pass(&p, &w, &snap, &roster, &absences, &[], DEFAULT_BUCKET_ROWS)
-            .await
-            .unwrap();
+        let review = review_pass(
+            &p,
+            &w,
+            &snap,
+            &roster,
+            &absences,
+            &[],
+            DEFAULT_BUCKET_ROWS,
+            None,
+        )
+        .await
+        .unwrap();
         register_review(&ctx, &review, Some(&[])).await.unwrap();
         create_views(&ctx, false).await.unwrap();
         for t in ScoreTable::DAILY {

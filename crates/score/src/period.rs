@@ -124,6 +124,9 @@ fn table_of(rows: Vec<(String, Period, bool)>) -> MemTable {
 pub struct PeriodGroup {
     pub dates: Vec<String>,
     pub table: Arc<MemTable>,
+    /// The first days of the periods before the kept ones that the group does not
+    /// compute (with `only`: their scores are read from the score tables as they are).
+    pub before_starts: std::collections::BTreeSet<String>,
 }
 
 /// The period pass in groups of periods, so that memory follows a group rather than
@@ -159,6 +162,9 @@ pub fn groups(
     }
     let mut runs: Vec<Vec<(i16, i8)>> = Vec::new();
     let mut n = 0;
+    // With `only` (a few quarters), one group: a period before a kept one is then either
+    // kept too or not computed again (its score is read as it is).
+    let budget = if only.is_some() { u64::MAX } else { budget };
     for (q, r) in per_quarter {
         match runs.last_mut() {
             Some(run) if n + r <= budget => run.push(q),
@@ -173,10 +179,15 @@ pub fn groups(
         .map(|run| {
             let kept = |p: &Period| run.contains(&quarter(p.start));
             let mut before = std::collections::HashSet::new();
+            let mut before_starts = std::collections::BTreeSet::new();
             for (_, d) in &parsed {
                 for p in periods_of(*d) {
                     if kept(&p) {
-                        before.insert((p.kind, p.prev_start));
+                        if only.is_some() {
+                            before_starts.insert(p.prev_start.to_string());
+                        } else {
+                            before.insert((p.kind, p.prev_start));
+                        }
                     }
                 }
             }
@@ -198,6 +209,7 @@ pub fn groups(
             PeriodGroup {
                 dates: group_dates,
                 table: Arc::new(table_of(rows)),
+                before_starts,
             }
         })
         .collect()
@@ -293,8 +305,11 @@ pub fn person_period(p: &Pipeline) -> String {
            CASE WHEN s.judged THEN CAST(RANK() OVER (PARTITION BY s.period_kind, s.period, s.team_id, s.role, s.judged \
              ORDER BY s.score DESC NULLS LAST) AS BIGINT) END AS rank_in_team, \
            s.prev_score, s.score - s.prev_score AS score_change, s.targets_met, s.targets_total \
-         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
-           FROM s WINDOW w AS (PARTITION BY period_kind, person_id, role ORDER BY period_start)) s \
+         FROM (SELECT s.*, b.score AS prev_score FROM s LEFT JOIN ( \
+             SELECT period_kind, period_start, person_id, role, score FROM s \
+             UNION ALL SELECT period_kind, period_start, person_id, role, score FROM person_period_before) b \
+           ON b.period_kind = s.period_kind AND b.period_start = s.prev_start \
+             AND (b.person_id IS NOT DISTINCT FROM s.person_id) AND (b.role IS NOT DISTINCT FROM s.role)) s \
          WHERE s.keep ORDER BY s.period_start, s.period_kind, s.person_id, s.role",
         sums = summed_counts(),
         names = crate::review::roster_at("SELECT DISTINCT person_id, last_dt AS dt FROM g"),
@@ -330,8 +345,11 @@ pub fn team_period(p: &Pipeline) -> String {
            s.team_id, s.people, s.days, {s_counts}, s.order_amount, s.checkin_response_minutes, {s_rates}, \
            s.score, s.judged, s.prev_score, s.score - s.prev_score AS score_change, \
            s.targets_met, s.targets_total \
-         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
-           FROM s WINDOW w AS (PARTITION BY period_kind, team_id ORDER BY period_start)) s \
+         FROM (SELECT s.*, b.score AS prev_score FROM s LEFT JOIN ( \
+             SELECT period_kind, period_start, team_id, score FROM s \
+             UNION ALL SELECT period_kind, period_start, team_id, score FROM team_period_before) b \
+           ON b.period_kind = s.period_kind AND b.period_start = s.prev_start \
+             AND (b.team_id IS NOT DISTINCT FROM s.team_id)) s \
          WHERE s.keep ORDER BY s.period_start, s.period_kind, s.team_id",
         sums = summed_counts(),
         rate_cols = rate_columns(),

@@ -30,6 +30,7 @@ pub(crate) async fn score_periods(
     props: &WriterProperties,
     facts: Option<&Arc<dyn datafusion::catalog::TableProvider>>,
     quarters: Option<&std::collections::BTreeSet<(i16, i8)>>,
+    stored: &[FileAdd],
 ) -> Result<Vec<FileAdd>, ScoreError> {
     let mut person_days: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for f in daily
@@ -47,6 +48,17 @@ pub(crate) async fn score_periods(
     let (mut person, mut team) = (Vec::new(), Vec::new());
     for g in &groups {
         let ctx = period_session(w, daily, kept, review, roster, g, facts).await?;
+        // The scores of the periods before the kept ones that this score keeps as they
+        // are (an incremental score), for `prev_score`.
+        for t in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
+            let files: Vec<FileAdd> = stored
+                .iter()
+                .filter(|f| f.table == t.name() && g.before_starts.contains(&f.dt))
+                .cloned()
+                .collect();
+            let name = format!("{}_before", t.name());
+            register_table(&ctx, w, &name, t.schema(), &files).map_err(q(t.name()))?;
+        }
         let ((pf, mut writes), (tf, tw)) = futures::future::try_join(
             render(&ctx, ScoreTable::PersonPeriod, &person_sql, props),
             render(&ctx, ScoreTable::TeamPeriod, &team_sql, props),

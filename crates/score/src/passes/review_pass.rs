@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use crmdq_config::Pipeline;
-use crmdq_schema::{RecordType, record_table_schema};
-use crmdq_warehouse::{Snapshot, Warehouse, register_table};
+use crmdq_schema::RecordType;
+use crmdq_warehouse::{Snapshot, Warehouse};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
@@ -29,17 +29,12 @@ pub(crate) async fn review_pass(
     absences: &RecordBatch,
     dates: &[String],
     bucket_rows: u64,
+    filter: Option<&crate::incremental::Filter>,
 ) -> Result<review::Review, ScoreError> {
     let ctx = crmdq_catalog::session();
     for rt in RecordType::ALL {
-        register_table(
-            &ctx,
-            w,
-            rt.as_str(),
-            record_table_schema(rt),
-            snap.files_of(rt.as_str()),
-        )
-        .map_err(q(rt.as_str()))?;
+        crate::incremental::register_records(&ctx, w, rt, snap.files_of(rt.as_str()), filter)
+            .await?;
     }
     crmdq_catalog::register_roster(&ctx, roster.clone())?;
     let abs = MemTable::try_new(absences.schema(), vec![vec![absences.clone()]])
