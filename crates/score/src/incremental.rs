@@ -365,7 +365,11 @@ pub(crate) async fn plan(
     let window = i32::try_from(p.scoring.orders_within_days).unwrap_or(i32::MAX);
     let order = type_idx(RecordType::Order);
     let new_ids = record_ids(w, &new_files).await?;
-    let known = match lookup(w, &prev.index, &new_ids).await {
+    let runs = match index::Runs::load(w, &prev.index).await {
+        Ok(r) => r,
+        Err(e) => return full(e),
+    };
+    let known = match lookup(&runs, &new_ids) {
         Ok(k) => k,
         Err(e) => return full(e),
     };
@@ -422,7 +426,7 @@ pub(crate) async fn plan(
         .collect();
     let ids = record_ids(w, &first).await?;
     let whole_days = full_days.clone();
-    let others = match lookup(w, &prev.index, &ids).await {
+    let others = match lookup(&runs, &ids) {
         Ok(k) => k,
         Err(e) => return full(e),
     };
@@ -478,14 +482,9 @@ pub(crate) async fn plan(
         "incremental score"
     );
     let filter = Filter {
-        whole: full_days
+        whole: whole_days
             .iter()
-            .map(|(t, _)| {
-                (
-                    *t,
-                    whole_days[t].iter().map(|d| all_dates[d].clone()).collect(),
-                )
-            })
+            .map(|(t, days)| (*t, days.iter().map(|d| all_dates[d].clone()).collect()))
             .collect(),
         ids: Arc::new(ids.iter().map(|(_, f)| *f).collect()),
     };
@@ -667,15 +666,14 @@ async fn record_ids(w: &Warehouse, files: &[FileAdd]) -> Result<BTreeSet<(u8, u6
 }
 
 /// The index's days of each of `ids`.
-async fn lookup(
-    w: &Warehouse,
-    runs: &[String],
+fn lookup(
+    runs: &index::Runs,
     ids: &BTreeSet<(u8, u64)>,
 ) -> Result<BTreeMap<(u8, u64), Vec<i32>>, String> {
     let mut fps: Vec<u64> = ids.iter().map(|(_, f)| *f).collect();
     fps.sort_unstable();
     fps.dedup();
-    let found = index::lookup(w, runs, &fps).await?;
+    let found = runs.lookup(&fps);
     let mut by_fp: HashMap<u64, Vec<u8>> = HashMap::new();
     for (t, f) in ids {
         by_fp.entry(*f).or_default().push(*t);

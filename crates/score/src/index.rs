@@ -93,15 +93,8 @@ fn encode(pairs: &[(u64, i32)]) -> Vec<u8> {
 
 /// The pairs of one run, or why it is not one.
 fn decode(path: &str, bytes: &[u8]) -> Result<Vec<(u64, i32)>, String> {
-    let bad = |why: &str| format!("record index run {path}: {why}");
-    if bytes.len() < 16 || &bytes[..8] != MAGIC {
-        return Err(bad("not an index run"));
-    }
-    let n = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
+    check(path, bytes)?;
     let body = &bytes[16..];
-    if u64::try_from(body.len()).ok() != n.checked_mul(12) {
-        return Err(bad("truncated"));
-    }
     Ok(body
         .chunks_exact(12)
         .map(|c| {
@@ -121,36 +114,70 @@ pub(crate) async fn write_run(w: &Warehouse, pairs: &[(u64, i32)]) -> Result<Str
     Ok(path)
 }
 
-/// What the runs say about the records `fps` (ascending): each one's days (a record
-/// the runs do not know is absent). An unreadable run is an error message (the caller
-/// then scores in full).
-pub(crate) async fn lookup(
-    w: &Warehouse,
-    runs: &[String],
-    fps: &[u64],
-) -> Result<BTreeMap<u64, Vec<i32>>, String> {
-    let mut out: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
-    for path in runs {
-        let bytes = w.get_bytes(path).await.map_err(|e| e.to_string())?;
-        let pairs = decode(path, &bytes)?;
-        // Both ascending: a merge.
-        let (mut i, mut j) = (0, 0);
-        while i < pairs.len() && j < fps.len() {
-            match pairs[i].0.cmp(&fps[j]) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    out.entry(fps[j]).or_default().push(pairs[i].1);
-                    i += 1;
+/// The runs of an index, read (each as it is stored, searched in place).
+pub(crate) struct Runs(Vec<bytes::Bytes>);
+
+impl Runs {
+    /// Read every run; an unreadable or damaged run is an error message (the caller then
+    /// scores in full).
+    pub(crate) async fn load(w: &Warehouse, runs: &[String]) -> Result<Runs, String> {
+        let mut out = Vec::with_capacity(runs.len());
+        for path in runs {
+            let bytes = w.get_bytes(path).await.map_err(|e| e.to_string())?;
+            check(path, &bytes)?;
+            out.push(bytes);
+        }
+        Ok(Runs(out))
+    }
+
+    /// Each of the records `fps` the runs know, with its days (ascending, each once).
+    pub(crate) fn lookup(&self, fps: &[u64]) -> BTreeMap<u64, Vec<i32>> {
+        let mut out: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+        for run in &self.0 {
+            let body = &run[16..];
+            let n = body.len() / 12;
+            let fp_at = |i: usize| {
+                u64::from_le_bytes(body[i * 12..i * 12 + 8].try_into().unwrap_or_default())
+            };
+            for &q in fps {
+                // The first pair of `q`: a binary search over the fixed-size pairs.
+                let (mut lo, mut hi) = (0, n);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if fp_at(mid) < q {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                while lo < n && fp_at(lo) == q {
+                    let day = &body[lo * 12 + 8..lo * 12 + 12];
+                    out.entry(q)
+                        .or_default()
+                        .push(i32::from_le_bytes(day.try_into().unwrap_or_default()));
+                    lo += 1;
                 }
             }
         }
+        for days in out.values_mut() {
+            days.sort_unstable();
+            days.dedup();
+        }
+        out
     }
-    for days in out.values_mut() {
-        days.sort_unstable();
-        days.dedup();
+}
+
+/// Whether `bytes` is a whole run.
+fn check(path: &str, bytes: &[u8]) -> Result<(), String> {
+    let bad = |why: &str| format!("record index run {path}: {why}");
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(bad("not an index run"));
     }
-    Ok(out)
+    let n = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
+    if u64::try_from(bytes.len() - 16).ok() != n.checked_mul(12) {
+        return Err(bad("truncated"));
+    }
+    Ok(())
 }
 
 /// `runs` merged into one run (read whole: about 12 bytes per delivery of the warehouse).
@@ -181,6 +208,12 @@ mod tests {
                 .contains("truncated")
         );
         assert!(decode("r", b"CRMDQIX2........").is_err());
+        let runs = Runs(vec![b.into(), encode(&[(1, 11), (8, 1)]).into()]);
+        let found = runs.lookup(&[0, 1, 7, 8, 9]);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [(1, vec![10, 11, 12]), (7, vec![-3]), (8, vec![1])]
+        );
     }
 
     #[test]

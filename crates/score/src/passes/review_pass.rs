@@ -21,6 +21,7 @@ use crate::{ScoreError, bucket, dedup, materialized, moves, q, review};
 /// The review pass ([`review::plan`]): the record-level KPIs of every date, from the
 /// whole warehouse (only the columns they need), a bucket of record ids at a time so that
 /// memory follows `bucket_rows` rather than the warehouse.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn review_pass(
     p: &Pipeline,
     w: &Warehouse,
