@@ -364,6 +364,7 @@ pub(crate) async fn plan(
     // The other dates of the records delivered anew, and the wins an order may answer.
     let window = i32::try_from(p.scoring.orders_within_days).unwrap_or(i32::MAX);
     let order = type_idx(RecordType::Order);
+    let started = std::time::Instant::now();
     let new_ids = record_ids(w, &new_files).await?;
     let runs = match index::Runs::load(w, &prev.index).await {
         Ok(r) => r,
@@ -424,7 +425,16 @@ pub(crate) async fn plan(
                 .cloned()
         })
         .collect();
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "incremental: records delivered anew looked up"
+    );
     let ids = record_ids(w, &first).await?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        records = ids.len(),
+        "incremental: records of the dates read"
+    );
     let whole_days = full_days.clone();
     let others = match lookup(&runs, &ids) {
         Ok(k) => k,

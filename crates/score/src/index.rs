@@ -139,6 +139,24 @@ impl Runs {
             let fp_at = |i: usize| {
                 u64::from_le_bytes(body[i * 12..i * 12 + 8].try_into().unwrap_or_default())
             };
+            let day_at = |i: usize| {
+                i32::from_le_bytes(body[i * 12 + 8..i * 12 + 12].try_into().unwrap_or_default())
+            };
+            // Many records (a day's): one merge over the run; few: a binary search each.
+            if fps.len().saturating_mul(n.max(2).ilog2() as usize) > n + fps.len() {
+                let (mut i, mut j) = (0, 0);
+                while i < n && j < fps.len() {
+                    match fp_at(i).cmp(&fps[j]) {
+                        std::cmp::Ordering::Less => i += 1,
+                        std::cmp::Ordering::Greater => j += 1,
+                        std::cmp::Ordering::Equal => {
+                            out.entry(fps[j]).or_default().push(day_at(i));
+                            i += 1;
+                        }
+                    }
+                }
+                continue;
+            }
             for &q in fps {
                 // The first pair of `q`: a binary search over the fixed-size pairs.
                 let (mut lo, mut hi) = (0, n);
@@ -151,10 +169,7 @@ impl Runs {
                     }
                 }
                 while lo < n && fp_at(lo) == q {
-                    let day = &body[lo * 12 + 8..lo * 12 + 12];
-                    out.entry(q)
-                        .or_default()
-                        .push(i32::from_le_bytes(day.try_into().unwrap_or_default()));
+                    out.entry(q).or_default().push(day_at(lo));
                     lo += 1;
                 }
             }
@@ -209,11 +224,15 @@ mod tests {
         );
         assert!(decode("r", b"CRMDQIX2........").is_err());
         let runs = Runs(vec![b.into(), encode(&[(1, 11), (8, 1)]).into()]);
-        let found = runs.lookup(&[0, 1, 7, 8, 9]);
-        assert_eq!(
-            found.into_iter().collect::<Vec<_>>(),
-            [(1, vec![10, 11, 12]), (7, vec![-3]), (8, vec![1])]
-        );
+        // Few records (searched) and many (merged): the same answer.
+        let many: Vec<u64> = (0..64).collect();
+        for fps in [&[0, 1, 7, 8, 9][..], &many[..]] {
+            let found = runs.lookup(fps);
+            assert_eq!(
+                found.into_iter().collect::<Vec<_>>(),
+                [(1, vec![10, 11, 12]), (7, vec![-3]), (8, vec![1])]
+            );
+        }
     }
 
     #[test]

@@ -305,11 +305,10 @@ pub fn person_period(p: &Pipeline) -> String {
            CASE WHEN s.judged THEN CAST(RANK() OVER (PARTITION BY s.period_kind, s.period, s.team_id, s.role, s.judged \
              ORDER BY s.score DESC NULLS LAST) AS BIGINT) END AS rank_in_team, \
            s.prev_score, s.score - s.prev_score AS score_change, s.targets_met, s.targets_total \
-         FROM (SELECT s.*, b.score AS prev_score FROM s LEFT JOIN ( \
-             SELECT period_kind, period_start, person_id, role, score FROM s \
-             UNION ALL SELECT period_kind, period_start, person_id, role, score FROM person_period_before) b \
-           ON b.period_kind = s.period_kind AND b.period_start = s.prev_start \
-             AND (b.person_id IS NOT DISTINCT FROM s.person_id) AND (b.role IS NOT DISTINCT FROM s.role)) s \
+         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
+           FROM (SELECT * FROM s UNION ALL BY NAME \
+             SELECT period_kind, period_start, person_id, role, score, false AS keep FROM person_period_before) \
+           WINDOW w AS (PARTITION BY period_kind, person_id, role ORDER BY period_start)) s \
          WHERE s.keep ORDER BY s.period_start, s.period_kind, s.person_id, s.role",
         sums = summed_counts(),
         names = crate::review::roster_at("SELECT DISTINCT person_id, last_dt AS dt FROM g"),
@@ -345,11 +344,10 @@ pub fn team_period(p: &Pipeline) -> String {
            s.team_id, s.people, s.days, {s_counts}, s.order_amount, s.checkin_response_minutes, {s_rates}, \
            s.score, s.judged, s.prev_score, s.score - s.prev_score AS score_change, \
            s.targets_met, s.targets_total \
-         FROM (SELECT s.*, b.score AS prev_score FROM s LEFT JOIN ( \
-             SELECT period_kind, period_start, team_id, score FROM s \
-             UNION ALL SELECT period_kind, period_start, team_id, score FROM team_period_before) b \
-           ON b.period_kind = s.period_kind AND b.period_start = s.prev_start \
-             AND (b.team_id IS NOT DISTINCT FROM s.team_id)) s \
+         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
+           FROM (SELECT * FROM s UNION ALL BY NAME \
+             SELECT period_kind, period_start, team_id, score, false AS keep FROM team_period_before) \
+           WINDOW w AS (PARTITION BY period_kind, team_id ORDER BY period_start)) s \
          WHERE s.keep ORDER BY s.period_start, s.period_kind, s.team_id",
         sums = summed_counts(),
         rate_cols = rate_columns(),
