@@ -15,8 +15,10 @@
 //!   (the record index, [`crate::index`], finds the records' other dates), orders from the
 //!   window after it too, so each record's state and first deliveries are exact;
 //! - a period is computed again when one of its dates is, and the period after it (its
-//!   `prev_score`), a calendar quarter of period starts at a time as in a full score,
-//!   with the check-ins behind its medians kept per date in the state.
+//!   `prev_score`; the score of a period before one computed again that is not computed
+//!   again is read from its file), with every other kind of period starting on the same
+//!   day (a period file holds them all), from the check-ins behind its medians kept per
+//!   date in the state.
 //!
 //! Anything else — another crmdq version, a scoring change in the pipeline (its SQL, the
 //! calendar, the stages, the scorecards, the review settings, the compression), a log
@@ -272,13 +274,9 @@ pub(crate) struct Incremental {
     pub scope: Snapshot,
     /// Of those files, the deliveries read ([`register_records`]).
     pub filter: Filter,
-    /// The calendar quarters whose period starts are computed again.
-    pub quarters: BTreeSet<(i16, i8)>,
-}
-
-/// The calendar quarter a date is in.
-pub(crate) fn quarter_of(d: Date) -> (i16, i8) {
-    (d.year(), (d.month() - 1) / 3)
+    /// The first days of the periods computed again (every kind of period starting on
+    /// such a day is: a period file holds the periods starting on its day).
+    pub starts: BTreeSet<Date>,
 }
 
 /// Why a score is full rather than incremental (the shape [`plan`] returns).
@@ -468,19 +466,19 @@ pub(crate) async fn plan(
         ));
     }
     // The periods of those dates, and the period after each (its `prev_score`).
-    let mut quarters = BTreeSet::new();
+    let mut starts = BTreeSet::new();
     for d in &a {
         let Ok(date) = all_dates[d].parse::<Date>() else {
             continue;
         };
         for per in period::periods_of(date) {
-            quarters.insert(quarter_of(per.start));
+            starts.insert(per.start);
             if let Some(next) = per.end.checked_add(1.day()).ok().and_then(|n| {
                 period::periods_of(n)
                     .into_iter()
                     .find(|x| x.kind == per.kind)
             }) {
-                quarters.insert(quarter_of(next.start));
+                starts.insert(next.start);
             }
         }
     }
@@ -488,7 +486,7 @@ pub(crate) async fn plan(
     tracing::info!(
         dates = dates.len(),
         deliveries_read = read,
-        quarters = quarters.len(),
+        periods = starts.len(),
         "incremental score"
     );
     let filter = Filter {
@@ -503,7 +501,7 @@ pub(crate) async fn plan(
         dates,
         scope,
         filter,
-        quarters,
+        starts,
     }))
 }
 

@@ -405,7 +405,17 @@ pub async fn score_with(
     let scope = inc.as_ref().map_or(&snap, |i| &i.scope);
     let only = inc.as_ref().map(|i| &i.dates);
     let filter = inc.as_ref().map(|i| &i.filter);
-    let rows = rows_per_date(scope);
+    let mut rows = rows_per_date(scope);
+    if let Some(f) = filter {
+        // A date an incremental score does not read whole gives it only the deliveries of
+        // a few records: it does not weigh in the chunking.
+        let whole: std::collections::HashSet<&String> = f.whole.values().flatten().collect();
+        for (dt, n) in &mut rows {
+            if !whole.contains(&(*dt).to_string()) {
+                *n = 0;
+            }
+        }
+    }
     let chunks = date_chunks(&rows, opts.chunk_rows.max(1));
     let started = std::time::Instant::now();
     let review = review_pass(
@@ -604,14 +614,14 @@ pub async fn score_with(
         _ => None,
     };
     // The period files kept as they are (an incremental score): those of the period
-    // starts in quarters not computed again.
+    // starts not computed again.
     let kept_periods: Vec<FileAdd> = match &inc {
         Some(i) => [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod]
             .iter()
             .flat_map(|t| snap.files_of(t.name()))
             .filter(|f| {
                 f.dt.parse::<jiff::civil::Date>()
-                    .is_ok_and(|d| !i.quarters.contains(&incremental::quarter_of(d)))
+                    .is_ok_and(|d| !i.starts.contains(&d))
             })
             .cloned()
             .collect(),
@@ -629,7 +639,7 @@ pub async fn score_with(
         opts.chunk_rows,
         &props,
         facts_table.as_ref(),
-        inc.as_ref().map(|i| &i.quarters),
+        inc.as_ref().map(|i| &i.starts),
         &kept_periods,
     )
     .await?;

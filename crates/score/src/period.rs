@@ -136,12 +136,13 @@ pub struct PeriodGroup {
 /// period start) comes whole from one group, the same rows in the same order as from
 /// one query over everything.
 ///
-/// With `only`, just the groups of those quarters (an incremental score).
+/// With `only` (an incremental score), one group keeping just the periods starting on
+/// those days, and none before them (their scores are read as they are).
 pub fn groups(
     dates: &[String],
     rows: &BTreeMap<&str, u64>,
     budget: u64,
-    only: Option<&std::collections::BTreeSet<(i16, i8)>>,
+    only: Option<&std::collections::BTreeSet<Date>>,
 ) -> Vec<PeriodGroup> {
     let parsed: Vec<(&String, Date)> = dates
         .iter()
@@ -158,7 +159,9 @@ pub fn groups(
         *per_quarter.entry(quarter(*d)).or_default() += rows.get(t.as_str()).copied().unwrap_or(0);
     }
     if let Some(only) = only {
-        per_quarter.retain(|q, _| only.contains(q));
+        let wanted: std::collections::BTreeSet<(i16, i8)> =
+            only.iter().map(|d| quarter(*d)).collect();
+        per_quarter.retain(|q, _| wanted.contains(q));
     }
     let mut runs: Vec<Vec<(i16, i8)>> = Vec::new();
     let mut n = 0;
@@ -177,7 +180,9 @@ pub fn groups(
     }
     runs.into_iter()
         .map(|run| {
-            let kept = |p: &Period| run.contains(&quarter(p.start));
+            let kept = |p: &Period| {
+                run.contains(&quarter(p.start)) && only.is_none_or(|o| o.contains(&p.start))
+            };
             let mut before = std::collections::HashSet::new();
             let mut before_starts = std::collections::BTreeSet::new();
             for (_, d) in &parsed {

@@ -29,7 +29,7 @@ pub(crate) async fn score_periods(
     group_rows: u64,
     props: &WriterProperties,
     facts: Option<&Arc<dyn datafusion::catalog::TableProvider>>,
-    quarters: Option<&std::collections::BTreeSet<(i16, i8)>>,
+    starts: Option<&std::collections::BTreeSet<jiff::civil::Date>>,
     stored: &[FileAdd],
 ) -> Result<Vec<FileAdd>, ScoreError> {
     let mut person_days: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
@@ -39,7 +39,7 @@ pub(crate) async fn score_periods(
     {
         *person_days.entry(f.dt.as_str()).or_default() += f.rows;
     }
-    let groups = period::groups(dates, &person_days, group_rows.max(1), quarters);
+    let groups = period::groups(dates, &person_days, group_rows.max(1), starts);
     tracing::debug!(groups = groups.len(), "periods: grouped");
     let (person_sql, team_sql) = (
         table_sql(ScoreTable::PersonPeriod, p),
