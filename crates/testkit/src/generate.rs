@@ -149,6 +149,20 @@ fn people(n: u32) -> Vec<Person> {
 
 /// The roster CSV of the generated people (valid from the start date, open-ended; an
 /// assistant's `assists` lists the reps they enter for).
+/// `line` (a generated record) with its event and entry times moved by `days`: the same
+/// record version delivered with another business date (a re-send, or an entry typed late).
+pub fn shifted(line: &str, days: i64) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(line) else {
+        return line.to_string();
+    };
+    for field in ["event_time", "entered_at"] {
+        if let Some(t) = v[field].as_str().and_then(|t| t.parse::<Timestamp>().ok()) {
+            v[field] = json!((t + jiff::SignedDuration::from_hours(24 * days)).to_string());
+        }
+    }
+    v.to_string()
+}
+
 pub fn roster_csv(spec: &GenSpec) -> String {
     let mut s =
         String::from("person_id,name,role,team_id,manager_id,valid_from,valid_to,assists\n");

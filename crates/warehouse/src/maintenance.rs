@@ -366,18 +366,7 @@ pub async fn vacuum(
                 summary.kept_recent += 1;
                 continue;
             }
-            if !dry_run {
-                w.store()
-                    .delete(&m.location)
-                    .await
-                    .map_err(|e| WarehouseError::Write {
-                        path: rel.clone(),
-                        retryable: true,
-                        source: Box::new(e),
-                    })?;
-            }
-            summary.bytes += m.size;
-            summary.deleted.push(rel);
+            delete(w, m, dry_run, &mut summary).await?;
         }
     }
     // The incremental score's state files: those the latest score does not name, older
@@ -393,21 +382,33 @@ pub async fn vacuum(
         if named.contains(&rel) || !old {
             continue;
         }
-        if !dry_run {
-            w.store()
-                .delete(&m.location)
-                .await
-                .map_err(|e| WarehouseError::Write {
-                    path: rel.clone(),
-                    retryable: true,
-                    source: Box::new(e),
-                })?;
-        }
-        summary.bytes += m.size;
-        summary.deleted.push(rel);
+        delete(w, m, dry_run, &mut summary).await?;
     }
     summary.deleted.sort();
     Ok(summary)
+}
+
+/// Delete one file `vacuum` found (unless `dry_run`) and count it.
+async fn delete(
+    w: &Warehouse,
+    m: object_store::ObjectMeta,
+    dry_run: bool,
+    summary: &mut VacuumSummary,
+) -> Result<(), WarehouseError> {
+    let rel = m.location.to_string();
+    if !dry_run {
+        w.store()
+            .delete(&m.location)
+            .await
+            .map_err(|e| WarehouseError::Write {
+                path: rel.clone(),
+                retryable: true,
+                source: Box::new(e),
+            })?;
+    }
+    summary.bytes += m.size;
+    summary.deleted.push(rel);
+    Ok(())
 }
 
 /// The folder of the incremental score's state files (see `crmdq-score`).

@@ -8,18 +8,8 @@ use std::sync::Arc;
 use crmdq_config::Pipeline;
 use crmdq_pipeline::{FixedClock, ingest};
 use crmdq_score::{ScoreOptions, ScoreSummary, score_with};
-use crmdq_testkit::generate::{GenSpec, generate, roster_csv};
+use crmdq_testkit::generate::{GenSpec, generate, roster_csv, shifted};
 use crmdq_warehouse::Warehouse;
-
-/// `line` with its event and entry times moved by `days`.
-fn shifted(line: &str, days: i64) -> String {
-    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-    for field in ["event_time", "entered_at"] {
-        let t: jiff::Timestamp = v[field].as_str().unwrap().parse().unwrap();
-        v[field] = serde_json::json!((t + jiff::SignedDuration::from_hours(24 * days)).to_string());
-    }
-    v.to_string()
-}
 
 async fn ingest_at(p: &Pipeline, w: &Warehouse, path: &Path, lines: &[String], at: &str) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
