@@ -852,6 +852,11 @@ mod tests {
         for t in ScoreTable::DAILY {
             register_table(&ctx, &w, t.name(), t.schema(), &[]).unwrap();
         }
+        // The scores of the periods before the computed ones (see `score_periods`).
+        for t in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
+            let name = format!("{}_before", t.name());
+            register_table(&ctx, &w, &name, t.schema(), &[]).unwrap();
+        }
         ctx.register_table("periods", Arc::new(period::periods_table(&[])))
             .unwrap();
         for yaml in ["{}", weighted] {
