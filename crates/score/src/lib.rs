@@ -549,13 +549,8 @@ pub async fn score_with(
     }
     // Table by table, then date by date (the order of the log entry does not depend on
     // the chunks, nor on whether the score was incremental).
-    for t in ScoreTable::DAILY {
-        let mut files: Vec<FileAdd> = outputs
-            .iter()
-            .flat_map(|o| {
-                o.files[ScoreTable::DAILY.iter().position(|x| *x == t).unwrap_or(0)].clone()
-            })
-            .collect();
+    for (ti, t) in ScoreTable::DAILY.iter().enumerate() {
+        let mut files: Vec<FileAdd> = outputs.iter().flat_map(|o| o.files[ti].clone()).collect();
         if let Some(only) = only {
             files.extend(
                 snap.files_of(t.name())
