@@ -602,11 +602,11 @@ pub async fn score_with(
     } else {
         None
     };
-    let facts_table = match (&facts, &inc) {
-        (Some((schema, batches)), Some(_)) => {
-            Some(incremental::facts_table(schema.clone(), batches.clone())?)
-        }
-        _ => None,
+    // Held anyway (for the state): the period pass reads them rather than the review's
+    // spilled files again for each group.
+    let facts_table = match &facts {
+        Some((schema, batches)) => Some(incremental::facts_table(schema.clone(), batches.clone())?),
+        None => None,
     };
     // The period files kept as they are (an incremental score): those of the period
     // starts not computed again.
