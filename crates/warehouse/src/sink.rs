@@ -8,7 +8,9 @@
 //! Why batches first: a Parquet writer costs per column (encoders, and a zstd compressor
 //! and decompressor each) more than a small file's data. A stream spread over many dates
 //! (a Kafka backlog, a backfill) used to churn through the writer cap, one small file per
-//! eviction; now each partition is one file per commit unless it is large.
+//! eviction; now each partition is one file per commit unless it is large. Such a stream
+//! also splits each decoded batch into a few dozen rows per partition: they are
+//! concatenated into pieces of thousands of rows before a writer encodes them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -145,7 +147,73 @@ enum Body {
         bytes: u64,
     },
     /// A Parquet writer the rows are streamed into (the partition outgrew the batch budget).
-    Writer(Box<ArrowWriter<Vec<u8>>>),
+    Writer(Box<Streaming>),
+}
+
+/// A Parquet writer, and the small batches waiting to be written into it as one.
+struct Streaming {
+    writer: ArrowWriter<Vec<u8>>,
+    waiting: Vec<RecordBatch>,
+    waiting_rows: usize,
+    waiting_bytes: u64,
+}
+
+impl Streaming {
+    fn held_bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64 + self.waiting_bytes
+    }
+
+    fn push(&mut self, batch: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {
+        self.waiting.push(batch.clone());
+        self.waiting_rows += batch.num_rows();
+        self.waiting_bytes += batch.get_array_memory_size() as u64;
+        if self.waiting_rows >= COALESCE_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), parquet::errors::ParquetError> {
+        write_coalesced(&mut self.writer, &std::mem::take(&mut self.waiting))?;
+        (self.waiting_rows, self.waiting_bytes) = (0, 0);
+        Ok(())
+    }
+
+    fn into_inner(mut self) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+        self.flush()?;
+        self.writer.into_inner()
+    }
+}
+
+/// Rows a Parquet writer is given at once, at least (when there are that many): a stream
+/// spread over many dates splits each decoded batch into dozens of rows per partition,
+/// and encoding costs per call and column (levels, page checks, statistics) about as much
+/// as it costs per row on pieces that small.
+const COALESCE_ROWS: usize = 8192;
+
+/// Write `batches` into `w`, consecutive small ones concatenated into pieces of up to
+/// [`COALESCE_ROWS`] rows (one piece at a time: bounded extra memory).
+fn write_coalesced(
+    w: &mut ArrowWriter<Vec<u8>>,
+    batches: &[RecordBatch],
+) -> Result<(), parquet::errors::ParquetError> {
+    let mut i = 0;
+    while i < batches.len() {
+        let (mut j, mut rows) = (i + 1, batches[i].num_rows());
+        while j < batches.len() && rows + batches[j].num_rows() <= COALESCE_ROWS {
+            rows += batches[j].num_rows();
+            j += 1;
+        }
+        if j - i == 1 {
+            w.write(&batches[i])?;
+        } else {
+            let piece = arrow::compute::concat_batches(&batches[i].schema(), &batches[i..j])
+                .map_err(|e| parquet::errors::ParquetError::General(e.to_string()))?;
+            w.write(&piece)?;
+        }
+        i = j;
+    }
+    Ok(())
 }
 
 struct OpenFile {
@@ -164,7 +232,7 @@ impl OpenFile {
     fn held_bytes(&self) -> u64 {
         match &self.body {
             Body::Batches { bytes, .. } => *bytes,
-            Body::Writer(w) => (w.bytes_written() + w.in_progress_size()) as u64,
+            Body::Writer(w) => w.held_bytes(),
         }
     }
 
@@ -194,9 +262,7 @@ fn writer_of(
         .map(RecordBatch::schema)
         .ok_or_else(|| enc(parquet::errors::ParquetError::General("no batch".into())))?;
     let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(enc)?;
-    for b in batches {
-        w.write(b).map_err(enc)?;
-    }
+    write_coalesced(&mut w, batches).map_err(enc)?;
     Ok(w)
 }
 
@@ -226,6 +292,8 @@ pub struct Sink {
     /// Open files streaming into a Parquet writer (at most `max_open_writers`), and the
     /// bytes the others hold as batches.
     writers: usize,
+    /// Bytes the writers hold (encoded, buffered, waiting), kept as they change.
+    writer_bytes: u64,
     batch_bytes: u64,
     /// Closed, not yet committed (durable once `writing` has drained).
     pending: Vec<FileAdd>,
@@ -265,6 +333,7 @@ impl Sink {
             small_props,
             open: BTreeMap::new(),
             writers: 0,
+            writer_bytes: 0,
             batch_bytes: 0,
             pending: Vec::new(),
             writing: tokio::task::JoinSet::new(),
@@ -292,13 +361,7 @@ impl Sink {
 
     /// Bytes held in memory by open files and closed-but-uncommitted files' accounting.
     pub fn buffered_bytes(&self) -> u64 {
-        self.open
-            .values()
-            .filter(|f| f.is_writer())
-            .map(OpenFile::held_bytes)
-            .sum::<u64>()
-            + self.batch_bytes
-            + self.writing_bytes
+        self.writer_bytes + self.batch_bytes + self.writing_bytes
     }
 
     /// Whether the caller should commit now (buffered bytes over the limit).
@@ -337,10 +400,14 @@ impl Sink {
                 *b += bytes;
                 self.batch_bytes += bytes;
             }
-            Body::Writer(w) => w.write(batch).map_err(|source| WarehouseError::Encode {
-                table: table.into(),
-                source,
-            })?,
+            Body::Writer(w) => {
+                let before = w.held_bytes();
+                w.push(batch).map_err(|source| WarehouseError::Encode {
+                    table: table.into(),
+                    source,
+                })?;
+                self.writer_bytes = self.writer_bytes - before + w.held_bytes();
+            }
         }
         f.rows += batch.num_rows() as u64;
         f.ingested = f.ingested.add(ingested_range(batch));
@@ -394,7 +461,14 @@ impl Sink {
             let Body::Batches { batches, bytes } = &f.body else {
                 continue;
             };
-            let (w, bytes) = (writer_of(batches, self.props.clone(), &f.table)?, *bytes);
+            let (writer, bytes) = (writer_of(batches, self.props.clone(), &f.table)?, *bytes);
+            let w = Streaming {
+                writer,
+                waiting: Vec::new(),
+                waiting_rows: 0,
+                waiting_bytes: 0,
+            };
+            self.writer_bytes += w.held_bytes();
             f.body = Body::Writer(Box::new(w));
             self.batch_bytes -= bytes;
             self.writers += 1;
@@ -449,7 +523,9 @@ impl Sink {
             }
             Body::Writer(w) => {
                 self.writers -= 1;
-                (w.bytes_written() + w.in_progress_size()) as u64
+                let held = w.held_bytes();
+                self.writer_bytes -= held;
+                held
             }
         };
         while !self.writing.is_empty()
@@ -638,6 +714,7 @@ impl Sink {
     pub fn discard(&mut self) {
         self.open.clear();
         self.writers = 0;
+        self.writer_bytes = 0;
         self.batch_bytes = 0;
         self.pending.clear();
         // Writes under way finish as orphans (or are cut short); no log entry names them.
