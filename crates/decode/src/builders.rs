@@ -97,6 +97,11 @@ impl PosCols {
 pub(crate) struct TypeBuilder {
     rt: RecordType,
     names: Vec<&'static str>,
+    /// The schema's field indices by name length, then name: a message's keys are looked
+    /// up once each ([`Fields::take_known`]) instead of every field searched for.
+    by_len: Vec<Vec<(&'static str, usize)>>,
+    /// One value per schema field, filled for each record.
+    slots: Vec<Option<Value>>,
     kinds: Vec<FieldKind>,
     cols: Vec<Col>,
     /// Raw-text companions, one per typed field, in field order.
@@ -114,6 +119,18 @@ impl TypeBuilder {
         TypeBuilder {
             rt,
             names: fields.iter().map(|f| f.name.as_str()).collect(),
+            by_len: {
+                let mut by_len: Vec<Vec<(&'static str, usize)>> = Vec::new();
+                for (i, f) in fields.iter().enumerate() {
+                    let n = f.name.len();
+                    if by_len.len() <= n {
+                        by_len.resize(n + 1, Vec::new());
+                    }
+                    by_len[n].push((f.name.as_str(), i));
+                }
+                by_len
+            },
+            slots: vec![None; fields.len()],
             kinds: fields.iter().map(|f| f.kind).collect(),
             cols: fields.iter().map(|f| Col::new(f.kind)).collect(),
             raws: fields
@@ -148,8 +165,16 @@ impl TypeBuilder {
     ) {
         let mut unparsed = Map::new();
         let mut raw_i = 0;
+        let by_len = &self.by_len;
+        obj.take_known(&mut self.slots, |k| {
+            by_len
+                .get(k.len())?
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, i)| *i)
+        });
         for (i, name) in self.names.iter().enumerate() {
-            let v = obj.remove(name).filter(|v| !v.is_null());
+            let v = self.slots[i].take().filter(|v| !v.is_null());
             let kind = self.kinds[i];
             if kind != FieldKind::String {
                 self.raws[raw_i].append_option(v.as_ref().and_then(coerce::text));

@@ -47,6 +47,23 @@ impl Fields<'_> {
         last
     }
 
+    /// Take out, in one pass, every field `slot_of` knows, into its slot (the last value
+    /// of a repeated key wins, as with [`Fields::remove`]); the others stay.
+    pub(crate) fn take_known(
+        &mut self,
+        slots: &mut [Option<Value>],
+        slot_of: impl Fn(&str) -> Option<usize>,
+    ) {
+        for (k, v) in &mut self.items {
+            if v.is_some()
+                && let Some(i) = slot_of(k)
+            {
+                slots[i] = v.take();
+                self.live -= 1;
+            }
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.live == 0
     }
@@ -151,6 +168,21 @@ mod tests {
         assert_eq!(f.remove("a"), Some(Value::from(3)));
         assert!(f.is_empty());
         assert!(f.into_map().is_empty());
+    }
+
+    #[test]
+    fn taking_the_known_fields_at_once_is_removing_them_one_by_one() {
+        let text = r#"{"a":1,"b":2,"a":3,"c\u0041":4,"b":5,"x":6}"#;
+        let mut f: Fields = serde_json::from_str(text).unwrap();
+        let mut slots = vec![None; 3];
+        f.take_known(&mut slots, |k| ["a", "b", "cA"].iter().position(|n| *n == k));
+        assert_eq!(slots, [Some(Value::from(3)), Some(Value::from(5)), Some(Value::from(4))]);
+        assert!(!f.is_empty());
+        let mut by_one: Fields = serde_json::from_str(text).unwrap();
+        for k in ["a", "b", "cA"] {
+            by_one.remove(k);
+        }
+        assert_eq!(f.into_map(), by_one.into_map());
     }
 
     #[test]
