@@ -79,6 +79,83 @@ def generate(crmdq, work, n):
     return out, roster
 
 
+def phone_heavy(crmdq, work, n, seed=7):
+    """About `n` entries shaped as a new user tried crmdq (issue 23): mostly customers
+    (55%) and service tickets (45%), and about a third of the customers' phones malformed
+    (too short or long, a letter for a digit, another country, a `tel:` prefix, a mobile
+    prefix that does not exist), the valid ones written as people type them (spaces,
+    hyphens, `+86`). Owners from the generator's roster; 200 business dates from 2001-01-01
+    (disjoint from `generate`'s ranges); a tenth of the entries typed the day after."""
+    import random
+
+    out = work / f"phones-{n}.ndjson"
+    _, roster = generate(crmdq, work, n)
+    if out.exists():
+        return out, roster
+    rows = [l.split(",") for l in open(roster).read().splitlines()[1:]]
+    reps = [r[0] for r in rows if r[2] in ("sales_rep", "sales_assistant")]
+    agents = [r[0] for r in rows if r[2] == "service_agent"]
+    rnd = random.Random(seed)
+    occupations = ["teacher", "engineer", "designer", "doctor", "nurse", "driver", "", "unknown"]
+    cities = ["Beijing", "Shanghai", "Shenzhen", "Chengdu", "Hangzhou", "Wuhan"]
+
+    def mobile():
+        # Prefixes every plan allocates (libphonenumber rejects e.g. 140-144, 154, 160-164).
+        return f"{rnd.choice(['13', '15', '18'])}{rnd.choice('012356789')}{rnd.randrange(10**8):08d}"
+
+    def valid_phone():
+        m = mobile()
+        k = rnd.randrange(4)
+        return m if k == 0 else f"{m[:3]} {m[3:7]} {m[7:]}" if k == 1 else f"{m[:3]}-{m[3:7]}-{m[7:]}" if k == 2 else f"+86 {m}"
+
+    def malformed_phone():
+        m = mobile()
+        k = rnd.randrange(7)
+        if k == 0:
+            return m[:10]                          # a digit short
+        if k == 1:
+            return m + str(rnd.randrange(10))      # a digit too many
+        if k == 2:
+            i = rnd.randrange(3, 11)
+            return m[:i] + "O" + m[i + 1:]         # a letter for a digit
+        if k == 3:
+            return f"+1 415 555 {rnd.randrange(10**4):04d}"
+        if k == 4:
+            return "tel:" + m
+        if k == 5:
+            return "12" + m[2:]                     # no such mobile prefix
+        return f"{m[:3]} {m[3:6]}"                  # half a number
+
+    customers = []
+    with open(out, "w") as f:
+        for i in range(n):
+            day = 11323 + rnd.randrange(200)  # 2001-01-01 + up to 199 days (as days since 1970)
+            ev = day * 86400 - 8 * 3600 + rnd.randrange(9 * 3600, 18 * 3600)
+            et = ev + (rnd.randrange(86400, 2 * 86400) if rnd.random() < 0.1 else rnd.randrange(60, 6 * 3600))
+            fmt = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(t + 8 * 3600))  # noqa: E731
+            if rnd.random() < 0.55 or not customers:
+                rid = f"cus-ph-{i:09d}"
+                customers.append(rid)
+                if len(customers) > 10000:
+                    customers.pop(rnd.randrange(len(customers)))
+                who = rnd.choice(reps)
+                rec = {"record_type": "customer", "record_id": rid, "owner_id": who, "entered_by": who,
+                       "event_time": fmt(ev), "entered_at": fmt(et), "name": f"Customer {i}",
+                       "phone": malformed_phone() if rnd.random() < 1 / 3 else valid_phone(),
+                       "occupation": rnd.choice(occupations), "age": rnd.randrange(18, 80),
+                       "gender": rnd.choice("MF"), "city": rnd.choice(cities)}
+            else:
+                who = rnd.choice(agents)
+                rec = {"record_type": "service_ticket", "record_id": f"tkt-ph-{i:09d}", "owner_id": who,
+                       "entered_by": who, "event_time": fmt(ev), "entered_at": fmt(et),
+                       "customer_id": rnd.choice(customers), "channel": rnd.choice(["phone", "email", "chat"]),
+                       "category": rnd.choice(["billing", "account", "delivery"]),
+                       "satisfaction": rnd.randrange(1, 6), "complaint": rnd.random() < 0.1,
+                       "closed_at": fmt(et + rnd.randrange(600, 7200))}
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return out, roster
+
+
 def crmdq_counts(crmdq, wh):
     q = " UNION ALL ".join(
         f"SELECT '{t}' AS record_type, COUNT(*) AS n, SUM(CAST(dq_complete AS INT)) AS c, "
@@ -152,21 +229,30 @@ def empty_trash(work):
     shutil.rmtree(Path(work) / "trash", ignore_errors=True)
 
 
-def size_run(crmdq, work, n, pipeline, score_reps=3):
-    data, roster = generate(crmdq, work, n)
+def size_run(crmdq, work, n, pipeline, score_reps=3, shape="generated"):
+    """One size of one shape: `generated` (`crmdq generate`'s mix: ingest, score, counts)
+    or `phones` (the phone-heavy stream of `phone_heavy`: ingest and counts only; its
+    scores are not a review anyone would read)."""
+    data, roster = (generate if shape == "generated" else phone_heavy)(crmdq, work, n)
     entries = sum(1 for _ in open(data, "rb"))
     mb = data.stat().st_size / 1e6
-    wh = work / f"wh-{n}"
-    dd = work / f"duck-{n}"
+    wh = work / f"wh-{shape}-{n}"
+    dd = work / f"duck-{shape}-{n}"
     for d in (wh, dd):
         set_aside(d)
     dd.mkdir()
-    r = {"entries": entries, "input_mb": round(mb, 1)}
+    r = {"shape": shape, "entries": entries, "input_mb": round(mb, 1)}
     s, rss, cpu, _ = timed([crmdq, "--now", NOW, "ingest", "--pipeline", pipeline, "--roster", roster,
                             "--warehouse", wh, data])
     r["crmdq_ingest"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
     s, rss, cpu, _ = timed([sys.executable, HERE / "duckdb_work.py", "ingest", data, dd, NOW])
     r["duckdb_ingest"] = {"seconds": s, "rss_mib": round(rss), "cpu_pct": cpu}
+    if shape != "generated":
+        mine = crmdq_counts(crmdq, wh)
+        theirs = json.loads(subprocess.run([sys.executable, HERE / "duckdb_work.py", "counts", dd],
+                                           check=True, capture_output=True, text=True).stdout)
+        r["counts"] = {"crmdq": mine, "duckdb": theirs, "agree": mine == theirs}
+        return r
     # Scoring: the same work as DuckDB's script (no alert evaluation: timed apart below),
     # `score_reps` turns each, taking turns (medians reported; the first score after an
     # ingest also waits on that ingest's writeback).
@@ -358,6 +444,8 @@ def main():
     ap.add_argument("--crmdq", default=None, help="crmdq binary (default: the release build)")
     ap.add_argument("--pipeline", default=str(ROOT / "pipelines/crm.yaml"))
     ap.add_argument("--score-reps", type=int, default=3, help="turns of crmdq's and DuckDB's scoring, taking turns (medians reported)")
+    ap.add_argument("--shapes", nargs="+", default=["generated", "phones"], choices=["generated", "phones"],
+                    help="input shapes per size: crmdq generate's mix, and the phone-heavy stream (ingest only)")
     ap.add_argument("--tiny", action="store_true", help="a few thousand entries, no tansu: the harness only")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -373,9 +461,10 @@ def main():
 
     res = {"machine": f"{os.cpu_count()} cores", "sizes": [], "kernels": [], "kafka_tansu": None}
     for n in a.records:
-        print(f"… {n:,} entries", file=sys.stderr)
-        res["sizes"].append(size_run(crmdq, a.work, n, a.pipeline, 1 if a.tiny else a.score_reps))
-        print(json.dumps(res["sizes"][-1]), file=sys.stderr, flush=True)
+        for shape in a.shapes:
+            print(f"… {n:,} entries ({shape})", file=sys.stderr)
+            res["sizes"].append(size_run(crmdq, a.work, n, a.pipeline, 1 if a.tiny else a.score_reps, shape))
+            print(json.dumps(res["sizes"][-1]), file=sys.stderr, flush=True)
     print("… kernels and Kafka (mock cluster)", file=sys.stderr)
     res["kernels"] = kernels(crmdq, a.work, a.pipeline, a.kernel_records, kafka=False)
     # Kafka on the mock cluster, on its own input (--mock-records). The mock keeps 5 MiB
@@ -398,11 +487,15 @@ def table(res):
     for s in res["sizes"]:
         n, mb = s["entries"], s["input_mb"]
         ci, di = s["crmdq_ingest"], s["duckdb_ingest"]
+        what = "entries" if s.get("shape", "generated") == "generated" else "phone-heavy entries"
         rows.append(
-            f"| ingest {n:,} entries ({mb:,.0f} MB NDJSON) → checked Parquet | {n / ci['seconds']:,.0f} rec/s, "
+            f"| ingest {n:,} {what} ({mb:,.0f} MB NDJSON) → checked Parquet | {n / ci['seconds']:,.0f} rec/s, "
             f"{mb / ci['seconds']:.1f} MB/s, {ci['seconds']:.1f} s, RSS {ci['rss_mib']} MiB, CPU {ci['cpu_pct']:.0f}% | "
             f"{n / di['seconds']:,.0f} rec/s, {di['seconds']:.1f} s, RSS {di['rss_mib']} MiB, CPU {di['cpu_pct']:.0f}% | "
             f"{di['seconds'] / ci['seconds']:.2f}× |")
+        if "crmdq_score" not in s:
+            rows.append(f"| counts agree (rows, complete, valid, on time per type) | | | {'yes' if s['counts']['agree'] else 'NO'} |")
+            continue
         cs, ds = s["crmdq_score"], s["duckdb_score"]
         rows.append(f"| score {n:,} entries (review, daily tables, periods; median of {len(cs.get('runs', [0]))}) | "
                     f"{cs['seconds']:.1f} s, RSS {cs['rss_mib']} MiB | "
