@@ -22,5 +22,5 @@ if [ ! -f gen.ndjson ]; then
 fi
 rm -rf wh
 /usr/bin/time -f "ingest %e s, peak RSS %M KB" "$B" --now $NOW ingest --pipeline "$P" --warehouse wh --roster roster.csv gen.ndjson
-/usr/bin/time -f "score --no-alerts %e s, peak RSS %M KB" "$B" --now $NOW score --pipeline "$P" --warehouse wh --roster roster.csv --no-alerts
-/usr/bin/time -f "score (alerts over every date) %e s, peak RSS %M KB" "$B" --now $NOW score --pipeline "$P" --warehouse wh --roster roster.csv > /dev/null
+/usr/bin/time -f "score --no-alerts %e s, peak RSS %M KB" "$B" --now $NOW score --pipeline "$P" --warehouse wh --roster roster.csv --no-alerts --full
+/usr/bin/time -f "score (alerts over every date) %e s, peak RSS %M KB" "$B" --now $NOW score --pipeline "$P" --warehouse wh --roster roster.csv --full > /dev/null
