@@ -121,9 +121,9 @@ impl Shortcut {
             },
             national_prefix: meta.national_prefix().map(str::to_string),
             plus_code_is_ours: (1..cc.len()).all(|len| {
-                cc[..len].parse::<u16>().is_ok_and(|c| {
-                    phonenumber::metadata::DATABASE.by_code(&c).is_none()
-                })
+                cc[..len]
+                    .parse::<u16>()
+                    .is_ok_and(|c| phonenumber::metadata::DATABASE.by_code(&c).is_none())
             }),
         })
     }
@@ -181,7 +181,7 @@ impl PhoneRules {
             country_code: meta.country_code().to_string(),
             general,
             types,
-            shortcut: Shortcut::new(&meta)?,
+            shortcut: Shortcut::new(meta)?,
         })
     }
 
@@ -212,7 +212,10 @@ impl PhoneRules {
             return None;
         }
         if starts(&sc.carrier, national)
-            || sc.national_prefix.as_deref().is_some_and(|p| national.starts_with(p))
+            || sc
+                .national_prefix
+                .as_deref()
+                .is_some_and(|p| national.starts_with(p))
         {
             return None;
         }
@@ -276,8 +279,12 @@ mod tests {
     }
 
     const REGIONS: [&str; 8] = ["CN", "US", "GB", "DE", "JP", "IT", "RU", "HK"];
-    static RULES: std::sync::LazyLock<Vec<PhoneRules>> =
-        std::sync::LazyLock::new(|| REGIONS.iter().map(|r| PhoneRules::new(r).unwrap()).collect());
+    static RULES: std::sync::LazyLock<Vec<PhoneRules>> = std::sync::LazyLock::new(|| {
+        REGIONS
+            .iter()
+            .map(|r| PhoneRules::new(r).unwrap())
+            .collect()
+    });
 
     #[test]
     fn the_shortcut_answers_as_the_parser_on_the_usual_shapes() {
@@ -306,7 +313,10 @@ mod tests {
             shortcut += usize::from(cn.national_as_is(&normalize(raw)).is_some());
             assert_eq!(cn.is_valid(raw), parsed(&cn, raw), "{raw}");
         }
-        assert!(shortcut >= 8, "the shortcut took {shortcut} of the usual shapes");
+        assert!(
+            shortcut >= 8,
+            "the shortcut took {shortcut} of the usual shapes"
+        );
         assert!(cn.is_valid("+86 138-0013-8000") && !cn.is_valid("1380013800"));
     }
 

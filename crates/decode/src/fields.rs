@@ -175,8 +175,17 @@ mod tests {
         let text = r#"{"a":1,"b":2,"a":3,"c\u0041":4,"b":5,"x":6}"#;
         let mut f: Fields = serde_json::from_str(text).unwrap();
         let mut slots = vec![None; 3];
-        f.take_known(&mut slots, |k| ["a", "b", "cA"].iter().position(|n| *n == k));
-        assert_eq!(slots, [Some(Value::from(3)), Some(Value::from(5)), Some(Value::from(4))]);
+        f.take_known(&mut slots, |k| {
+            ["a", "b", "cA"].iter().position(|n| *n == k)
+        });
+        assert_eq!(
+            slots,
+            [
+                Some(Value::from(3)),
+                Some(Value::from(5)),
+                Some(Value::from(4))
+            ]
+        );
         assert!(!f.is_empty());
         let mut by_one: Fields = serde_json::from_str(text).unwrap();
         for k in ["a", "b", "cA"] {
