@@ -58,6 +58,14 @@ pub fn consecutive_digits(d: &str) -> bool {
     (s == 1 || s == 9) && b.windows(2).all(|w| step(w[0], w[1]) == s)
 }
 
+/// `raw` normalised, if it is digits after at most leading `+`s (anything else is not a
+/// valid phone number).
+fn dialable(raw: &str) -> Option<Cow<'_, str>> {
+    let n = normalize(raw);
+    let digits = n.trim_start_matches('+');
+    (!n.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(n)
+}
+
 /// One number type of the region's plan: its full-match pattern and possible lengths.
 #[derive(Debug, Clone)]
 struct TypeDesc {
@@ -225,20 +233,19 @@ impl PhoneRules {
     /// Valid for the region per libphonenumber, after normalisation. Numbers of another
     /// country (`+1 …`) are invalid here.
     pub fn is_valid(&self, raw: &str) -> bool {
-        let n = normalize(raw);
-        if n.is_empty()
-            || !n
-                .trim_start_matches('+')
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        {
+        let Some(n) = dialable(raw) else {
             return false;
+        };
+        match self.national_as_is(&n) {
+            Some(national) => self.national_is_valid(national),
+            None => self.parsed_is_valid(n),
         }
-        if let Some(national) = self.national_as_is(&n) {
-            return self.general.matches(national)
-                && self.types.iter().any(|t| t.matches(national));
-        }
-        self.parsed_is_valid(n)
+    }
+
+    /// A national significant number fully matches the general descriptor and one
+    /// number type, with a length that type allows.
+    fn national_is_valid(&self, national: &str) -> bool {
+        self.general.matches(national) && self.types.iter().any(|t| t.matches(national))
     }
 
     /// [`PhoneRules::is_valid`] through the `phonenumber` parser (`n` normalised).
@@ -253,8 +260,7 @@ impl PhoneRules {
         if p.code().value().to_string() != self.country_code {
             return false;
         }
-        let national = p.national().to_string();
-        self.general.matches(&national) && self.types.iter().any(|t| t.matches(&national))
+        self.national_is_valid(&p.national().to_string())
     }
 }
 
@@ -266,16 +272,7 @@ mod tests {
 
     /// What [`PhoneRules::is_valid`] answers, always through the parser.
     fn parsed(rules: &PhoneRules, raw: &str) -> bool {
-        let n = normalize(raw);
-        if n.is_empty()
-            || !n
-                .trim_start_matches('+')
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        {
-            return false;
-        }
-        rules.parsed_is_valid(n)
+        dialable(raw).is_some_and(|n| rules.parsed_is_valid(n))
     }
 
     const REGIONS: [&str; 8] = ["CN", "US", "GB", "DE", "JP", "IT", "RU", "HK"];
