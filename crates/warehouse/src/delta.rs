@@ -80,11 +80,7 @@ pub(crate) struct DeltaCache {
 }
 
 fn delta_err(dir: &str, e: impl std::error::Error + Send + Sync + 'static) -> WarehouseError {
-    WarehouseError::Write {
-        path: format!("{dir}/_delta_log"),
-        retryable: true,
-        source: Box::new(e),
-    }
+    WarehouseError::write(format!("{dir}/_delta_log"), e)
 }
 
 impl Warehouse {

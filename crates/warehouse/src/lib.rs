@@ -93,6 +93,18 @@ pub enum WarehouseError {
 }
 
 impl WarehouseError {
+    /// A failed write that retrying may mend (I/O trouble, no answer in time).
+    pub fn write(
+        path: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> WarehouseError {
+        WarehouseError::Write {
+            path: path.into(),
+            retryable: true,
+            source: source.into(),
+        }
+    }
+
     /// Whether retrying the same operation may succeed (I/O trouble rather than corruption).
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -301,11 +313,7 @@ impl Warehouse {
             .await
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(WarehouseError::Write {
-                path: FORMAT_FILE.to_string(),
-                retryable: true,
-                source: Box::new(e),
-            }),
+            Err(e) => Err(WarehouseError::write(FORMAT_FILE.to_string(), e)),
         }
     }
 
@@ -321,18 +329,10 @@ impl Warehouse {
                 f.write_all(&marker_body())
                     .and_then(|()| f.sync_all())
                     .and_then(|()| self.fsync(&rel))
-                    .map_err(|e| WarehouseError::Write {
-                        path: rel,
-                        retryable: true,
-                        source: Box::new(e),
-                    })
+                    .map_err(|e| WarehouseError::write(rel, e))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(WarehouseError::Write {
-                path: rel,
-                retryable: true,
-                source: Box::new(e),
-            }),
+            Err(e) => Err(WarehouseError::write(rel, e)),
         }
     }
 
@@ -505,11 +505,7 @@ impl Warehouse {
         self.store
             .put(&path, bytes.into())
             .await
-            .map_err(|e| WarehouseError::Write {
-                path: rel.to_string(),
-                retryable: true,
-                source: Box::new(e),
-            })?;
+            .map_err(|e| WarehouseError::write(rel.to_string(), e))?;
         if self.local.is_none() {
             return Ok(());
         }
@@ -520,11 +516,7 @@ impl Warehouse {
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r)
-            .map_err(|e| WarehouseError::Write {
-                path: rel.to_string(),
-                retryable: true,
-                source: Box::new(e),
-            })
+            .map_err(|e| WarehouseError::write(rel.to_string(), e))
     }
 
     /// Make `rel`, its directory entry and (once per process) the entries of the folders
@@ -573,11 +565,10 @@ impl Warehouse {
         match tokio::time::timeout(PROBE_TIMEOUT, put).await {
             Ok(r) => r?,
             Err(_) => {
-                return Err(WarehouseError::Write {
-                    path: rel,
-                    retryable: true,
-                    source: format!("no answer within {} s", PROBE_TIMEOUT.as_secs()).into(),
-                });
+                return Err(WarehouseError::write(
+                    rel,
+                    format!("no answer within {} s", PROBE_TIMEOUT.as_secs()),
+                ));
             }
         }
         let _ = self

@@ -391,19 +391,12 @@ pub(crate) async fn try_put(w: &Warehouse, entry: &LogEntry) -> Result<bool, War
         .await
     {
         Ok(_) => {
-            w.fsync(&p).map_err(|e| WarehouseError::Write {
-                path: p.clone(),
-                retryable: true,
-                source: Box::new(e),
-            })?;
+            w.fsync(&p)
+                .map_err(|e| WarehouseError::write(p.clone(), e))?;
             Ok(true)
         }
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(WarehouseError::Write {
-            path: p,
-            retryable: true,
-            source: Box::new(e),
-        }),
+        Err(e) => Err(WarehouseError::write(p, e)),
     }
 }
 

@@ -249,11 +249,7 @@ async fn rewrite(
             }
         })
         .await
-        .map_err(|e| WarehouseError::Write {
-            path: path.to_string(),
-            retryable: true,
-            source: Box::new(e),
-        })??;
+        .map_err(|e| WarehouseError::write(path.to_string(), e))??;
     let Some((bytes, rows)) = encoded else {
         return Ok(None);
     };
@@ -400,11 +396,7 @@ async fn delete(
         w.store()
             .delete(&m.location)
             .await
-            .map_err(|e| WarehouseError::Write {
-                path: rel.clone(),
-                retryable: true,
-                source: Box::new(e),
-            })?;
+            .map_err(|e| WarehouseError::write(rel.clone(), e))?;
     }
     summary.bytes += m.size;
     summary.deleted.push(rel);

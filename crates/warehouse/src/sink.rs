@@ -557,11 +557,7 @@ impl Sink {
                     .map_err(|source| WarehouseError::Encode { table: tbl, source }),
             })
             .await
-            .map_err(|e| WarehouseError::Write {
-                path: rel.clone(),
-                retryable: true,
-                source: Box::new(e),
-            })??;
+            .map_err(|e| WarehouseError::write(rel.clone(), e))??;
             let size = bytes.len() as u64;
             // The footer is at hand: the Delta statistics cost no read.
             let stats = crate::delta::stats_of_file(&bytes);
@@ -607,11 +603,7 @@ impl Sink {
             }
             Some(Err(join)) => {
                 self.failed = Some(join.to_string());
-                Err(WarehouseError::Write {
-                    path: "(background file write)".into(),
-                    retryable: true,
-                    source: Box::new(join),
-                })
+                Err(WarehouseError::write("(background file write)", join))
             }
         }
     }
@@ -664,14 +656,12 @@ impl Sink {
         }
         self.drain_writes().await?;
         if let Some(e) = &self.failed {
-            return Err(WarehouseError::Write {
-                path: "(uncommitted files)".into(),
-                retryable: true,
-                source: format!(
+            return Err(WarehouseError::write(
+                "(uncommitted files)",
+                format!(
                     "an earlier file write failed ({e}); discard and re-read before committing"
-                )
-                .into(),
-            });
+                ),
+            ));
         }
         if self.pending.is_empty() && sources.is_empty() {
             return Ok(None);
