@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::common::HashMap;
 use datafusion::common::hash_map::Entry;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{SortOptions, filter_record_batch};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
@@ -55,10 +55,6 @@ pub fn first_deliveries(
         .iter()
         .map(|b| keys.convert_columns(&columns(schema, b, &KEY)?))
         .collect::<Result<Vec<Rows>, ArrowError>>()?;
-    let orders = batches
-        .iter()
-        .map(|b| order.convert_columns(&columns(schema, b, &ORDER)?))
-        .collect::<Result<Vec<Rows>, ArrowError>>()?;
     let dts = if pinned.0.is_empty() {
         Vec::new()
     } else {
@@ -67,48 +63,72 @@ pub fn first_deliveries(
             .map(|b| dt_column(schema, b).cloned())
             .collect::<Result<Vec<StringArray>, ArrowError>>()?
     };
-    // Key → (batch, row) of the first delivery seen so far.
+    // Key → (batch, row) of its first delivery. Most keys are delivered once: only the
+    // keys met more than once, and the pinned ones, are decided by their [`ORDER`]
+    // columns, converted for those rows alone (converting them for every row took as
+    // much memory as the rows themselves).
     let mut first: HashMap<&[u8], (usize, usize)> = HashMap::with_capacity(total);
-    let mut skipped = false;
+    // Every delivery of such a key, in batch and row order.
+    let mut contested: HashMap<&[u8], Vec<(usize, usize)>> = HashMap::new();
     for (b, rows) in key_rows.iter().enumerate() {
         for (r, key) in rows.iter().enumerate() {
-            if let Some((order_row, dt)) = pinned.0.get(key.data())
-                && (orders[b].row(r).data() != order_row.as_slice()
-                    || !dts[b].is_valid(r)
-                    || dts[b].value(r) != dt)
-            {
-                skipped = true;
+            let key = key.data();
+            if !pinned.0.is_empty() && pinned.0.contains_key(key) {
+                contested.entry(key).or_default().push((b, r));
                 continue;
             }
-            match first.entry(key.data()) {
+            match first.entry(key) {
                 Entry::Vacant(v) => {
                     v.insert((b, r));
                 }
-                Entry::Occupied(mut o) => {
-                    let (pb, pr) = *o.get();
-                    if orders[b].row(r) < orders[pb].row(pr) {
-                        o.insert((b, r));
-                    }
-                }
+                Entry::Occupied(o) => contested
+                    .entry(key)
+                    .or_insert_with(|| vec![*o.get()])
+                    .push((b, r)),
             }
         }
     }
-    if let Some(seen) = seen {
-        // In fingerprint order, so that the lookups walk the earlier ones forward.
-        let mut fps: Vec<(u64, &[u8])> = first
-            .keys()
-            .map(|key| (seen.fingerprint(key), *key))
-            .collect();
-        fps.sort_unstable_by_key(|(fp, _)| *fp);
-        let mut from = 0;
-        for (fp, key) in &fps {
-            let (found, at) = seen.earlier.find_from(*fp, from);
-            from = at;
-            if found {
-                seen.again.push(key.to_vec());
+    let mut skipped = false;
+    if !contested.is_empty() {
+        let orders = contested_orders(schema, &batches, &order, &contested)?;
+        let order_of = |b: usize, r: usize| {
+            let (at, rows) = &orders[b];
+            at.binary_search(&r)
+                .map(|i| rows.row(i))
+                .map_err(|_| ArrowError::ComputeError("a contested row was not converted".into()))
+        };
+        for (key, rows) in &contested {
+            let pin = pinned.0.get(*key);
+            let mut best: Option<((usize, usize), arrow::row::Row<'_>)> = None;
+            for &(b, r) in rows {
+                let o = order_of(b, r)?;
+                if let Some((order_row, dt)) = pin
+                    && (o.data() != order_row.as_slice()
+                        || !dts[b].is_valid(r)
+                        || dts[b].value(r) != dt)
+                {
+                    skipped = true;
+                    continue;
+                }
+                // The smallest wins; of equal ones, the first.
+                if best.as_ref().is_none_or(|(_, bo)| o < *bo) {
+                    best = Some(((b, r), o));
+                }
+            }
+            if let Some((at, _)) = best {
+                first.insert(key, at);
             }
         }
-        seen.fingerprints.extend(fps.into_iter().map(|(fp, _)| fp));
+    }
+    if let Some(seen) = seen
+        && seen.track
+    {
+        let mut keys: Vec<(u64, Vec<u8>)> = first
+            .keys()
+            .map(|key| (seen.fingerprint(key), key.to_vec()))
+            .collect();
+        keys.sort_unstable();
+        seen.keys = keys;
     }
     if first.len() == total && !skipped {
         return Ok(batches);
@@ -121,6 +141,35 @@ pub fn first_deliveries(
         .iter()
         .zip(keep)
         .map(|(batch, keep)| filter_record_batch(batch, &BooleanArray::from(keep)))
+        .collect()
+}
+
+/// The [`ORDER`] columns, in row format, of the rows `contested` names: per batch, the
+/// row positions (ascending) and their rows.
+fn contested_orders(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    order: &RowConverter,
+    contested: &HashMap<&[u8], Vec<(usize, usize)>>,
+) -> Result<Vec<(Vec<usize>, Rows)>, ArrowError> {
+    let mut at: Vec<Vec<usize>> = vec![Vec::new(); batches.len()];
+    for rows in contested.values() {
+        for &(b, r) in rows {
+            at[b].push(r);
+        }
+    }
+    batches
+        .iter()
+        .zip(at)
+        .map(|(batch, mut at)| {
+            at.sort_unstable();
+            let idx = UInt32Array::from_iter_values(at.iter().map(|r| *r as u32));
+            let cols = columns(schema, batch, &ORDER)?
+                .iter()
+                .map(|c| arrow::compute::take(c.as_ref(), &idx, None))
+                .collect::<Result<Vec<ArrayRef>, ArrowError>>()?;
+            Ok((at, order.convert_columns(&cols)?))
+        })
         .collect()
 }
 
@@ -167,20 +216,16 @@ impl Pinned {
     }
 }
 
-/// Which record versions earlier chunks of a scoring run saw, as 64-bit fingerprints
-/// (of the record type and the key), and what one chunk adds: its keys' fingerprints, and
-/// the keys whose fingerprint an earlier chunk saw (`again`: a version delivered on dates
-/// in two chunks, or, about once in 2^64/n, two versions with one fingerprint; scoring
-/// resolves them exactly). About 8 bytes per record version in the warehouse.
+/// What one chunk of a scoring run saw: with `track` (a score of several chunks), the
+/// fingerprint (of the record type and the key) and the key of every record version it
+/// kept, for [`KeyRuns`], which finds the versions delivered on dates in two chunks.
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub earlier: std::sync::Arc<Fingerprints>,
     /// Distinguishes record types (the same key in two types is two versions).
     pub salt: u64,
-    /// Ascending.
-    pub fingerprints: Vec<u64>,
-    /// Keys in row format ([`KEY`]).
-    pub again: Vec<Vec<u8>>,
+    pub track: bool,
+    /// Ascending by fingerprint; keys in row format ([`KEY`]).
+    pub keys: Vec<(u64, Vec<u8>)>,
     /// With `index`: the `(fingerprint, day)` pairs of the deliveries seen
     /// ([`crate::index`]), ascending.
     pub index: bool,
@@ -198,65 +243,111 @@ impl Seen {
     }
 }
 
-/// A set of 64-bit fingerprints, as one ascending array: 8 bytes each (a hash set takes
-/// twice that, and twice again while it grows), filled chunk by chunk without copies
-/// when its capacity is reserved up front.
-#[derive(Debug, Default, Clone)]
-pub struct Fingerprints(Vec<u64>);
+/// The record versions each chunk of a scoring run kept, one file per chunk in a
+/// temporary folder (ascending `(fingerprint, record type, key)`), so that memory does
+/// not grow with the warehouse (held in memory, they took 8 bytes per version: 80 MiB at
+/// 10M entries). Once every chunk is scored, one merge over the files finds the
+/// fingerprints that two chunks saw: a version delivered on dates in two chunks, or,
+/// about once in 2^64/n, two versions with one fingerprint; scoring resolves them
+/// exactly ([`resolve_again`]).
+pub(crate) struct KeyRuns {
+    dir: tempfile::TempDir,
+    files: Vec<std::path::PathBuf>,
+}
 
-impl Fingerprints {
-    /// An empty set with room for `n` fingerprints.
-    pub fn with_capacity(n: usize) -> Fingerprints {
-        Fingerprints(Vec::with_capacity(n))
+/// One entry of a [`KeyRuns`] file.
+type KeyEntry = (u64, u8, Vec<u8>);
+
+impl KeyRuns {
+    pub(crate) fn new() -> std::io::Result<KeyRuns> {
+        Ok(KeyRuns {
+            dir: tempfile::Builder::new().prefix("crmdq-keys-").tempdir()?,
+            files: Vec::new(),
+        })
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, fp: u64) -> bool {
-        self.find_from(fp, 0).0
-    }
-
-    /// Whether `fp` is in the set, looking from position `from` on (every element
-    /// before it is smaller than `fp`), and the position to look from for a larger one.
-    /// Gallops: ascending lookups a few hundred elements apart touch a few cache lines
-    /// each, where a binary search over the whole set misses the cache ~10 times.
-    fn find_from(&self, fp: u64, from: usize) -> (bool, usize) {
-        let a = &self.0;
-        let from = from.min(a.len());
-        let mut step = 1;
-        while from + step < a.len() && a[from + step] < fp {
-            step *= 2;
+    /// Write one chunk's versions (`(fingerprint, record type, key)`, any order).
+    pub(crate) fn write(&mut self, mut entries: Vec<KeyEntry>) -> std::io::Result<()> {
+        use std::io::Write as _;
+        entries.sort_unstable();
+        let path = self
+            .dir
+            .path()
+            .join(format!("chunk-{:05}", self.files.len()));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for (fp, t, key) in &entries {
+            let len = u32::try_from(key.len()).map_err(std::io::Error::other)?;
+            out.write_all(&fp.to_le_bytes())?;
+            out.write_all(&[*t])?;
+            out.write_all(&len.to_le_bytes())?;
+            out.write_all(key)?;
         }
-        let lo = from + step / 2;
-        let hi = (from + step + 1).min(a.len());
-        let at = lo + a[lo..hi].partition_point(|x| *x < fp);
-        (a.get(at) == Some(&fp), at)
+        out.flush()?;
+        self.files.push(path);
+        Ok(())
     }
 
-    /// Add `more` (ascending), merging in place from the back.
-    pub fn merge(&mut self, more: &[u64]) {
-        debug_assert!(more.is_sorted());
-        let old = self.0.len();
-        self.0.extend_from_slice(more);
-        let (mut i, mut j, mut k) = (old, more.len(), self.0.len());
-        // The merged tail grows from the back; `more` is read from its own slice, the
-        // old elements from the front of the array, which the tail never overtakes.
-        while j > 0 {
-            k -= 1;
-            if i > 0 && self.0[i - 1] > more[j - 1] {
-                i -= 1;
-                self.0[k] = self.0[i];
-            } else {
-                j -= 1;
-                self.0[k] = more[j];
+    /// The keys (by record type, `types` of them) whose fingerprint more than one
+    /// chunk's file holds, each once.
+    pub(crate) fn again(&self, types: usize) -> std::io::Result<Vec<Vec<Vec<u8>>>> {
+        use std::cmp::Reverse;
+        fn next(r: &mut impl std::io::Read) -> std::io::Result<Option<KeyEntry>> {
+            let mut head = [0u8; 13];
+            match r.read_exact(&mut head) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let fp = u64::from_le_bytes(head[..8].try_into().map_err(std::io::Error::other)?);
+            let len = u32::from_le_bytes(head[9..].try_into().map_err(std::io::Error::other)?);
+            let mut key = vec![0; len as usize];
+            r.read_exact(&mut key)?;
+            Ok(Some((fp, head[8], key)))
+        }
+        let mut readers = self
+            .files
+            .iter()
+            .map(|f| Ok(std::io::BufReader::new(std::fs::File::open(f)?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut heads: Vec<Option<KeyEntry>> = Vec::with_capacity(readers.len());
+        let mut heap = std::collections::BinaryHeap::new();
+        for (i, r) in readers.iter_mut().enumerate() {
+            let h = next(r)?;
+            if let Some((fp, _, _)) = &h {
+                heap.push(Reverse((*fp, i)));
+            }
+            heads.push(h);
+        }
+        let mut again: Vec<Vec<Vec<u8>>> = vec![Vec::new(); types];
+        while let Some(Reverse((fp, _))) = heap.peek().copied() {
+            // Every entry of this fingerprint, from every file, and the files they are in.
+            let mut group: Vec<(usize, u8, Vec<u8>)> = Vec::new();
+            while let Some(Reverse((f, i))) = heap.peek().copied()
+                && f == fp
+            {
+                heap.pop();
+                while let Some((g, t, key)) = heads[i].take_if(|h| h.0 == fp) {
+                    debug_assert_eq!(g, fp);
+                    group.push((i, t, key));
+                    heads[i] = next(&mut readers[i])?;
+                }
+                if let Some((g, _, _)) = &heads[i] {
+                    heap.push(Reverse((*g, i)));
+                }
+            }
+            if group.iter().any(|(i, _, _)| *i != group[0].0) {
+                for (_, t, key) in group {
+                    if let Some(a) = again.get_mut(usize::from(t)) {
+                        a.push(key);
+                    }
+                }
             }
         }
+        for a in &mut again {
+            a.sort_unstable();
+            a.dedup();
+        }
+        Ok(again)
     }
 }
 
@@ -444,40 +535,38 @@ mod tests {
         out
     }
 
-    /// Merging keeps the set ascending and finds exactly what was added.
+    /// The merge finds exactly the fingerprints that two chunks' files hold (with every
+    /// key behind them, each once), not those one file holds twice, and reads files of
+    /// every length, empty included.
     #[test]
-    fn fingerprints_merge() {
-        let mut set = Fingerprints::with_capacity(8);
-        set.merge(&[]);
-        assert!(set.is_empty());
-        set.merge(&[5, 9, 20]);
-        set.merge(&[1, 9, 12, 30]);
-        set.merge(&[0, u64::MAX]);
-        assert_eq!(set.0, vec![0, 1, 5, 9, 9, 12, 20, 30, u64::MAX]);
-        for fp in [0, 1, 5, 9, 12, 20, 30, u64::MAX] {
-            assert!(set.contains(fp), "{fp}");
-        }
-        for fp in [2, 10, 21, u64::MAX - 1] {
-            assert!(!set.contains(fp), "{fp}");
-        }
-        // Walking forward finds what a fresh lookup finds.
-        let mut from = 0;
-        for fp in [0, 3, 9, 9, 29, 30] {
-            let (found, at) = set.find_from(fp, from);
-            assert_eq!(found, set.contains(fp), "{fp}");
-            from = at;
-        }
-        // A large set against sorted lookups at every distance, present and absent.
-        let mut big = Fingerprints::with_capacity(0);
-        let evens: Vec<u64> = (0..10_000).map(|i| i * 2).collect();
-        big.merge(&evens);
-        let mut from = 0;
-        for fp in (0..20_010).step_by(7) {
-            let (found, at) = big.find_from(fp, from);
-            assert_eq!(found, fp % 2 == 0 && fp < 20_000, "{fp}");
-            assert_eq!(at, big.0.partition_point(|x| *x < fp), "{fp}");
-            from = at;
-        }
+    fn key_runs_find_versions_two_chunks_saw() {
+        let mut runs = KeyRuns::new().unwrap();
+        let k = |s: &str| s.as_bytes().to_vec();
+        // Chunk 0: a, b, and c twice under one fingerprint (a collision within a chunk).
+        runs.write(vec![
+            (9, 0, k("b")),
+            (3, 0, k("a")),
+            (20, 1, k("c1")),
+            (20, 1, k("c2")),
+        ])
+        .unwrap();
+        runs.write(Vec::new()).unwrap();
+        // Chunk 2: a again, d, and e under b's fingerprint in another type (a collision).
+        runs.write(vec![(3, 0, k("a")), (5, 1, k("d")), (9, 1, k("e"))])
+            .unwrap();
+        // Chunk 3: c1 again, and a third time a.
+        runs.write(vec![
+            (20, 1, k("c1")),
+            (3, 0, k("a")),
+            (u64::MAX, 1, k("z")),
+        ])
+        .unwrap();
+        let again = runs.again(2).unwrap();
+        assert_eq!(again[0], vec![k("a"), k("b")]);
+        assert_eq!(again[1], vec![k("c1"), k("c2"), k("e")]);
+        let mut one = KeyRuns::new().unwrap();
+        one.write(vec![(1, 0, k("x")), (1, 0, k("y"))]).unwrap();
+        assert_eq!(one.again(1).unwrap(), vec![Vec::<Vec<u8>>::new()]);
     }
 
     /// Deliveries that differ in content, in every order, with NULL keys and NULL order

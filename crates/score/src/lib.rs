@@ -99,12 +99,13 @@ async fn create_views(ctx: &SessionContext, materialize: bool) -> Result<(), Sco
 /// Register `<type>_entries` for every record type, computed natively (see `dedup`),
 /// two types at a time: each is a scan then a single-threaded deduplication, so one
 /// type's scan overlaps another's deduplication (all six at once: 10% faster, 80% more
-/// memory). `pinned` (by position in [`RecordType::ALL`]) and `earlier` are as
-/// [`dedup::first_deliveries`] takes them; returns each type's [`dedup::Seen`].
+/// memory). `pinned` (by position in [`RecordType::ALL`]) is as
+/// [`dedup::first_deliveries`] takes it; with `track`, each type's [`dedup::Seen`] keeps
+/// the versions kept (a score of several chunks); returns each type's [`dedup::Seen`].
 async fn materialize_entries(
     ctx: &SessionContext,
     pinned: &[Arc<dedup::Pinned>],
-    earlier: &Arc<dedup::Fingerprints>,
+    track: bool,
     index: bool,
 ) -> Result<Vec<(RecordType, dedup::Seen)>, ScoreError> {
     use futures::TryStreamExt as _;
@@ -114,8 +115,8 @@ async fn materialize_entries(
             let dedup = Dedup {
                 pinned: pinned.get(i).cloned().unwrap_or_default(),
                 seen: dedup::Seen {
-                    earlier: earlier.clone(),
                     salt: i as u64,
+                    track,
                     index,
                     ..dedup::Seen::default()
                 },
@@ -349,9 +350,10 @@ pub async fn score(
 /// The dates are scored a chunk at a time ([`ScoreOptions`]). A record version's entry is
 /// its first delivery anywhere in the warehouse, and its deliveries may sit on dates in
 /// different chunks (a producer that re-sent a version with another business date). So
-/// each chunk also notes a fingerprint of every version it saw; a version an earlier
-/// chunk saw is looked up exactly once all chunks are done, and the chunks holding its
-/// deliveries are scored again knowing which delivery is the entry.
+/// each chunk also notes a fingerprint of every version it kept (on disk,
+/// [`dedup::KeyRuns`]); a version two chunks saw is looked up exactly once all chunks are
+/// done, and the chunks holding its deliveries are scored again knowing which delivery is
+/// the entry.
 pub async fn score_with(
     p: &Pipeline,
     w: &Warehouse,
@@ -439,19 +441,12 @@ pub async fn score_with(
         (None, Some(only)) => all_dates.last().filter(|d| only.contains(*d)).cloned(),
     };
     let mut outputs: Vec<ChunkOutput> = Vec::with_capacity(chunks.len());
-    // Every chunk's fingerprints but the last's (nothing after it looks them up), at
-    // most one per delivery: reserved once, so that merging never copies the set.
-    let kept_rows: u64 = chunks
-        .iter()
-        .rev()
-        .skip(1)
-        .flatten()
-        .filter_map(|dt| rows.get(dt.as_str()))
-        .sum();
-    let mut earlier = Arc::new(dedup::Fingerprints::with_capacity(
-        usize::try_from(kept_rows).unwrap_or(0),
-    ));
-    let mut again: Vec<Vec<Vec<u8>>> = vec![Vec::new(); RecordType::ALL.len()];
+    // The versions each chunk kept, on disk, when another chunk may deliver them too.
+    let mut key_runs = if chunks.len() > 1 {
+        Some(dedup::KeyRuns::new().map_err(|e| q("chunks")(DataFusionError::IoError(e)))?)
+    } else {
+        None
+    };
     let no_pins: Vec<Arc<dedup::Pinned>> = Vec::new();
     // The record index: a run per chunk of a full score, one run of what an incremental
     // one read.
@@ -468,7 +463,7 @@ pub async fn score_with(
             &review,
             dates,
             &no_pins,
-            &earlier,
+            key_runs.is_some(),
             latest.as_deref(),
             &props,
             only,
@@ -476,16 +471,17 @@ pub async fn score_with(
             filter,
         )
         .await?;
-        // The fingerprints of this chunk join the earlier ones. The set is shared with
-        // the deduplication threads only while a chunk runs: once each `Seen` (which
-        // holds a reference) is taken apart, it is ours again, without a copy.
-        let mut fingerprints = Vec::new();
+        let mut keys = Vec::new();
         let mut pairs = Vec::new();
         for (rt, s) in seen {
             let idx = RecordType::ALL.iter().position(|r| *r == rt).unwrap_or(0);
-            again[idx].extend(s.again);
-            fingerprints.extend(s.fingerprints);
+            let t = u8::try_from(idx).unwrap_or(u8::MAX);
+            keys.extend(s.keys.into_iter().map(|(fp, key)| (fp, t, key)));
             pairs.extend(s.pairs);
+        }
+        if let Some(runs) = &mut key_runs {
+            runs.write(keys)
+                .map_err(|e| q("chunks")(DataFusionError::IoError(e)))?;
         }
         if records {
             pairs.sort_unstable();
@@ -496,14 +492,6 @@ pub async fn score_with(
                 runs.push(index::write_run(out, &pairs).await?);
             }
         }
-        // No chunk comes after the last to look them up (a one-chunk score keeps none).
-        if i + 1 < chunks.len() {
-            fingerprints.sort_unstable();
-            let mut set =
-                Arc::try_unwrap(std::mem::take(&mut earlier)).unwrap_or_else(|a| (*a).clone());
-            set.merge(&fingerprints);
-            earlier = Arc::new(set);
-        }
         tracing::info!(
             chunk = i,
             dates = dates.len(),
@@ -512,7 +500,13 @@ pub async fn score_with(
         );
         outputs.push(chunk_out);
     }
-    drop(earlier);
+    let again = match key_runs {
+        Some(runs) => tokio::task::spawn_blocking(move || runs.again(RecordType::ALL.len()))
+            .await
+            .map_err(|e| q("chunks")(DataFusionError::External(Box::new(e))))?
+            .map_err(|e| q("chunks")(DataFusionError::IoError(e)))?,
+        None => Vec::new(),
+    };
     let mut summary = ScoreSummary {
         chunks: chunks.len(),
         review_buckets: review.buckets,
@@ -521,7 +515,6 @@ pub async fn score_with(
     if again.iter().any(|a| !a.is_empty()) {
         let (pins, redo) = resolve_again(w, scope, &chunks, &again).await?;
         summary.rescored_chunks = redo.len();
-        let none = Arc::default();
         for i in redo {
             tracing::info!(
                 chunk = i,
@@ -536,7 +529,7 @@ pub async fn score_with(
                 &review,
                 &chunks[i],
                 &pins,
-                &none,
+                false,
                 latest.as_deref(),
                 &props,
                 only,
@@ -742,7 +735,7 @@ async fn score_chunk(
     review: &review::Review,
     dates: &[String],
     pinned: &[Arc<dedup::Pinned>],
-    earlier: &Arc<dedup::Fingerprints>,
+    track: bool,
     latest: Option<&str>,
     props: &WriterProperties,
     only: Option<&std::collections::BTreeSet<String>>,
@@ -762,7 +755,7 @@ async fn score_chunk(
     }
     crmdq_catalog::register_roster(&ctx, roster.clone())?;
     register_review(&ctx, review, Some(dates)).await?;
-    let seen = materialize_entries(&ctx, pinned, earlier, index).await?;
+    let seen = materialize_entries(&ctx, pinned, track, index).await?;
     create_views(&ctx, true).await?;
 
     let mut out = ChunkOutput {
