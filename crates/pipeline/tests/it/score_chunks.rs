@@ -10,6 +10,7 @@ use crmdq_pipeline::{FixedClock, ingest};
 use crmdq_score::{ScoreOptions, ScoreSummary, score_with};
 use crmdq_testkit::generate::{GenSpec, generate, roster_csv, shifted};
 use crmdq_warehouse::Warehouse;
+use parquet::file::reader::FileReader as _;
 
 async fn ingest_at(p: &Pipeline, w: &Warehouse, path: &Path, lines: &[String], at: &str) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
@@ -113,4 +114,44 @@ async fn chunked_scores_equal_whole_warehouse_scores() {
         assert!(bucketed.review_buckets > 1, "{bucket_rows}");
         assert_eq!(files(&bucketed), files(&whole), "bucket_rows {bucket_rows}");
     }
+
+    // Score files are LZ4_RAW with dictionaries (zstd's setup per column chunk costs more
+    // than it saves on them); `small_file_bytes: 0` makes them zstd like every file.
+    let codecs = |s: &ScoreSummary| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut dictionaries = 0;
+        for f in &s.files {
+            let file = std::fs::File::open(dir.path().join("wh").join(&f.path)).unwrap();
+            let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+            for rg in reader.metadata().row_groups() {
+                for c in rg.columns() {
+                    let codec = format!("{:?}", c.compression());
+                    seen.insert(codec.split('(').next().unwrap_or_default().to_string());
+                    dictionaries += usize::from(c.dictionary_page_offset().is_some());
+                }
+            }
+        }
+        (seen.into_iter().collect::<Vec<_>>(), dictionaries)
+    };
+    let (lz4, dictionaries) = codecs(&whole);
+    assert_eq!(lz4, ["LZ4_RAW"]);
+    assert!(dictionaries > 0);
+    let zstd = {
+        let mut p = p.clone();
+        p.warehouse.small_file_bytes = 0;
+        score_with(
+            &p,
+            &w,
+            Some(&roster),
+            "2026-10-21T00:00:00Z".into(),
+            &ScoreOptions {
+                full: true,
+                ..ScoreOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(codecs(&zstd).0, ["ZSTD"]);
+    assert_eq!(zstd.rows, whole.rows);
 }
