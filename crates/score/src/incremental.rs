@@ -25,7 +25,7 @@
 //! entry that removes data, state that cannot be read, a record date that is not a
 //! date, or more than half the warehouse to read anyway — gives a full re-score.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -372,16 +372,14 @@ pub(crate) async fn plan(
         Ok(k) => k,
         Err(e) => return full(e),
     };
-    for ((t, _), days) in &known {
-        for d in days {
-            a.insert(*d);
-            if *t == order {
-                a.extend(
-                    all_dates
-                        .range(d.saturating_sub(window)..=*d)
-                        .map(|(k, _)| *k),
-                );
-            }
+    for (t, d) in &known {
+        a.insert(*d);
+        if *t == order {
+            a.extend(
+                all_dates
+                    .range(d.saturating_sub(window)..=*d)
+                    .map(|(k, _)| *k),
+            );
         }
     }
     for f in new_files
@@ -438,9 +436,9 @@ pub(crate) async fn plan(
         Ok(k) => k,
         Err(e) => return full(e),
     };
-    for ((t, _), days) in others {
+    for (t, d) in others {
         if let Some(set) = full_days.get_mut(&t) {
-            set.extend(days);
+            set.insert(d);
         }
     }
     let mut scope = Snapshot {
@@ -638,9 +636,10 @@ fn snap_dates(snap: &Snapshot) -> BTreeMap<i32, String> {
 }
 
 /// The records (type, fingerprint) with deliveries in `files`.
-async fn record_ids(w: &Warehouse, files: &[FileAdd]) -> Result<BTreeSet<(u8, u64)>, ScoreError> {
+/// Ascending, each once.
+async fn record_ids(w: &Warehouse, files: &[FileAdd]) -> Result<Vec<(u8, u64)>, ScoreError> {
     let ctx = crmdq_catalog::session();
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     for rt in RecordType::ALL {
         let mine: Vec<FileAdd> = files
             .iter()
@@ -666,36 +665,43 @@ async fn record_ids(w: &Warehouse, files: &[FileAdd]) -> Result<BTreeSet<(u8, u6
             let ids = ids.as_string::<i32>();
             for r in 0..ids.len() {
                 let id = if ids.is_valid(r) { ids.value(r) } else { "" };
-                out.insert((t, index::fingerprint(t, id)));
+                out.push((t, index::fingerprint(t, id)));
             }
         }
     }
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 
-/// The index's days of each of `ids`.
-fn lookup(
-    runs: &index::Runs,
-    ids: &BTreeSet<(u8, u64)>,
-) -> Result<BTreeMap<(u8, u64), Vec<i32>>, String> {
-    let mut fps: Vec<u64> = ids.iter().map(|(_, f)| *f).collect();
-    fps.sort_unstable();
+/// The `(record type, day)` of every delivery the index holds of the records `ids`, each
+/// once (which record it was does not matter to the caller: only which days of which
+/// type to read). Sorted vectors and one merge: a day's records are a few hundred
+/// thousand.
+fn lookup(runs: &index::Runs, ids: &[(u8, u64)]) -> Result<BTreeSet<(u8, i32)>, String> {
+    let mut by_fp: Vec<(u64, u8)> = ids.iter().map(|(t, f)| (*f, *t)).collect();
+    by_fp.sort_unstable();
+    let mut fps: Vec<u64> = by_fp.iter().map(|(f, _)| *f).collect();
     fps.dedup();
-    let found = runs.lookup(&fps);
-    let mut by_fp: HashMap<u64, Vec<u8>> = HashMap::new();
-    for (t, f) in ids {
-        by_fp.entry(*f).or_default().push(*t);
-    }
-    let mut out = BTreeMap::new();
-    for (fp, days) in found {
-        if days.contains(&i32::MIN) {
+    let mut pairs: Vec<(u8, i32)> = Vec::new();
+    let mut i = 0;
+    for (fp, day) in runs.lookup(&fps) {
+        if day == i32::MIN {
             return Err("the record index has a delivery whose business date is not a date".into());
         }
-        for t in by_fp.get(&fp).into_iter().flatten() {
-            out.insert((*t, fp), days.clone());
+        while i < by_fp.len() && by_fp[i].0 < fp {
+            i += 1;
         }
+        pairs.extend(
+            by_fp[i..]
+                .iter()
+                .take_while(|(f, _)| *f == fp)
+                .map(|(_, t)| (*t, day)),
+        );
     }
-    Ok(out)
+    pairs.sort_unstable();
+    pairs.dedup();
+    Ok(pairs.into_iter().collect())
 }
 
 async fn read_rows(w: &Warehouse, path: &str) -> Option<Rows> {
@@ -851,6 +857,22 @@ mod tests {
     /// Only the days on which a changed person's row in force (or absences) differ; a
     /// reorder of one person's rows counts only where the first listed wins a tie; other
     /// people's order does not count.
+    /// The index lookup gives each (record type, day) the records' deliveries are on,
+    /// once, over runs; records of two types with one fingerprint give both types; a
+    /// delivery whose date is not a date is refused.
+    #[test]
+    fn lookup_gives_the_types_and_days_of_the_records() {
+        let runs = index::Runs::of(&[&[(1, 10), (2, 11), (5, 12)], &[(1, 10), (1, 13), (9, 14)]]);
+        let found = lookup(&runs, &[(0, 1), (3, 1), (4, 5), (4, 6), (2, 9)]).unwrap();
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [(0, 10), (0, 13), (2, 14), (3, 10), (3, 13), (4, 12)]
+        );
+        assert!(lookup(&runs, &[]).unwrap().is_empty());
+        let bad = index::Runs::of(&[&[(1, i32::MIN)]]);
+        assert!(lookup(&bad, &[(0, 1)]).is_err());
+    }
+
     #[test]
     fn roster_changes_cover_the_days_they_change() {
         let dates: BTreeMap<i32, String> = (1..=9)

@@ -9,7 +9,7 @@
 //! fingerprint (about once in 2^64/n) only make a lookup return a date too many, which
 //! costs work, never a wrong number (see `incremental`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -130,9 +130,16 @@ impl Runs {
         Ok(Runs(out))
     }
 
-    /// Each of the records `fps` the runs know, with its days (ascending, each once).
-    pub(crate) fn lookup(&self, fps: &[u64]) -> BTreeMap<u64, Vec<i32>> {
-        let mut out: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+    /// Runs of the given pairs (each ascending, each once), as if read.
+    #[cfg(test)]
+    pub(crate) fn of(runs: &[&[(u64, i32)]]) -> Runs {
+        Runs(runs.iter().map(|r| encode(r).into()).collect())
+    }
+
+    /// The `(fingerprint, day)` pairs of the records `fps` (ascending, each once) that
+    /// the runs hold: ascending, each once.
+    pub(crate) fn lookup(&self, fps: &[u64]) -> Vec<(u64, i32)> {
+        let mut out: Vec<(u64, i32)> = Vec::new();
         for run in &self.0 {
             let body = &run[16..];
             let n = body.len() / 12;
@@ -150,7 +157,7 @@ impl Runs {
                         std::cmp::Ordering::Less => i += 1,
                         std::cmp::Ordering::Greater => j += 1,
                         std::cmp::Ordering::Equal => {
-                            out.entry(fps[j]).or_default().push(day_at(i));
+                            out.push((fps[j], day_at(i)));
                             i += 1;
                         }
                     }
@@ -169,15 +176,13 @@ impl Runs {
                     }
                 }
                 while lo < n && fp_at(lo) == q {
-                    out.entry(q).or_default().push(day_at(lo));
+                    out.push((q, day_at(lo)));
                     lo += 1;
                 }
             }
         }
-        for days in out.values_mut() {
-            days.sort_unstable();
-            days.dedup();
-        }
+        out.sort_unstable();
+        out.dedup();
         out
     }
 }
@@ -227,10 +232,9 @@ mod tests {
         // Few records (searched) and many (merged): the same answer.
         let many: Vec<u64> = (0..64).collect();
         for fps in [&[0, 1, 7, 8, 9][..], &many[..]] {
-            let found = runs.lookup(fps);
             assert_eq!(
-                found.into_iter().collect::<Vec<_>>(),
-                [(1, vec![10, 11, 12]), (7, vec![-3]), (8, vec![1])]
+                runs.lookup(fps),
+                [(1, 10), (1, 11), (1, 12), (7, -3), (8, 1)]
             );
         }
     }
