@@ -493,9 +493,13 @@ pub async fn score_with(
             keys.extend(s.keys.into_iter().map(|(fp, key)| (fp, t, key)));
             pairs.extend(s.pairs);
         }
-        if let Some(runs) = &mut key_runs {
-            runs.write(keys)
+        // Sorting and writing a chunk's versions blocks: off the async workers.
+        if let Some(mut runs) = key_runs.take() {
+            let written = tokio::task::spawn_blocking(move || runs.write(keys).map(|()| runs))
+                .await
+                .map_err(|e| q("chunks")(DataFusionError::External(Box::new(e))))?
                 .map_err(|e| q("chunks")(DataFusionError::IoError(e)))?;
+            key_runs = Some(written);
         }
         if records {
             pairs.sort_unstable();
