@@ -854,9 +854,6 @@ mod tests {
         }
     }
 
-    /// Only the days on which a changed person's row in force (or absences) differ; a
-    /// reorder of one person's rows counts only where the first listed wins a tie; other
-    /// people's order does not count.
     /// The index lookup gives each (record type, day) the records' deliveries are on,
     /// once, over runs; records of two types with one fingerprint give both types; a
     /// delivery whose date is not a date is refused.
@@ -873,6 +870,9 @@ mod tests {
         assert!(lookup(&bad, &[(0, 1)]).is_err());
     }
 
+    /// Only the days on which a changed person's row in force (or absences) differ; a
+    /// reorder of one person's rows counts only where the first listed wins a tie; other
+    /// people's order does not count.
     #[test]
     fn roster_changes_cover_the_days_they_change() {
         let dates: BTreeMap<i32, String> = (1..=9)
