@@ -466,12 +466,18 @@ pub async fn score_with(
     // one read.
     let mut runs: Vec<String> = Vec::new();
     let mut inc_pairs: Vec<(u64, i32)> = Vec::new();
+    // Each chunk's score files are written (fsync waits on the disk) while the next
+    // chunk computes; an early return drops the set, which aborts what is still writing.
+    let mut writing = tokio::task::JoinSet::new();
+    let mut write = |chunk_out: &mut ChunkOutput| {
+        let (to, writes) = (out.clone(), std::mem::take(&mut chunk_out.writes));
+        writing.spawn(async move { put_all(&to, writes).await });
+    };
     for (i, dates) in chunks.iter().enumerate() {
         let started = std::time::Instant::now();
-        let (chunk_out, seen) = score_chunk(
+        let (mut chunk_out, seen) = score_chunk(
             p,
             w,
-            out,
             scope,
             &roster,
             &review,
@@ -485,6 +491,7 @@ pub async fn score_with(
             filter,
         )
         .await?;
+        write(&mut chunk_out);
         let mut keys = Vec::new();
         let mut pairs = Vec::new();
         for (rt, s) in seen {
@@ -538,10 +545,9 @@ pub async fn score_with(
                 chunk = i,
                 "scored again: a record version has deliveries in another chunk"
             );
-            let (chunk_out, _) = score_chunk(
+            let (mut chunk_out, _) = score_chunk(
                 p,
                 w,
-                out,
                 scope,
                 &roster,
                 &review,
@@ -555,6 +561,7 @@ pub async fn score_with(
                 filter,
             )
             .await?;
+            write(&mut chunk_out);
             outputs[i] = chunk_out;
         }
     }
@@ -696,6 +703,10 @@ pub async fn score_with(
         }
         None => None,
     };
+    // Every chunk's score files are durable before the log names them.
+    while let Some(written) = writing.join_next().await {
+        written.map_err(|e| q("score files")(DataFusionError::External(Box::new(e))))??;
+    }
     let entry = LogEntry {
         version: 0,
         kind: LogKind::Score,
@@ -732,22 +743,24 @@ fn keep_dates(
     arrow::compute::filter_record_batch(b, &keep)
 }
 
-/// The score files of one chunk of dates (written and durable), by daily score table.
+/// The score files of one chunk of dates, by daily score table, and their bytes to write.
 struct ChunkOutput {
     files: [Vec<FileAdd>; ScoreTable::DAILY.len()],
     latest_entries: Option<ScoredEntries>,
     /// The rows (with `dt`) of the daily tables kept for the period pass.
     kept: Vec<(ScoreTable, RecordBatch)>,
+    /// The chunk's score files (path, bytes), not yet written: the caller writes them
+    /// while the next chunk is computed.
+    writes: Vec<(String, Vec<u8>)>,
 }
 
 /// Score the dates `dates`: their files only, with `pinned` deliveries (see
-/// [`dedup::Pinned`]). Writes the score files; returns them and what the
-/// deduplication saw.
+/// [`dedup::Pinned`]). Encodes the score files (the caller writes them); returns them and
+/// what the deduplication saw.
 #[allow(clippy::too_many_arguments)]
 async fn score_chunk(
     p: &Pipeline,
     w: &Warehouse,
-    out_w: &Warehouse,
     snap: &Snapshot,
     roster: &RecordBatch,
     review: &review::Review,
@@ -780,6 +793,7 @@ async fn score_chunk(
         files: Default::default(),
         latest_entries: None,
         kept: Vec::new(),
+        writes: Vec::new(),
     };
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
     // The three tables at once: each query has single-threaded steps (collecting,
@@ -801,8 +815,8 @@ async fn score_chunk(
             out.kept.push((ScoreTable::DAILY[t], b));
         }
     }
-    // One file per table and date.
-    put_all(out_w, writes).await?;
+    // One file per table and date, written by the caller.
+    out.writes = writes;
     if let Some(dt) = latest.filter(|d| in_chunk.contains(d) && only.is_none_or(|o| o.contains(*d)))
     {
         let sql = format!(
