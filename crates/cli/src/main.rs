@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 /// freed (RSS on 10M entries grew from 350 MiB to 1.1 GB over 25 chunks of the same size;
 /// with two arenas it stayed near 400 MiB). It also serves the C libraries' `malloc`
 /// (zstd, librdkafka; `unprefixed_malloc_on_supported_platforms`): glibc's heap grew and
-/// shrank around each zstd context parquet creates, 20% of a 1M score's page faults.
+/// shrank around each zstd context parquet creates; served by jemalloc, a 1M score
+/// faults 18% fewer pages (docs/performance.md).
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
