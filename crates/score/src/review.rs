@@ -362,6 +362,10 @@ pub fn plan(p: &Pipeline) -> Plan {
              FROM new_customer_kpis_part GROUP BY person_id, dt"
                 .into(),
         ),
+        // Both keys NULL-safe (`dt` is never NULL): DataFusion makes a join whose keys mix
+        // `=` and `IS NOT DISTINCT FROM` a hash join on the `=` keys alone with the other
+        // as a filter — every person of a date against every other — which took 0.17 s of
+        // an incremental score; with both it is one hash join on both, NULLs equal.
         v(
             "opportunity_kpis",
             "SELECT c.person_id, c.dt, c.opportunities_advanced, c.opportunities_lost, \
@@ -369,7 +373,8 @@ pub fn plan(p: &Pipeline) -> Plan {
              FROM (SELECT person_id, dt, SUM(opportunities_advanced) AS opportunities_advanced, \
                  SUM(opportunities_lost) AS opportunities_lost, SUM(opportunities_won) AS opportunities_won \
                FROM opportunity_counts_part GROUP BY person_id, dt) c \
-             LEFT JOIN won_orders n ON (n.person_id IS NOT DISTINCT FROM c.person_id) AND n.dt = c.dt"
+             LEFT JOIN won_orders n \
+               ON (n.person_id IS NOT DISTINCT FROM c.person_id) AND (n.dt IS NOT DISTINCT FROM c.dt)"
                 .into(),
         ),
         v(
