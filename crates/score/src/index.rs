@@ -94,15 +94,20 @@ fn encode(pairs: &[(u64, i32)]) -> Vec<u8> {
 /// The pairs of one run, or why it is not one.
 fn decode(path: &str, bytes: &[u8]) -> Result<Vec<(u64, i32)>, String> {
     check(path, bytes)?;
-    let body = &bytes[16..];
-    Ok(body
+    Ok(bytes[16..]
         .chunks_exact(12)
-        .map(|c| {
-            let fp = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
-            let day = i32::from_le_bytes(c[8..].try_into().unwrap_or_default());
-            (fp, day)
-        })
+        .map(|c| (fp_of(c), day_of_pair(c)))
         .collect())
+}
+
+/// The fingerprint of a stored pair (12 bytes).
+fn fp_of(c: &[u8]) -> u64 {
+    u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+}
+
+/// The day of a stored pair (12 bytes).
+fn day_of_pair(c: &[u8]) -> i32 {
+    i32::from_le_bytes([c[8], c[9], c[10], c[11]])
 }
 
 /// Write `pairs` (ascending, each once) as a run; returns its path (content-addressed).
@@ -167,9 +172,8 @@ impl Runs {
 
 /// The pairs of `fps` (ascending, each once) in `runs`, unsorted.
 fn lookup_runs(runs: &[bytes::Bytes], fps: &[u64]) -> Vec<(u64, i32)> {
+    let (fp, day) = (fp_of, day_of_pair);
     let mut out: Vec<(u64, i32)> = Vec::new();
-    let day = |c: &[u8]| i32::from_le_bytes([c[8], c[9], c[10], c[11]]);
-    let fp = |c: &[u8]| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
     for run in runs {
         let body = &run[16..];
         let n = body.len() / 12;
