@@ -12,9 +12,56 @@ use zstd_safe;
 /// It is more efficient than a streaming compressor for 2 reasons:
 /// * It re-uses the zstd context between jobs to avoid re-allocations
 /// * It avoids copying data from a `Read` into a temporary buffer before compression.
+///
+/// crmdq's patch (see `PATCH.md`): a compressor that only has a level (`new`,
+/// `with_dictionary` with an empty dictionary, `Default`) creates no context of its
+/// own; each job borrows its thread's context, set to the compressor's level. A
+/// dictionary, a parameter, a pledged size or `context_mut` gives it its own context,
+/// as before. The bytes written are the same either way.
 #[derive(Default)]
 pub struct Compressor<'a> {
-    context: zstd_safe::CCtx<'a>,
+    /// Its own context, once it needs one; until then its thread's.
+    context: Option<zstd_safe::CCtx<'a>>,
+    /// The level asked for, if any (`None`: zstd's default).
+    level: Option<i32>,
+}
+
+thread_local! {
+    /// The context that compressors without one of their own borrow for a job.
+    static SHARED: std::cell::RefCell<Option<zstd_safe::CCtx<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `job` on a context holding only `level`: the thread's, or (when it is busy or
+/// the thread is ending) a fresh one.
+fn with_shared(
+    level: Option<i32>,
+    job: impl FnOnce(&mut zstd_safe::CCtx<'static>) -> zstd_safe::SafeResult,
+) -> io::Result<usize> {
+    let run = |ctx: &mut zstd_safe::CCtx<'static>| {
+        ctx.set_parameter(zstd_safe::CParameter::CompressionLevel(
+            level.unwrap_or(0),
+        ))
+        .map_err(map_error_code)?;
+        let result = job(ctx);
+        if result.is_err() {
+            // As `compress_to_buffer` does: abandon a failed frame.
+            let _ = ctx.reset(zstd_safe::ResetDirective::SessionOnly);
+        }
+        result.map_err(map_error_code)
+    };
+    let mut job = Some(run);
+    let shared = SHARED.try_with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let ctx = slot.get_or_insert_with(zstd_safe::CCtx::create);
+        Some((job.take()?)(ctx))
+    });
+    match shared {
+        Ok(Some(result)) => result,
+        _ => (job.take().expect("the job ran, or is still here"))(
+            &mut zstd_safe::CCtx::create(),
+        ),
+    }
 }
 
 impl Compressor<'static> {
@@ -77,15 +124,36 @@ impl<'a> Compressor<'a> {
         level: i32,
         dictionary: &[u8],
     ) -> io::Result<()> {
-        self.context
+        if self.context.is_none() && dictionary.is_empty() {
+            self.level = Some(level);
+            return Ok(());
+        }
+        let context = self.own();
+        context
             .set_parameter(zstd_safe::CParameter::CompressionLevel(level))
             .map_err(map_error_code)?;
 
-        self.context
+        context
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
 
+        self.level = Some(level);
         Ok(())
+    }
+
+    /// Its own context: created (holding the level asked for) on first need.
+    fn own(&mut self) -> &mut zstd_safe::CCtx<'a> {
+        let level = self.level;
+        self.context.get_or_insert_with(|| {
+            let mut context = zstd_safe::CCtx::create();
+            if let Some(level) = level {
+                // As before: a level accepted once is accepted again.
+                let _ = context.set_parameter(
+                    zstd_safe::CParameter::CompressionLevel(level),
+                );
+            }
+            context
+        })
     }
 
     /// Changes the dictionary used by this compressor.
@@ -101,7 +169,7 @@ impl<'a> Compressor<'a> {
     where
         'b: 'a,
     {
-        self.context
+        self.own()
             .ref_cdict(dictionary.as_cdict())
             .map_err(map_error_code)?;
 
@@ -122,13 +190,16 @@ impl<'a> Compressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        let result = self.context.compress2(destination, source);
+        let Some(context) = self.context.as_mut() else {
+            return with_shared(self.level, |ctx| ctx.compress2(destination, source));
+        };
+        let result = context.compress2(destination, source);
         if result.is_err() {
             // `compress2` leaves a failed frame open, and zstd refuses most
             // setters mid-frame. Abandon it, so the compressor can be set up
             // for the next job. Resetting only the session cannot fail (it
             // waits for the worker threads, if any).
-            let _ = self.context.reset(zstd_safe::ResetDirective::SessionOnly);
+            let _ = context.reset(zstd_safe::ResetDirective::SessionOnly);
         }
         result.map_err(map_error_code)
     }
@@ -149,7 +220,7 @@ impl<'a> Compressor<'a> {
 
     /// Gives mutable access to the internal context.
     pub fn context_mut(&mut self) -> &mut zstd_safe::CCtx<'a> {
-        &mut self.context
+        self.own()
     }
 
     /// Sets a compression parameter for this compressor.
@@ -157,7 +228,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         parameter: zstd_safe::CParameter,
     ) -> io::Result<()> {
-        self.context
+        self.own()
             .set_parameter(parameter)
             .map_err(map_error_code)?;
         Ok(())
@@ -175,7 +246,7 @@ impl<'a> Compressor<'a> {
         &mut self,
         size: Option<u64>,
     ) -> io::Result<()> {
-        self.context
+        self.own()
             .set_pledged_src_size(size)
             .map_err(map_error_code)?;
         Ok(())

@@ -8,9 +8,42 @@ use zstd_safe;
 /// Allows to decompress independently multiple blocks of data.
 ///
 /// This reduces memory usage compared to calling `decompress` multiple times.
+///
+/// crmdq's patch (see `PATCH.md`): a decompressor without a dictionary or a parameter
+/// (`new`, `with_dictionary` with an empty dictionary, `Default`) creates no context of
+/// its own; each job borrows its thread's context. A dictionary or a parameter gives it
+/// its own context, as before.
 #[derive(Default)]
 pub struct Decompressor<'a> {
-    context: zstd_safe::DCtx<'a>,
+    /// Its own context, once it needs one; until then its thread's.
+    context: Option<zstd_safe::DCtx<'a>>,
+}
+
+thread_local! {
+    /// The context that decompressors without one of their own borrow for a job.
+    static SHARED: std::cell::RefCell<Option<zstd_safe::DCtx<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `job` on a context without a dictionary or parameters: the thread's, or (when
+/// it is busy or the thread is ending) a fresh one. A one-shot decompression starts
+/// from a clean frame whatever the context did before.
+fn with_shared(
+    job: impl FnOnce(&mut zstd_safe::DCtx<'static>) -> zstd_safe::SafeResult,
+) -> io::Result<usize> {
+    let mut job = Some(job);
+    let shared = SHARED.try_with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let ctx = slot.get_or_insert_with(zstd_safe::DCtx::create);
+        Some((job.take()?)(ctx))
+    });
+    let result = match shared {
+        Ok(Some(result)) => result,
+        _ => (job.take().expect("the job ran, or is still here"))(
+            &mut zstd_safe::DCtx::create(),
+        ),
+    };
+    result.map_err(map_error_code)
 }
 
 impl Decompressor<'static> {
@@ -54,7 +87,10 @@ impl<'a> Decompressor<'a> {
     /// Note that using a dictionary means that compression will need to use
     /// the same dictionary.
     pub fn set_dictionary(&mut self, dictionary: &[u8]) -> io::Result<()> {
-        self.context
+        if self.context.is_none() && dictionary.is_empty() {
+            return Ok(());
+        }
+        self.own()
             .load_dictionary(dictionary)
             .map_err(map_error_code)?;
 
@@ -72,7 +108,7 @@ impl<'a> Decompressor<'a> {
     where
         'b: 'a,
     {
-        self.context
+        self.own()
             .ref_ddict(dictionary.as_ddict())
             .map_err(map_error_code)?;
 
@@ -88,9 +124,12 @@ impl<'a> Decompressor<'a> {
         source: &[u8],
         destination: &mut C,
     ) -> io::Result<usize> {
-        self.context
-            .decompress(destination, source)
-            .map_err(map_error_code)
+        match self.context.as_mut() {
+            Some(context) => context
+                .decompress(destination, source)
+                .map_err(map_error_code),
+            None => with_shared(|ctx| ctx.decompress(destination, source)),
+        }
     }
 
     /// Decompress a block of data, and return the result in a `Vec<u8>`.
@@ -114,13 +153,18 @@ impl<'a> Decompressor<'a> {
         &mut self,
         parameter: zstd_safe::DParameter,
     ) -> io::Result<()> {
-        self.context
+        self.own()
             .set_parameter(parameter)
             .map_err(map_error_code)?;
         Ok(())
     }
 
     crate::decoder_parameters!();
+
+    /// Its own context: created on first need.
+    fn own(&mut self) -> &mut zstd_safe::DCtx<'a> {
+        self.context.get_or_insert_with(zstd_safe::DCtx::create)
+    }
 
     /// Get an upper bound on the decompressed size of data, if available
     ///
