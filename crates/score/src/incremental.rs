@@ -117,8 +117,13 @@ impl Plans {
         let daily = hex::encode(d.finalize());
         let mut d = Sha256::new();
         d.update(&daily);
-        d.update(crate::table_sql(ScoreTable::PersonPeriod, p));
-        d.update(crate::table_sql(ScoreTable::TeamPeriod, p));
+        for t in [ScoreTable::PersonPeriod, ScoreTable::TeamPeriod] {
+            for (name, sql) in crate::table_steps(t, p) {
+                d.update(name);
+                d.update(sql);
+            }
+            d.update(crate::table_sql(t, p));
+        }
         d.update(format!("{:?}", s.review));
         Plans {
             daily,

@@ -213,6 +213,32 @@ pub(crate) async fn materialized(
     MemTable::try_new(schema, partitions)
 }
 
+/// The steps materialized before a table's query ([`materialize_steps`]): the
+/// `person_period` query's ([`period::person_period_steps`]), none for the others.
+pub(crate) fn table_steps(table: ScoreTable, p: &Pipeline) -> Vec<(&'static str, String)> {
+    match table {
+        ScoreTable::PersonPeriod => period::person_period_steps(p),
+        _ => Vec::new(),
+    }
+}
+
+/// Run each step and register its rows as an in-memory table of its name (replacing one
+/// of that name), in order.
+pub(crate) async fn materialize_steps(
+    ctx: &SessionContext,
+    steps: &[(&'static str, String)],
+) -> Result<(), ScoreError> {
+    for (name, sql) in steps {
+        let started = std::time::Instant::now();
+        let table = materialized(ctx, sql, None).await.map_err(q(name))?;
+        tracing::debug!(step = %name, seconds = started.elapsed().as_secs_f64(), "materialized");
+        ctx.deregister_table(*name).map_err(q(name))?;
+        ctx.register_table(*name, Arc::new(table))
+            .map_err(q(name))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn table_sql(table: ScoreTable, p: &Pipeline) -> String {
     match table {
         ScoreTable::PersonDaily => sql::person_daily(p),
@@ -882,6 +908,7 @@ mod tests {
         for yaml in ["{}", weighted] {
             let p = Pipeline::from_str_at(yaml, Path::new("t.yaml"), &|_| None).unwrap();
             for t in ScoreTable::ALL {
+                materialize_steps(&ctx, &table_steps(t, &p)).await.unwrap();
                 let df = ctx.sql(&table_sql(t, &p)).await.unwrap();
                 let planned: Vec<(String, arrow::datatypes::DataType)> = df
                     .schema()

@@ -282,43 +282,77 @@ fn per_role(p: &Pipeline, f: impl Fn(&str) -> String) -> String {
 
 const PERIOD_KEYS: &str = "period_kind, period, period_start, period_end, prev_start, keep";
 
-/// The `person_period` query over `person_daily`, `periods`, `checkin_facts` and the
-/// roster (`roster_rows`).
-pub fn person_period(p: &Pipeline) -> String {
+/// The steps before the `person_period` query ([`person_period`]), each materialized —
+/// run and held as an in-memory table of its name — before the next: DataFusion inlines
+/// a common table expression wherever it is read, so the period sums, read by the
+/// names' lookup and by the scores, would be computed twice, and the scores, read for
+/// `prev_score` too, again.
+///
+/// `person_period_sums`: the daily rows summed by period and person, grouped by the
+/// period's key (kind and first day) and the person alone — the period's labels, and the
+/// team and manager of the person's last day in it (one `person_daily` row per date,
+/// person and role), joined on after (an ordered `last_value` per group cost as much as
+/// all the sums). `person_period_scored`: with names, check-in medians, rates, scores,
+/// `judged` and targets.
+pub fn person_period_steps(p: &Pipeline) -> Vec<(&'static str, String)> {
     let min = p.scoring.review.min_volume;
     let judged = per_role(p, |r| judged_expr(p.scorecard(r), min));
     let met = per_role(p, |r| targets_exprs(p.scoring.review.targets.get(r)).0);
     let total = per_role(p, |r| targets_exprs(p.scoring.review.targets.get(r)).1);
-    format!(
-        "WITH d AS (SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, k.keep, x.* \
+    let sums = format!(
+        "WITH d AS (SELECT k.period_kind, k.period_start, x.* \
            FROM person_daily x JOIN periods k ON k.dt = x.dt), \
-         g AS (SELECT {PERIOD_KEYS}, person_id, role, \
-             last_value(team_id ORDER BY dt) AS team_id, last_value(manager_id ORDER BY dt) AS manager_id, \
-             MAX(dt) AS last_dt, CAST(COUNT(*) AS BIGINT) AS days, {sums} \
-           FROM d GROUP BY {PERIOD_KEYS}, person_id, role), \
+         g AS (SELECT period_kind, period_start, person_id, role, MAX(dt) AS last_dt, \
+             CAST(COUNT(*) AS BIGINT) AS days, {sums} \
+           FROM d GROUP BY period_kind, period_start, person_id, role), \
+         k AS (SELECT DISTINCT {PERIOD_KEYS} FROM periods) \
+         SELECT k.period_kind, k.period, k.period_start, k.period_end, k.prev_start, k.keep, \
+           g.person_id, g.role, x.team_id, x.manager_id, g.last_dt, g.days, {g_counts}, g.order_amount \
+         FROM g JOIN k ON k.period_kind = g.period_kind AND k.period_start = g.period_start \
+         JOIN person_daily x ON (x.person_id IS NOT DISTINCT FROM g.person_id) \
+           AND (x.role IS NOT DISTINCT FROM g.role) AND (x.dt IS NOT DISTINCT FROM g.last_dt)",
+        sums = summed_counts(),
+        g_counts = COUNTS.map(|c| format!("g.{c}")).join(", "),
+    );
+    let scored = format!(
+        "WITH g AS (SELECT * FROM person_period_sums), \
          m AS (SELECT k.period_kind, k.period, f.person_id, median(f.minutes) AS checkin_response_minutes \
            FROM checkin_facts f JOIN periods k ON k.dt = f.dt GROUP BY k.period_kind, k.period, f.person_id), \
          n AS ({names}), \
          r AS (SELECT g.*, n.name, m.checkin_response_minutes, {rate_cols} FROM g \
            LEFT JOIN m ON m.period_kind = g.period_kind AND m.period = g.period AND m.person_id = g.person_id \
-           LEFT JOIN n ON n.person_id = g.person_id AND n.dt = g.last_dt), \
-         s AS (SELECT *, {score} AS score, COALESCE({judged}, false) AS judged, \
-             {met} AS targets_met, {total} AS targets_total FROM r) \
-         SELECT CAST(s.period_start AS VARCHAR) AS dt, s.period_kind, s.period, s.period_start, s.period_end, \
+           LEFT JOIN n ON n.person_id = g.person_id AND n.dt = g.last_dt) \
+         SELECT *, {score} AS score, COALESCE({judged}, false) AS judged, \
+           {met} AS targets_met, {total} AS targets_total FROM r",
+        names = crate::review::roster_at("SELECT DISTINCT person_id, last_dt AS dt FROM g"),
+        rate_cols = rate_columns(),
+        score = role_score(p),
+    );
+    vec![
+        ("person_period_sums", sums),
+        ("person_period_scored", scored),
+    ]
+}
+
+/// The `person_period` query over the steps of [`person_period_steps`] (which read
+/// `person_daily`, `periods`, `checkin_facts` and the roster, `roster_rows`) and
+/// `person_period_before`. `prev_score` is the score of the same person and role in the
+/// period that starts on `prev_start`, of this group or stored before it (a period of a
+/// kind, person and role is there at most once).
+pub fn person_period(_p: &Pipeline) -> String {
+    format!(
+        "SELECT CAST(s.period_start AS VARCHAR) AS dt, s.period_kind, s.period, s.period_start, s.period_end, \
            s.person_id, s.name, s.role, s.team_id, s.manager_id, s.days, {s_counts}, s.order_amount, \
            s.checkin_response_minutes, {s_rates}, s.score, s.judged, \
            CASE WHEN s.judged THEN CAST(RANK() OVER (PARTITION BY s.period_kind, s.period, s.team_id, s.role, s.judged \
              ORDER BY s.score DESC NULLS LAST) AS BIGINT) END AS rank_in_team, \
-           s.prev_score, s.score - s.prev_score AS score_change, s.targets_met, s.targets_total \
-         FROM (SELECT *, CASE WHEN LAG(period_start) OVER w = prev_start THEN LAG(score) OVER w END AS prev_score \
-           FROM (SELECT * FROM s UNION ALL BY NAME \
-             SELECT period_kind, period_start, person_id, role, score, false AS keep FROM person_period_before) \
-           WINDOW w AS (PARTITION BY period_kind, person_id, role ORDER BY period_start)) s \
+           b.score AS prev_score, s.score - b.score AS score_change, s.targets_met, s.targets_total \
+         FROM person_period_scored s LEFT JOIN ( \
+           SELECT period_kind, period_start, person_id, role, score FROM person_period_scored UNION ALL \
+           SELECT period_kind, period_start, person_id, role, score FROM person_period_before) b \
+         ON (b.period_kind IS NOT DISTINCT FROM s.period_kind) AND (b.person_id IS NOT DISTINCT FROM s.person_id) \
+           AND (b.role IS NOT DISTINCT FROM s.role) AND (b.period_start IS NOT DISTINCT FROM s.prev_start) \
          WHERE s.keep ORDER BY s.period_start, s.period_kind, s.person_id, s.role",
-        sums = summed_counts(),
-        names = crate::review::roster_at("SELECT DISTINCT person_id, last_dt AS dt FROM g"),
-        rate_cols = rate_columns(),
-        score = role_score(p),
         s_counts = COUNTS.map(|c| format!("s.{c}")).join(", "),
         s_rates = RATES.map(|r| format!("s.{}", r.0)).join(", "),
     )

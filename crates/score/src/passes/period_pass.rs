@@ -13,7 +13,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::review_pass::register_spilled;
 use crate::files::{put_all, render};
-use crate::{ScoreError, period, q, review, table_sql};
+use crate::{ScoreError, materialize_steps, period, q, review, table_sql, table_steps};
 
 /// The period tables over the daily files just written (`daily`), written and durable,
 /// a group of periods at a time ([`period::groups`], about `group_rows` person-days each).
@@ -41,7 +41,8 @@ pub(crate) async fn score_periods(
     }
     let groups = period::groups(dates, &person_days, group_rows.max(1), starts);
     tracing::debug!(groups = groups.len(), "periods: grouped");
-    let (person_sql, team_sql) = (
+    let (person_steps, person_sql, team_sql) = (
+        table_steps(ScoreTable::PersonPeriod, p),
         table_sql(ScoreTable::PersonPeriod, p),
         table_sql(ScoreTable::TeamPeriod, p),
     );
@@ -59,8 +60,12 @@ pub(crate) async fn score_periods(
             let name = format!("{}_before", t.name());
             register_table(&ctx, w, &name, t.schema(), &files).map_err(q(t.name()))?;
         }
+        let person_rows = async {
+            materialize_steps(&ctx, &person_steps).await?;
+            render(&ctx, ScoreTable::PersonPeriod, &person_sql, props).await
+        };
         let ((pf, mut writes), (tf, tw)) = futures::future::try_join(
-            render(&ctx, ScoreTable::PersonPeriod, &person_sql, props),
+            person_rows,
             render(&ctx, ScoreTable::TeamPeriod, &team_sql, props),
         )
         .await?;
