@@ -6,4 +6,6 @@ mod period_pass;
 mod review_pass;
 
 pub(crate) use period_pass::score_periods;
+#[cfg(test)]
+pub(crate) use review_pass::DAYS_FROM_LAST;
 pub(crate) use review_pass::{all_facts, register_review, review_pass};
