@@ -244,6 +244,33 @@ mod tests {
         out
     }
 
+    /// The rows of the review plan's view `view` over `batch` registered as `table` (in
+    /// two partitions, split at `at`).
+    async fn from_sql(
+        ctx: &SessionContext,
+        view: &str,
+        table: &str,
+        batch: &RecordBatch,
+        at: usize,
+    ) -> RecordBatch {
+        let parts = vec![
+            vec![batch.slice(0, at)],
+            vec![batch.slice(at, batch.num_rows() - at)],
+        ];
+        ctx.register_table(
+            table,
+            Arc::new(MemTable::try_new(batch.schema(), parts).unwrap()),
+        )
+        .unwrap();
+        let p =
+            crmdq_config::Pipeline::from_str_at("{}", std::path::Path::new("t.yaml"), &|_| None)
+                .unwrap();
+        let plan = crate::review::plan(&p);
+        let sql = &plan.bucket.iter().find(|(n, _)| n == view).unwrap().1;
+        let df = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        concat_batches(&df[0].schema(), &df).unwrap()
+    }
+
     /// The native moves equal the SQL definition (`review.rs`) on the cases that matter:
     /// versions rising, a day whose versions are older than an earlier day's (late entry
     /// of an old version: not a move), a NULL stage, NULL record ids, won after lost,
@@ -268,29 +295,7 @@ mod tests {
         let schema = batch.schema();
         let native = stage_moves(&schema, std::slice::from_ref(&batch)).unwrap();
         let ctx = SessionContext::new();
-        ctx.register_table(
-            "opportunity_days",
-            Arc::new(
-                MemTable::try_new(
-                    schema,
-                    vec![vec![batch.slice(0, 6)], vec![batch.slice(6, 7)]],
-                )
-                .unwrap(),
-            ),
-        )
-        .unwrap();
-        let p =
-            crmdq_config::Pipeline::from_str_at("{}", std::path::Path::new("t.yaml"), &|_| None)
-                .unwrap();
-        let plan = crate::review::plan(&p);
-        let sql = &plan
-            .bucket
-            .iter()
-            .find(|(n, _)| n == "opportunity_moves")
-            .unwrap()
-            .1;
-        let df = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let from_sql = concat_batches(&df[0].schema(), &df).unwrap();
+        let from_sql = from_sql(&ctx, "opportunity_moves", "opportunity_days", &batch, 6).await;
         assert_eq!(lines(&native), lines(&from_sql));
         // Not trivially equal: the late old version is dropped, B's won follows lost.
         assert_eq!(native.num_rows(), 11);
@@ -338,29 +343,7 @@ mod tests {
             .await
             .unwrap();
         let native = concat_batches(&df[0].schema(), &df).unwrap();
-        ctx.register_table(
-            "opportunity_versions",
-            Arc::new(
-                MemTable::try_new(
-                    schema,
-                    vec![vec![batch.slice(0, 6)], vec![batch.slice(6, 5)]],
-                )
-                .unwrap(),
-            ),
-        )
-        .unwrap();
-        let p =
-            crmdq_config::Pipeline::from_str_at("{}", std::path::Path::new("t.yaml"), &|_| None)
-                .unwrap();
-        let plan = crate::review::plan(&p);
-        let sql = &plan
-            .bucket
-            .iter()
-            .find(|(n, _)| n == "opportunity_days")
-            .unwrap()
-            .1;
-        let df = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let from_sql = concat_batches(&df[0].schema(), &df).unwrap();
+        let from_sql = from_sql(&ctx, "opportunity_days", "opportunity_versions", &batch, 6).await;
         assert_eq!(lines(&native), lines(&from_sql));
         assert_eq!(native.num_rows(), 7);
         for want in [

@@ -367,21 +367,8 @@ pub(crate) const DAYS_FROM_LAST: &str = "SELECT record_id, dt, owner_id, custome
 /// `opportunity_days` from `opportunity_versions`, natively ([`moves::last_of_days`]; the
 /// view's SQL is its definition).
 async fn native_days(ctx: &SessionContext) -> Result<MemTable, DataFusionError> {
-    let df = ctx.table("opportunity_versions").await?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    let last = tokio::task::spawn_blocking(move || moves::last_of_days(&schema, &batches))
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))??;
-    let half = last.num_rows() / 2;
-    let parts = vec![
-        vec![last.slice(0, half)],
-        vec![last.slice(half, last.num_rows() - half)],
-    ];
-    ctx.register_table(
-        "opportunity_days_last",
-        Arc::new(MemTable::try_new(last.schema(), parts)?),
-    )?;
+    let last = natively(ctx, "opportunity_versions", moves::last_of_days).await?;
+    ctx.register_table("opportunity_days_last", Arc::new(last))?;
     let table = materialized(ctx, DAYS_FROM_LAST, None).await;
     ctx.deregister_table("opportunity_days_last")?;
     table
@@ -390,10 +377,20 @@ async fn native_days(ctx: &SessionContext) -> Result<MemTable, DataFusionError> 
 /// `opportunity_moves` from `opportunity_days`, natively ([`moves`]; the view's SQL is
 /// its definition).
 async fn native_moves(ctx: &SessionContext) -> Result<MemTable, DataFusionError> {
-    let df = ctx.table("opportunity_days").await?;
+    natively(ctx, "opportunity_days", moves::stage_moves).await
+}
+
+/// `f` over all rows of table `input`, off the async threads, as a table of two
+/// partitions (so that the views reading it run on both cores).
+async fn natively(
+    ctx: &SessionContext,
+    input: &str,
+    f: fn(&SchemaRef, &[RecordBatch]) -> Result<RecordBatch, arrow::error::ArrowError>,
+) -> Result<MemTable, DataFusionError> {
+    let df = ctx.table(input).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
-    let out = tokio::task::spawn_blocking(move || moves::stage_moves(&schema, &batches))
+    let out = tokio::task::spawn_blocking(move || f(&schema, &batches))
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))??;
     let half = out.num_rows() / 2;
