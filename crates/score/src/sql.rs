@@ -1,5 +1,6 @@
-//! The scoring SQL, generated from the pipeline's scorecards. Kept as text so that
-//! `crmdq score --explain` can print exactly what produced a number.
+//! The scoring SQL, generated from the pipeline's scorecards. Kept as text: the score's
+//! plan fingerprint (`incremental::Plans`) hashes it, so a changed scorecard or query
+//! re-scores what it affects.
 
 use std::fmt::Write as _;
 
